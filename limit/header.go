@@ -1,0 +1,111 @@
+package limit
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Header names written by SetHeaders.
+const (
+	HeaderPolicy     = "RateLimit-Policy"
+	HeaderRateLimit  = "RateLimit"
+	HeaderXLimit     = "X-RateLimit-Limit"
+	HeaderXRemaining = "X-RateLimit-Remaining"
+	HeaderXReset     = "X-RateLimit-Reset"
+	HeaderRetryAfter = "Retry-After"
+)
+
+// SetHeaders writes the decision to h in the fields of the IETF httpapi
+// draft (draft-ietf-httpapi-ratelimit-headers-11) and the common X- family:
+//
+//	RateLimit-Policy: "org-requests";q=1000;w=1, "script-writes-per-script";q=5;w=3
+//	RateLimit: "script-writes-per-script";r=0;t=3
+//	X-RateLimit-Limit: 5
+//	X-RateLimit-Remaining: 0
+//	X-RateLimit-Reset: 3
+//	Retry-After: 1
+//
+// RateLimit-Policy lists every enforced tier: q is its burst (the quota a
+// full bucket holds) and w the seconds an empty bucket takes to refill,
+// rounded up. RateLimit, X-RateLimit-* describe the decisive tier
+// (Decision.Limiting): r the requests it admits now, t the whole seconds
+// until it is full, rounded up. Retry-After, on a rejection only, is the
+// exact retry-after rounded up to whole seconds, so a client that honours
+// it is never early.
+//
+// Shadow tiers are left out: they never reject, and a client that paced
+// itself by one would slow down for a limit that is not enforced. A policy
+// name that is not a valid structured-field string is escaped (see
+// QuoteString). SetHeaders does nothing for a decision without tiers.
+func SetHeaders(h http.Header, d *Decision) {
+	lim := d.Limit()
+	if lim == nil || lim.Policy.Shadow {
+		return
+	}
+	buf := make([]byte, 0, 64*len(d.Tiers))
+	first := true
+	for i := range d.Tiers {
+		p := d.Tiers[i].Policy
+		if p.Shadow {
+			continue
+		}
+		if !first {
+			buf = append(buf, ", "...)
+		}
+		first = false
+		buf = AppendQuoted(buf, p.Name)
+		buf = append(buf, ";q="...)
+		buf = strconv.AppendInt(buf, p.Burst, 10)
+		buf = append(buf, ";w="...)
+		buf = strconv.AppendInt(buf, ceilSeconds(p.Window()), 10)
+	}
+	h[HeaderPolicy] = []string{string(buf)}
+
+	buf = AppendQuoted(buf[:0], lim.Policy.Name)
+	buf = append(buf, ";r="...)
+	buf = strconv.AppendInt(buf, lim.Remaining, 10)
+	buf = append(buf, ";t="...)
+	reset := ceilSeconds(lim.ResetAfter)
+	buf = strconv.AppendInt(buf, reset, 10)
+	h[HeaderRateLimit] = []string{string(buf)}
+
+	h[HeaderXLimit] = []string{strconv.FormatInt(lim.Policy.Burst, 10)}
+	h[HeaderXRemaining] = []string{strconv.FormatInt(lim.Remaining, 10)}
+	h[HeaderXReset] = []string{strconv.FormatInt(reset, 10)}
+	if !d.Allowed {
+		h[HeaderRetryAfter] = []string{strconv.FormatInt(max(1, ceilSeconds(d.RetryAfter)), 10)}
+	}
+}
+
+// ceilSeconds rounds d up to whole seconds.
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// QuoteString returns s as a structured-field String (RFC 8941 §3.3.3):
+// quoted, with `"` and `\` escaped. Bytes a String cannot hold (controls,
+// DEL, non-ASCII) and '%' itself are written as %XX, so any name yields a
+// valid field and distinct names stay distinct.
+func QuoteString(s string) string { return string(AppendQuoted(nil, s)) }
+
+// AppendQuoted appends QuoteString(s) to b.
+func AppendQuoted(b []byte, s string) []byte {
+	const hex = "0123456789ABCDEF"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c > 0x7e || c == '%':
+			b = append(b, '%', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,39 @@
+// Package testenv gives tests the real services they need: the URLs of the
+// Redis and PostgreSQL servers that .ci/run starts.
+//
+// A test that needs a service calls RedisURL or PostgresURL. When the
+// service is not configured the test is skipped on a developer's machine,
+// and fails under CI=true or RATELAB_REQUIRE_SERVICES=1, so that CI can
+// never pass by skipping what it should run.
+package testenv
+
+import (
+	"os"
+	"testing"
+)
+
+// Required reports whether a missing service must fail a test instead of
+// skipping it.
+func Required() bool {
+	return os.Getenv("CI") == "true" || os.Getenv("RATELAB_REQUIRE_SERVICES") == "1"
+}
+
+// RedisURL returns RATELAB_REDIS_URL, or skips (fails when Required) if it
+// is unset.
+func RedisURL(t testing.TB) string { return need(t, "RATELAB_REDIS_URL", "Redis") }
+
+// PostgresURL returns RATELAB_POSTGRES_URL, or skips (fails when Required)
+// if it is unset.
+func PostgresURL(t testing.TB) string { return need(t, "RATELAB_POSTGRES_URL", "PostgreSQL") }
+
+func need(t testing.TB, env, what string) string {
+	t.Helper()
+	if u := os.Getenv(env); u != "" {
+		return u
+	}
+	if Required() {
+		t.Fatalf("%s is required (CI=true or RATELAB_REQUIRE_SERVICES=1) but %s is not set; run the tests with bash .ci/run", what, env)
+	}
+	t.Skipf("%s not configured: set %s (bash .ci/run does)", what, env)
+	return ""
+}

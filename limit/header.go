@@ -6,7 +6,9 @@ import (
 	"time"
 )
 
-// Header names written by SetHeaders.
+// Header names written by SetHeaders, as the drafts spell them. Go's
+// http.Header canonicalizes them ("Ratelimit-Policy"); Get and Set accept
+// either spelling.
 const (
 	HeaderPolicy     = "RateLimit-Policy"
 	HeaderRateLimit  = "RateLimit"
@@ -14,6 +16,16 @@ const (
 	HeaderXRemaining = "X-RateLimit-Remaining"
 	HeaderXReset     = "X-RateLimit-Reset"
 	HeaderRetryAfter = "Retry-After"
+)
+
+// Canonical map keys of the header names, computed once.
+var (
+	keyPolicy     = http.CanonicalHeaderKey(HeaderPolicy)
+	keyRateLimit  = http.CanonicalHeaderKey(HeaderRateLimit)
+	keyXLimit     = http.CanonicalHeaderKey(HeaderXLimit)
+	keyXRemaining = http.CanonicalHeaderKey(HeaderXRemaining)
+	keyXReset     = http.CanonicalHeaderKey(HeaderXReset)
+	keyRetryAfter = http.CanonicalHeaderKey(HeaderRetryAfter)
 )
 
 // SetHeaders writes the decision to h in the fields of the IETF httpapi
@@ -60,7 +72,7 @@ func SetHeaders(h http.Header, d *Decision) {
 		buf = append(buf, ";w="...)
 		buf = strconv.AppendInt(buf, ceilSeconds(p.Window()), 10)
 	}
-	h[HeaderPolicy] = []string{string(buf)}
+	h[keyPolicy] = []string{string(buf)}
 
 	buf = AppendQuoted(buf[:0], lim.Policy.Name)
 	buf = append(buf, ";r="...)
@@ -68,13 +80,13 @@ func SetHeaders(h http.Header, d *Decision) {
 	buf = append(buf, ";t="...)
 	reset := ceilSeconds(lim.ResetAfter)
 	buf = strconv.AppendInt(buf, reset, 10)
-	h[HeaderRateLimit] = []string{string(buf)}
+	h[keyRateLimit] = []string{string(buf)}
 
-	h[HeaderXLimit] = []string{strconv.FormatInt(lim.Policy.Burst, 10)}
-	h[HeaderXRemaining] = []string{strconv.FormatInt(lim.Remaining, 10)}
-	h[HeaderXReset] = []string{strconv.FormatInt(reset, 10)}
+	h[keyXLimit] = []string{strconv.FormatInt(lim.Policy.Burst, 10)}
+	h[keyXRemaining] = []string{strconv.FormatInt(lim.Remaining, 10)}
+	h[keyXReset] = []string{strconv.FormatInt(reset, 10)}
 	if !d.Allowed {
-		h[HeaderRetryAfter] = []string{strconv.FormatInt(max(1, ceilSeconds(d.RetryAfter)), 10)}
+		h[keyRetryAfter] = []string{strconv.FormatInt(max(1, ceilSeconds(d.RetryAfter)), 10)}
 	}
 }
 

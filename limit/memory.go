@@ -175,6 +175,7 @@ func (s *MemoryStore) Decide(_ context.Context, req *Request, d *Decision) error
 		sh := &s.shards[shard[i]]
 		if e := sh.m[keys[i]]; e != nil {
 			entries[i] = e
+			sh.touch(e) // any access counts as use, a rejection too
 			if b := e.tat - nowNs; b > 0 {
 				backlog[i] = time.Duration(b)
 			}
@@ -190,7 +191,6 @@ func (s *MemoryStore) Decide(_ context.Context, req *Request, d *Decision) error
 			tat := nowNs + int64(ts.ResetAfter)
 			if e := entries[i]; e != nil {
 				e.tat = tat
-				s.shards[shard[i]].touch(e)
 				continue
 			}
 			s.insert(shard[i], keys[i], tat, nowNs)

@@ -1,7 +1,11 @@
 package limit_test
 
 import (
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"ratelab/limit"
 	"ratelab/limit/limittest"
@@ -20,4 +24,151 @@ func TestMemoryConformanceOneShard(t *testing.T) {
 	limittest.Run(t, func(t *testing.T) limit.Store {
 		return limit.NewMemoryStore(limit.MemoryConfig{Shards: 1})
 	})
+}
+
+func TestMemoryEvictsLeastRecentlyUsed(t *testing.T) {
+	s := limit.NewMemoryStore(limit.MemoryConfig{Shards: 1, MaxKeys: 3})
+	p := &limit.Policy{Name: "p", Rate: limit.Per(1, time.Minute), Burst: 1}
+	at := time.Unix(1000, 0)
+	var d limit.Decision
+	decide := func(key string) bool {
+		t.Helper()
+		if err := s.Decide(t.Context(), &limit.Request{Now: at, Cost: 1, Tiers: []limit.Tier{{Policy: p, Key: key}}}, &d); err != nil {
+			t.Fatal(err)
+		}
+		return d.Allowed
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		decide(k)
+	}
+	decide("a") // rejected, but a is now the most recently used
+	if !decide("d") {
+		t.Fatal("d rejected")
+	}
+	if st := s.Stats(); st.Keys != 3 || st.Evictions != 1 {
+		t.Fatalf("stats %+v, want 3 keys and 1 eviction", st)
+	}
+	// b was least recently used and evicted: its state is gone, so it is
+	// admitted again; a kept its state and is still rejected.
+	if !decide("b") {
+		t.Fatal("evicted key b still rejected")
+	}
+	if decide("a") {
+		t.Fatal("recently used key a was evicted")
+	}
+}
+
+func TestMemorySweep(t *testing.T) {
+	s := limit.NewMemoryStore(limit.MemoryConfig{})
+	p := &limit.Policy{Name: "p", Rate: limit.Per(1, time.Second), Burst: 2}
+	at := time.Unix(1000, 0)
+	var d limit.Decision
+	for i := range 100 {
+		req := limit.Request{Now: at, Cost: 1, Tiers: []limit.Tier{{Policy: p, Key: strconv.Itoa(i)}}}
+		if err := s.Decide(t.Context(), &req, &d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Sweep(at.Add(999 * time.Millisecond)); n != 0 {
+		t.Fatalf("swept %d keys that still carry state", n)
+	}
+	if n := s.Sweep(at.Add(time.Second)); n != 100 {
+		t.Fatalf("swept %d, want 100", n)
+	}
+	if st := s.Stats(); st.Keys != 0 || st.Evictions != 0 {
+		t.Fatalf("stats after sweep %+v", st)
+	}
+}
+
+func TestMemoryBackgroundSweeper(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s := limit.NewMemoryStore(limit.MemoryConfig{SweepInterval: time.Millisecond, Now: clock})
+	defer s.Close()
+	p := &limit.Policy{Name: "p", Rate: limit.Per(1, time.Second), Burst: 1}
+	var d limit.Decision
+	if err := s.Decide(t.Context(), &limit.Request{Cost: 1, Tiers: []limit.Tier{{Policy: p, Key: "k"}}}, &d); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(time.Hour)
+	mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().Keys != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("background sweeper did not drop the expired key")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestMemoryKnownKeyDoesNotAllocate(t *testing.T) {
+	s := limit.NewMemoryStore(limit.MemoryConfig{})
+	ps := []*limit.Policy{
+		{Name: "org", Rate: limit.Per(1000, time.Second), Burst: 1000},
+		{Name: "client", Rate: limit.Per(100, time.Second), Burst: 200},
+		{Name: "writes", Rate: limit.Per(20, time.Second), Burst: 40},
+		{Name: "script", Rate: limit.Per(2, time.Second), Burst: 5},
+	}
+	req := limit.Request{Group: "org-1", Cost: 1, Tiers: []limit.Tier{
+		{Policy: ps[0], Key: "org-1"}, {Policy: ps[1], Key: "client-1"},
+		{Policy: ps[2], Key: "org-1"}, {Policy: ps[3], Key: "script-1"}}}
+	var d limit.Decision
+	at := time.Unix(1000, 0)
+	allocs := testing.AllocsPerRun(100, func() {
+		at = at.Add(time.Second)
+		req.Now = at
+		if err := s.Decide(t.Context(), &req, &d); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per decision on known keys, want 0", allocs)
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]limit.Rate{
+		"10/s":    limit.Per(10, time.Second),
+		"600/m":   limit.Per(600, time.Minute),
+		"0.5/s":   limit.Per(1, 2*time.Second),
+		"1/10s":   limit.Per(1, 10*time.Second),
+		"2.5/s":   limit.Per(5, 2*time.Second),
+		"100/1m":  limit.Per(100, time.Minute),
+		" 3 / h ": limit.Per(3, time.Hour),
+	} {
+		got, err := limit.ParseRate(in)
+		if err != nil || got != want {
+			t.Errorf("ParseRate(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "10", "0/s", "-1/s", "x/s", "10/fortnight", "10/0s", "NaN/s", "1e12/ns"} {
+		if _, err := limit.ParseRate(bad); err == nil {
+			t.Errorf("ParseRate(%q): no error", bad)
+		}
+	}
+	if got := limit.Per(1, 2*time.Second).Describe(); got != "1 per 2 seconds" {
+		t.Errorf("Describe = %q", got)
+	}
+	if got := limit.Per(2, time.Second).Describe(); got != "2 per second" {
+		t.Errorf("Describe = %q", got)
+	}
+}
+
+func TestPolicyValidate(t *testing.T) {
+	ok := limit.Policy{Name: "p", Rate: limit.Per(2, time.Second), Burst: 5}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]limit.Policy{
+		"name":   {Rate: limit.Per(2, time.Second), Burst: 5},
+		"rate":   {Name: "p", Burst: 5},
+		"burst":  {Name: "p", Rate: limit.Per(2, time.Second)},
+		"window": {Name: "p", Rate: limit.Per(1, time.Hour), Burst: 10_000},
+	} {
+		if err := p.Validate(); err == nil || !strings.HasPrefix(err.Error(), strings.Split(name, "-")[0]) && name != "window" {
+			t.Errorf("%s: err = %v", name, err)
+		}
+	}
 }

@@ -1,0 +1,199 @@
+package load
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Vars are the values a template may use when a request is built: the
+// virtual user, its iteration, the request's sequence number, the current
+// CSV row and the time of the send. The zero Vars is valid: thread 0,
+// iteration 0, no CSV row, the zero time.
+type Vars struct {
+	Thread    int
+	Iteration int
+	Seq       uint64
+	// Row is the current CSV row, indexed by column (see Columns).
+	Row []string
+	// Now is the instant the request is built; {{now}} formats it.
+	Now time.Time
+}
+
+// Columns maps CSV column names to their index in Vars.Row. A nil Columns
+// has no columns: a template that names one fails to compile.
+type Columns map[string]int
+
+// Template is a compiled request template: the text of a URL, a header
+// value or a body with {{...}} actions in the syntax of text/template:
+//
+//	{{.Thread}}     the virtual user, from 1
+//	{{.Iteration}}  its loop iteration, from 0
+//	{{.Seq}}        the request's sequence number in the run, from 0
+//	{{.name}}       column "name" of the current --data CSV row
+//	{{uuid}}        a random UUID (version 4)
+//	{{now}}         the send time, RFC 3339 with milliseconds, UTC
+//
+// A Template is compiled once; a static one (no actions) costs nothing per
+// request. The zero Template is the empty static text. A Template is
+// immutable and safe for concurrent use.
+type Template struct {
+	src   string
+	parts []part
+}
+
+type partKind uint8
+
+const (
+	partText partKind = iota
+	partThread
+	partIteration
+	partSeq
+	partColumn
+	partUUID
+	partNow
+)
+
+type part struct {
+	kind partKind
+	text string // partText
+	col  int    // partColumn
+}
+
+// TemplateError locates a template error: Offset is the byte offset of the
+// offending action in the source.
+type TemplateError struct {
+	Offset int
+	Msg    string
+}
+
+func (e *TemplateError) Error() string {
+	return fmt.Sprintf("template: at offset %d: %s", e.Offset, e.Msg)
+}
+
+// CompileTemplate compiles src. cols names the CSV columns a template may
+// use; a template that names anything else fails here, before any request
+// is sent.
+func CompileTemplate(src string, cols Columns) (*Template, error) {
+	t := &Template{src: src}
+	rest, off := src, 0
+	for rest != "" {
+		i := strings.Index(rest, "{{")
+		if i < 0 {
+			t.parts = append(t.parts, part{kind: partText, text: rest})
+			break
+		}
+		if i > 0 {
+			t.parts = append(t.parts, part{kind: partText, text: rest[:i]})
+		}
+		j := strings.Index(rest[i+2:], "}}")
+		if j < 0 {
+			return nil, &TemplateError{Offset: off + i, Msg: `unclosed action: missing "}}"`}
+		}
+		action := strings.TrimSpace(rest[i+2 : i+2+j])
+		p, err := compileAction(action, cols)
+		if err != nil {
+			return nil, &TemplateError{Offset: off + i, Msg: err.Error()}
+		}
+		t.parts = append(t.parts, p)
+		off += i + 2 + j + 2
+		rest = rest[i+2+j+2:]
+	}
+	if len(t.parts) == 1 && t.parts[0].kind == partText {
+		t.parts = nil // static: Static answers without looking at parts
+	}
+	return t, nil
+}
+
+func compileAction(a string, cols Columns) (part, error) {
+	switch a {
+	case "":
+		return part{}, errors.New("empty action")
+	case ".Thread":
+		return part{kind: partThread}, nil
+	case ".Iteration":
+		return part{kind: partIteration}, nil
+	case ".Seq":
+		return part{kind: partSeq}, nil
+	case "uuid":
+		return part{kind: partUUID}, nil
+	case "now":
+		return part{kind: partNow}, nil
+	}
+	if name, ok := strings.CutPrefix(a, "."); ok {
+		if i, ok := cols[name]; ok && name != "" {
+			return part{kind: partColumn, col: i}, nil
+		}
+		if len(cols) == 0 {
+			return part{}, fmt.Errorf("unknown variable %q (no --data CSV columns are defined)", a)
+		}
+		return part{}, fmt.Errorf("unknown variable %q (not a CSV column)", a)
+	}
+	return part{}, fmt.Errorf("unknown function %q (want .Thread, .Iteration, .Seq, .column, uuid or now)", a)
+}
+
+// MustStatic returns a static template of s, for callers that build
+// requests in code.
+func MustStatic(s string) *Template { return &Template{src: s} }
+
+// Source returns the template's source text.
+func (t *Template) Source() string { return t.src }
+
+// Static reports whether the template has no actions.
+func (t *Template) Static() bool { return len(t.parts) == 0 }
+
+// Append appends the template's text for v to dst and returns it.
+func (t *Template) Append(dst []byte, v *Vars) []byte {
+	if len(t.parts) == 0 {
+		return append(dst, t.src...)
+	}
+	for _, p := range t.parts {
+		switch p.kind {
+		case partText:
+			dst = append(dst, p.text...)
+		case partThread:
+			dst = strconv.AppendInt(dst, int64(v.Thread), 10)
+		case partIteration:
+			dst = strconv.AppendInt(dst, int64(v.Iteration), 10)
+		case partSeq:
+			dst = strconv.AppendUint(dst, v.Seq, 10)
+		case partColumn:
+			if p.col < len(v.Row) {
+				dst = append(dst, v.Row[p.col]...)
+			}
+		case partUUID:
+			id := uuid.New()
+			var buf [36]byte
+			hexUUID(buf[:], id)
+			dst = append(dst, buf[:]...)
+		case partNow:
+			dst = v.Now.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
+		}
+	}
+	return dst
+}
+
+// Execute returns the template's text for v.
+func (t *Template) Execute(v *Vars) string {
+	if len(t.parts) == 0 {
+		return t.src
+	}
+	return string(t.Append(nil, v))
+}
+
+func hexUUID(dst []byte, id uuid.UUID) {
+	const hex = "0123456789abcdef"
+	j := 0
+	for i, b := range id {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst[j] = '-'
+			j++
+		}
+		dst[j], dst[j+1] = hex[b>>4], hex[b&0xf]
+		j += 2
+	}
+}

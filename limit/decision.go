@@ -34,8 +34,10 @@ type Request struct {
 	Cost int64
 }
 
-// MaxTiers bounds the tiers of one decision.
-const MaxTiers = 16
+// MaxTiers bounds the tiers of one decision. It leaves room for a bulk
+// write of 50 scripts in httpapi: one per-script tier per item beside the
+// request's own tiers.
+const MaxTiers = 64
 
 // ErrTooManyTiers is returned for a request with more than MaxTiers tiers.
 var ErrTooManyTiers = errors.New("limit: too many tiers in one decision")

@@ -1,0 +1,75 @@
+// Package httpapi is ratelab's HTTP API server: the scripts API with
+// transparent, layered rate limits.
+//
+// # Request path
+//
+// Every request goes through: panic recovery and metrics → route (standard
+// library ServeMux patterns) → authentication (bearer token) → preparation
+// (what the limiter needs: the script ids a write touches) → ONE limiter
+// decision over every matching tier, all-or-nothing → handler → store.
+// Every response of a rate-limited route — 2xx, 4xx and 429 alike —
+// carries RateLimit-Policy, RateLimit and X-RateLimit-Limit/Remaining/Reset
+// (see limit.SetHeaders); a 429 adds Retry-After and a body that names the
+// policy, its scope, limit, window and the exact retry delay:
+//
+//	{"message": "script-writes-per-script allows 2 per second, burst 4, for script s1; retry in 430 ms",
+//	 "code": "too_many_requests", "status": 429,
+//	 "limit": {"policy": "script-writes-per-script", "scope": "org+script", "key": "s1", "limit": 2,
+//	           "window": "1s", "burst": 4, "remaining": 0, "resetAfterMs": 2000, "retryAfterMs": 430},
+//	 "violatedPolicies": ["script-writes-per-script"]}
+//
+// Errors have one shape everywhere, {"message", "code", "status"}, and one
+// table maps ratelab error codes to statuses (StatusOf).
+//
+// # Default policies
+//
+// Policies are data: DefaultPolicySpecs, or a YAML file (LoadPolicies)
+// that replaces them. The defaults model the platform of the reference
+// scenario:
+//
+//	name                      rate    burst  scope       applies to
+//	org-requests              1000/s  1000   org         every authenticated request
+//	client-requests           100/s   200    client      every authenticated request
+//	token-requests            10/s    20     client      POST /oauth/token (by the client id it
+//	                                                     presents) and requests without valid
+//	                                                     credentials (by remote address)
+//	script-writes             20/s    40     org         POST, PUT, DELETE of scripts, and bulk
+//	script-writes-per-script  2/s     4      org+script  the same, per script id; a bulk request
+//	                                                     costs 1 for each distinct script in it
+//
+// A bulk request (POST /api/v2/architect/scripts/bulk, up to 50 updates)
+// counts once against org-requests, client-requests and script-writes, so
+// 50 updates in one bulk use 1/50 of the request quota that 50 PUTs would:
+// batching is the cheap path. GET /api/v2/users is under the org and
+// client tiers only, so 10 requests/s never throttle, while 20 threads
+// PUTting one script at 10 requests/s exceed script-writes-per-script
+// within the first second.
+//
+// # Policy file
+//
+//	policies:
+//	  - name: script-writes-per-script
+//	    rate: 2/s          # COUNT/PERIOD: 10/s, 600/m, 0.5/s, 1/10s
+//	    burst: 4           # at least 1
+//	    scope: org+script  # org, client, org+route-class, org+script
+//	    classes: [script-writes]
+//	    routes: ["PUT /api/v2/architect/scripts/{scriptId}"]  # optional, instead of or beside classes
+//	    shadow: false      # true: count and report, never reject
+//
+// Route classes: all, reads, writes, script-reads, script-writes, users,
+// ratelimits (authenticated requests), token (POST /oauth/token) and
+// unauthenticated (API requests without valid credentials). The
+// org-scoped scopes apply only to authenticated requests. Unknown fields
+// are errors, and every error names the file, the policy and the field:
+//
+//	policies.yaml: policy "x": burst: must be at least 1
+//
+// Server.Reload (SIGHUP in ratelab serve) rereads the file and swaps the
+// set atomically; a bad file is logged and the old set stays.
+//
+// # Other routes
+//
+// GET /api/v2/ratelimits reports every policy that applies to the caller
+// with a cost-0 decision (it consumes nothing). /healthz, /readyz,
+// /metrics and /openapi.json are not rate limited.
+package httpapi

@@ -1,0 +1,577 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"ratelab"
+	"ratelab/limit"
+)
+
+// MaxBulkItems bounds the updates of one bulk request.
+const MaxBulkItems = 50
+
+// maxIDLen bounds a script id chosen by a client (PUT to an unknown id).
+const maxIDLen = 100
+
+// authenticate returns the client of the request's bearer token.
+func (s *Server) authenticate(r *http.Request) (*ratelab.Client, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil, oauthErr("", ratelab.EUNAUTHORIZED, "Authorization is missing; send Authorization: Bearer TOKEN (POST /oauth/token issues one).")
+	}
+	scheme, token, _ := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return nil, oauthErr("invalid_request", ratelab.EUNAUTHORIZED, "Authorization must be Bearer TOKEN.")
+	}
+	cl, err := s.auth.ValidateToken(r.Context(), token, s.now())
+	if err != nil {
+		if ratelab.ErrorCode(err) == ratelab.EUNAUTHORIZED {
+			return nil, oauthErr("invalid_token", ratelab.EUNAUTHORIZED, "The access token is invalid or expired.")
+		}
+		return nil, err
+	}
+	return cl, nil
+}
+
+// tokenResponse is the body of a successful token request (RFC 6749 §5.1).
+type tokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+}
+
+// prepareToken reads the token request's form so that the limiter can
+// key it by the presented client id.
+func (s *Server) prepareToken(c *call) error {
+	if err := checkContentType(c.r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"); err != nil {
+		return err
+	}
+	c.r.Body = http.MaxBytesReader(c.w, c.r.Body, MaxBodyBytes)
+	if err := c.r.ParseForm(); err != nil {
+		if _, ok := err.(*http.MaxBytesError); ok {
+			return ratelab.Errorf(ratelab.ETOOLARGE, "Request body is larger than %d bytes.", MaxBodyBytes)
+		}
+		return oauthErr("invalid_request", ratelab.EINVALID, "Malformed form body.")
+	}
+	if id, _, ok := c.r.BasicAuth(); ok {
+		// RFC 6749 §2.3.1: the Basic credentials are form-urlencoded.
+		if dec, err := url.QueryUnescape(id); err == nil {
+			id = dec
+		}
+		c.tokenClient = id
+	} else {
+		c.tokenClient = c.r.PostForm.Get("client_id")
+	}
+	if len(c.tokenClient) > maxIDLen {
+		c.tokenClient = c.tokenClient[:maxIDLen]
+	}
+	return nil
+}
+
+func (s *Server) handleToken(c *call) error {
+	c.w.Header().Set("Cache-Control", "no-store")
+	if gt := c.r.PostForm.Get("grant_type"); gt != "client_credentials" {
+		return oauthErr("unsupported_grant_type", ratelab.EINVALID, "grant_type must be client_credentials.")
+	}
+	id, secret, ok := c.r.BasicAuth()
+	if ok {
+		if v, err := url.QueryUnescape(id); err == nil {
+			id = v
+		}
+		if v, err := url.QueryUnescape(secret); err == nil {
+			secret = v
+		}
+	} else {
+		id, secret = c.r.PostForm.Get("client_id"), c.r.PostForm.Get("client_secret")
+	}
+	if id == "" || secret == "" {
+		return oauthErr("invalid_client", ratelab.EUNAUTHORIZED, "Client credentials are missing: send HTTP Basic or client_id and client_secret.")
+	}
+	cl, err := s.auth.Authenticate(c.r.Context(), id, secret)
+	if err != nil {
+		if ratelab.ErrorCode(err) == ratelab.EUNAUTHORIZED {
+			return oauthErr("invalid_client", ratelab.EUNAUTHORIZED, "Unknown client or wrong secret.")
+		}
+		return err
+	}
+	tok, exp, err := s.auth.IssueToken(c.r.Context(), cl, s.ttl)
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, tokenResponse{AccessToken: tok, TokenType: "bearer", ExpiresIn: int64(exp.Sub(s.now()).Round(time.Second) / time.Second)})
+	return nil
+}
+
+// Page is a page of a listing.
+type Page[T any] struct {
+	Entities   []T `json:"entities"`
+	PageSize   int `json:"pageSize"`
+	PageNumber int `json:"pageNumber"`
+	Total      int `json:"total"`
+	PageCount  int `json:"pageCount"`
+}
+
+func newPage[T any](items []T, p ratelab.Page, total int) Page[T] {
+	if items == nil {
+		items = []T{}
+	}
+	return Page[T]{Entities: items, PageSize: p.Size, PageNumber: p.Number, Total: total, PageCount: (total + p.Size - 1) / p.Size}
+}
+
+func (s *Server) handleListScripts(c *call) error {
+	p, err := pageParams(c.r)
+	if err != nil {
+		return err
+	}
+	list, total, err := s.scripts.FindScripts(c.r.Context(), c.client.OrgID, p)
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, newPage(list, p, total))
+	return nil
+}
+
+// scriptCreate is the body of POST /api/v2/architect/scripts.
+type scriptCreate struct {
+	Name string `json:"name"`
+	Text string `json:"text"`
+}
+
+// scriptPut is the body of PUT /api/v2/architect/scripts/{scriptId} and
+// one item of a bulk request. Version, when set, makes the write a
+// compare-and-swap.
+type scriptPut struct {
+	ID      string `json:"id,omitempty"`
+	Name    string `json:"name"`
+	Text    string `json:"text"`
+	Version *int64 `json:"version,omitempty"`
+}
+
+func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
+
+func writeScript(w http.ResponseWriter, status int, sc *ratelab.Script) {
+	w.Header().Set("ETag", etag(sc.Version))
+	if status == http.StatusCreated {
+		w.Header().Set("Location", scriptsPath+"/"+url.PathEscape(sc.ID))
+	}
+	writeJSON(w, status, sc)
+}
+
+func (s *Server) handleCreateScript(c *call) error {
+	var body scriptCreate
+	if err := decodeJSON(c.w, c.r, &body); err != nil {
+		return err
+	}
+	if err := ratelab.ValidateScript(body.Name, body.Text); err != nil {
+		return err
+	}
+	sc, err := s.scripts.CreateScript(c.r.Context(), c.client.OrgID, body.Name, body.Text, c.client.ID)
+	if err != nil {
+		return err
+	}
+	writeScript(c.w, http.StatusCreated, sc)
+	return nil
+}
+
+func (s *Server) handleGetScript(c *call) error {
+	sc, err := s.scripts.FindScript(c.r.Context(), c.client.OrgID, c.r.PathValue("scriptId"))
+	if err != nil {
+		return err
+	}
+	writeScript(c.w, http.StatusOK, sc)
+	return nil
+}
+
+// validID checks a script id a client chooses: 1–100 bytes of letters,
+// digits, '-', '_' and '.'.
+func validID(id string) error {
+	if id == "" || len(id) > maxIDLen {
+		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "id must be 1 to %d characters.", maxIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.') {
+			return ratelab.Errorf(ratelab.EUNPROCESSABLE, "id may hold only letters, digits, '-', '_' and '.'.")
+		}
+	}
+	return nil
+}
+
+// preparePathScript names the script of a PUT or DELETE for the
+// per-script tier.
+func (s *Server) preparePathScript(c *call) error {
+	id := c.r.PathValue("scriptId")
+	if err := validID(id); err != nil {
+		if c.r.Method == http.MethodDelete {
+			return ratelab.Errorf(ratelab.ENOTFOUND, "Script not found.")
+		}
+		return err
+	}
+	c.scriptIDs = append(c.scriptIDs[:0], id)
+	return nil
+}
+
+// parseIfMatch reads an If-Match header: a version ETag ("3", W/"3") or
+// "*". ok is false without the header; version is -1 for "*" and 0 for a
+// tag that can never match.
+func parseIfMatch(h string) (version int64, ok bool) {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0, false
+	}
+	if h == "*" {
+		return -1, true
+	}
+	for tag := range strings.SplitSeq(h, ",") {
+		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+		if len(tag) >= 2 && tag[0] == '"' && tag[len(tag)-1] == '"' {
+			if v, err := strconv.ParseInt(tag[1:len(tag)-1], 10, 64); err == nil && v > 0 {
+				return v, true
+			}
+		}
+	}
+	return 0, true
+}
+
+func (s *Server) handlePutScript(c *call) error {
+	ctx, orgID, id := c.r.Context(), c.client.OrgID, c.r.PathValue("scriptId")
+	var body scriptPut
+	if err := decodeJSON(c.w, c.r, &body); err != nil {
+		return err
+	}
+	if body.ID != "" && body.ID != id {
+		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "id %q in the body differs from %q in the path.", body.ID, id)
+	}
+	if err := ratelab.ValidateScript(body.Name, body.Text); err != nil {
+		return err
+	}
+	if body.Version != nil && *body.Version < 1 {
+		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "version must be at least 1.")
+	}
+	upd := ratelab.ScriptUpdate{ID: id, Name: body.Name, Text: body.Text, ClientID: c.client.ID}
+	ifMatch, hasIfMatch := parseIfMatch(c.r.Header.Get("If-Match"))
+	conflictCode := ratelab.ECONFLICT
+	if hasIfMatch {
+		conflictCode = ratelab.EPRECONDITION
+		if ifMatch <= 0 || body.Version != nil && *body.Version != ifMatch {
+			// "*", a tag that can never match, or a body version that
+			// disagrees with If-Match: the current version decides which
+			// precondition failed.
+			cur, err := s.scripts.FindScript(ctx, orgID, id)
+			switch {
+			case ratelab.ErrorCode(err) == ratelab.ENOTFOUND:
+				return ratelab.Errorf(ratelab.EPRECONDITION, "If-Match %s: the script does not exist.", c.r.Header.Get("If-Match"))
+			case err != nil:
+				return err
+			case ifMatch == -1:
+				ifMatch = cur.Version
+			case ifMatch != cur.Version:
+				return ratelab.Errorf(ratelab.EPRECONDITION, "If-Match %s does not match the current version %d.", c.r.Header.Get("If-Match"), cur.Version)
+			default:
+				return ratelab.Errorf(ratelab.ECONFLICT, "version %d in the body does not match the current version %d.", *body.Version, cur.Version)
+			}
+		}
+		upd.IfVersion = ifMatch
+	} else if body.Version != nil {
+		upd.IfVersion = *body.Version
+	}
+	sc, created, err := s.scripts.PutScript(ctx, orgID, upd)
+	if ratelab.ErrorCode(err) == ratelab.ECONFLICT {
+		return ratelab.Errorf(conflictCode, "%s", conflictMessage(ctx, s, orgID, id, upd.IfVersion, hasIfMatch))
+	}
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeScript(c.w, status, sc)
+	return nil
+}
+
+// conflictMessage says why a compare-and-swap failed, naming the current
+// version when the script exists.
+func conflictMessage(ctx context.Context, s *Server, orgID, id string, want int64, ifMatch bool) string {
+	what := "version " + strconv.FormatInt(want, 10) + " in the body"
+	if ifMatch {
+		what = "If-Match " + etag(want)
+	}
+	cur, err := s.scripts.FindScript(ctx, orgID, id)
+	if err != nil {
+		return what + " does not match: the script does not exist."
+	}
+	return what + " does not match the current version " + strconv.FormatInt(cur.Version, 10) + "."
+}
+
+func (s *Server) handleDeleteScript(c *call) error {
+	if err := s.scripts.DeleteScript(c.r.Context(), c.client.OrgID, c.r.PathValue("scriptId")); err != nil {
+		return err
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) handleVersions(c *call) error {
+	p, err := pageParams(c.r)
+	if err != nil {
+		return err
+	}
+	list, total, err := s.scripts.ScriptVersions(c.r.Context(), c.client.OrgID, c.r.PathValue("scriptId"), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, newPage(list, p, total))
+	return nil
+}
+
+// bulkRequest is the body of POST /api/v2/architect/scripts/bulk.
+type bulkRequest struct {
+	Scripts []scriptPut `json:"scripts"`
+}
+
+// BulkItem is one item's outcome in a bulk response: the stored script, or
+// the item's error in the API's error shape.
+type BulkItem struct {
+	ID      string          `json:"id"`
+	Status  int             `json:"status"`
+	Version int64           `json:"version,omitempty"`
+	Script  *ratelab.Script `json:"script,omitempty"`
+	Error   *ErrorBody      `json:"error,omitempty"`
+}
+
+// BulkResponse is the body of a bulk response.
+type BulkResponse struct {
+	Results   []BulkItem `json:"results"`
+	Succeeded int        `json:"succeeded"`
+	Failed    int        `json:"failed"`
+}
+
+// prepareBulk decodes the bulk body before the limiter, which charges one
+// unit to the per-script tier of every distinct script in it.
+func (s *Server) prepareBulk(c *call) error {
+	var body bulkRequest
+	if err := decodeJSON(c.w, c.r, &body); err != nil {
+		return err
+	}
+	switch n := len(body.Scripts); {
+	case n == 0:
+		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "scripts must hold at least one update.")
+	case n > MaxBulkItems:
+		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "scripts holds %d updates; at most %d allowed.", n, MaxBulkItems)
+	}
+	c.bulk = &body
+	seen := make(map[string]bool, len(body.Scripts))
+	for _, it := range body.Scripts {
+		if validID(it.ID) == nil && !seen[it.ID] {
+			seen[it.ID] = true
+			c.scriptIDs = append(c.scriptIDs, it.ID)
+		}
+	}
+	return nil
+}
+
+func (s *Server) handleBulk(c *call) error {
+	items := c.bulk.Scripts
+	results := make([]BulkItem, len(items))
+	var upds []ratelab.ScriptUpdate
+	var idx []int
+	for i, it := range items {
+		results[i].ID = it.ID
+		err := validID(it.ID)
+		if err == nil {
+			err = ratelab.ValidateScript(it.Name, it.Text)
+		}
+		if err == nil && it.Version != nil && *it.Version < 1 {
+			err = ratelab.Errorf(ratelab.EUNPROCESSABLE, "version must be at least 1.")
+		}
+		if err != nil {
+			results[i].setError(err)
+			continue
+		}
+		upd := ratelab.ScriptUpdate{ID: it.ID, Name: it.Name, Text: it.Text, ClientID: c.client.ID}
+		if it.Version != nil {
+			upd.IfVersion = *it.Version
+		}
+		upds = append(upds, upd)
+		idx = append(idx, i)
+	}
+	if len(upds) > 0 {
+		res, err := s.scripts.UpdateScripts(c.r.Context(), c.client.OrgID, upds)
+		if err != nil {
+			return err
+		}
+		for j, r := range res {
+			it := &results[idx[j]]
+			switch {
+			case r.Err != nil && ratelab.ErrorCode(r.Err) == ratelab.EINTERNAL:
+				s.metrics.storeErrors.Inc()
+				s.log.Error("bulk item failed", "id", it.ID, "err", r.Err)
+				it.setError(r.Err)
+			case r.Err != nil:
+				it.setError(r.Err)
+			case r.Created:
+				it.Status, it.Script, it.Version = http.StatusCreated, r.Script, r.Script.Version
+			default:
+				it.Status, it.Script, it.Version = http.StatusOK, r.Script, r.Script.Version
+			}
+		}
+	}
+	resp := BulkResponse{Results: results}
+	for _, r := range results {
+		if r.Status < 300 {
+			resp.Succeeded++
+		} else {
+			resp.Failed++
+		}
+	}
+	writeJSON(c.w, http.StatusOK, resp)
+	return nil
+}
+
+func (it *BulkItem) setError(err error) {
+	it.Status = StatusOf(err)
+	it.Error = &ErrorBody{Message: ratelab.ErrorMessage(err), Code: ratelab.ErrorCode(err), Status: it.Status}
+}
+
+// UserList is the body of GET /api/v2/users.
+type UserList struct {
+	Entities []*ratelab.User `json:"entities"`
+	Total    int             `json:"total"`
+}
+
+func (s *Server) handleUsers(c *call) error {
+	users, err := s.auth.FindUsers(c.r.Context(), c.client.OrgID)
+	if err != nil {
+		return err
+	}
+	if users == nil {
+		users = []*ratelab.User{}
+	}
+	writeJSON(c.w, http.StatusOK, UserList{Entities: users, Total: len(users)})
+	return nil
+}
+
+// RateLimits is the body of GET /api/v2/ratelimits.
+type RateLimits struct {
+	Policies []LimitState `json:"policies"`
+}
+
+// handleRateLimits reports every policy that applies to the caller: the
+// org, client and route-class tiers of every route, the per-script tier
+// of the script named by ?scriptId=, and the token endpoint's tier for the
+// caller's client id. The decisions cost 0: nothing is consumed.
+func (s *Server) handleRateLimits(c *call) error {
+	ps := s.policies.Load()
+	if id := c.r.URL.Query().Get("scriptId"); id != "" {
+		if err := validID(id); err != nil {
+			return err
+		}
+		c.scriptIDs = []string{id}
+	}
+	var out []LimitState
+	peek := func(group string, tiers []limit.Tier) error {
+		if len(tiers) == 0 {
+			return nil
+		}
+		req := &limit.Request{Group: group, Tiers: tiers, Cost: 0}
+		if s.fixedNow {
+			req.Now = s.now()
+		}
+		var d limit.Decision
+		if err := s.decide(c.r.Context(), req, &d); err != nil {
+			return err
+		}
+		for i := range d.Tiers {
+			ts := &d.Tiers[i]
+			p := ps.byName[ts.Policy.Name]
+			out = append(out, LimitState{
+				Policy: p.Name, Scope: p.Scope, Key: ts.Key, Limit: p.Rate.Count, Window: p.Rate.Period.String(),
+				Burst: p.Burst, Shadow: p.Shadow, Remaining: ts.Remaining, ResetAfterMs: ts.ResetAfter.Milliseconds(),
+			})
+		}
+		return nil
+	}
+	var tiers []limit.Tier
+	type tk struct{ policy, key string }
+	seen := map[tk]bool{}
+	for i := range s.routes {
+		rt := &s.routes[i]
+		if !rt.auth {
+			continue
+		}
+		rc := &call{r: c.r, rt: rt, client: c.client, scriptIDs: c.scriptIDs}
+		for _, p := range ps.byRoute[i] {
+			for _, t := range s.appendTiers(nil, p, rc, true) {
+				if !seen[tk{t.Policy.Name, t.Key}] {
+					seen[tk{t.Policy.Name, t.Key}] = true
+					tiers = append(tiers, t)
+				}
+			}
+		}
+	}
+	if err := peek(c.client.OrgID, tiers); err != nil {
+		return err
+	}
+	tiers = tiers[:0]
+	for i := range s.routes {
+		if s.routes[i].class == ClassToken {
+			rc := &call{r: c.r, rt: &s.routes[i], tokenClient: c.client.ID}
+			for _, p := range ps.byRoute[i] {
+				tiers = s.appendTiers(tiers, p, rc, false)
+			}
+		}
+	}
+	if err := peek("token", tiers); err != nil {
+		return err
+	}
+	if out == nil {
+		out = []LimitState{}
+	}
+	writeJSON(c.w, http.StatusOK, RateLimits{Policies: out})
+	return nil
+}
+
+// Health is the body of /healthz and /readyz.
+type Health struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks,omitempty"`
+}
+
+func (s *Server) handleHealthz(c *call) error {
+	writeJSON(c.w, http.StatusOK, Health{Status: "ok"})
+	return nil
+}
+
+// pinger is a limiter store that can report its backend's reachability.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+func (s *Server) handleReadyz(c *call) error {
+	ctx, cancel := context.WithTimeout(c.r.Context(), 2*time.Second)
+	defer cancel()
+	h := Health{Status: "ok", Checks: map[string]string{"database": "ok", "limiter": "ok"}}
+	if err := s.auth.Ping(ctx); err != nil {
+		s.log.Error("readyz: database unreachable", "err", err)
+		h.Status, h.Checks["database"] = "unavailable", "unreachable"
+	}
+	if p, ok := s.limiter.(pinger); ok {
+		if err := p.Ping(ctx); err != nil {
+			s.log.Error("readyz: limiter unreachable", "err", err)
+			h.Status, h.Checks["limiter"] = "unavailable", "unreachable"
+		}
+	}
+	status := http.StatusOK
+	if h.Status != "ok" {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(c.w, status, h)
+	return nil
+}

@@ -1,0 +1,100 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"ratelab/limit"
+)
+
+// metrics are the server's Prometheus collectors, registered on the
+// injected registry.
+type metrics struct {
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	decisions     *prometheus.CounterVec
+	fallback      prometheus.Gauge
+	limiterErrors prometheus.Counter
+	storeErrors   prometheus.Counter
+	inFallback    atomic.Bool
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ratelab_http_requests_total",
+			Help: "HTTP requests by route pattern, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ratelab_http_request_duration_seconds",
+			Help:    "HTTP request latency by route pattern and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route", "method"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ratelab_limiter_decisions_total",
+			Help: "Limiter verdicts per policy tier: allowed, rejected, or shadow_rejected (a shadow policy that would have rejected).",
+		}, []string{"policy", "outcome"}),
+		fallback: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ratelab_limiter_fallback",
+			Help: "1 while the limiter store fails and decisions are taken by the local in-memory fallback.",
+		}),
+		limiterErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ratelab_limiter_errors_total",
+			Help: "Limiter store failures.",
+		}),
+		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ratelab_store_errors_total",
+			Help: "Internal errors while serving requests (database and other store failures).",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.decisions, m.fallback, m.limiterErrors, m.storeErrors} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// knownMethods keeps the method label's cardinality bounded.
+var knownMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true}
+
+func (m *metrics) observe(route, method string, status int, d time.Duration) {
+	if !knownMethods[method] {
+		method = "OTHER"
+	}
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// countDecision counts one verdict per policy of the decision (a bulk
+// write's many per-script tiers count once, as the worst of them).
+func (m *metrics) countDecision(d *limit.Decision) {
+	for i := range d.Tiers {
+		ts := &d.Tiers[i]
+		if i > 0 && d.Tiers[i-1].Policy == ts.Policy {
+			continue
+		}
+		outcome := "allowed"
+		for j := i; j < len(d.Tiers) && d.Tiers[j].Policy == ts.Policy; j++ {
+			if !d.Tiers[j].Allowed {
+				outcome = "rejected"
+				if ts.Policy.Shadow {
+					outcome = "shadow_rejected"
+				}
+			}
+		}
+		m.decisions.WithLabelValues(ts.Policy.Name, outcome).Inc()
+	}
+}
+
+func (s *Server) handleMetrics(c *call) error {
+	promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}).ServeHTTP(c.w, c.r)
+	return nil
+}
+
+var _ http.Handler = (*Server)(nil)

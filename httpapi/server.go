@@ -1,0 +1,241 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"ratelab"
+	"ratelab/limit"
+)
+
+// Server limits of the underlying http.Server.
+const (
+	// MaxBodyBytes caps a request body; a larger one is a 413.
+	MaxBodyBytes = 512000
+	// MaxHeaderBytes caps the request line and headers.
+	MaxHeaderBytes = 64 << 10
+	// ShutdownTimeout bounds how long Close waits for in-flight requests.
+	ShutdownTimeout = 10 * time.Second
+	// DefaultTokenTTL is how long an access token is valid by default.
+	DefaultTokenTTL = 24 * time.Hour
+)
+
+// Config configures a Server. Scripts and Auth are required.
+type Config struct {
+	Scripts ratelab.ScriptService
+	Auth    ratelab.AuthService
+	// Limiter takes the rate-limit decisions. Default: a limit.MemoryStore.
+	Limiter limit.Store
+	// Fallback takes decisions while Limiter fails (e.g. Redis is down),
+	// so limits stay enforced per process. Default: a limit.MemoryStore
+	// when Limiter is set; unused otherwise.
+	Fallback limit.Store
+	// Policies are the rate-limit policies. Default: DefaultPolicies().
+	Policies *Policies
+	// PolicyFile, when set, is where Reload reads policies from; without
+	// it Reload restores Policies.
+	PolicyFile string
+	// Logger receives request failures and reloads. Default: discard.
+	Logger *slog.Logger
+	// Registry receives the server's metrics and is served on /metrics.
+	// Default: a new registry.
+	Registry *prometheus.Registry
+	// TokenTTL is the lifetime of issued access tokens. Default: 24 h.
+	TokenTTL time.Duration
+	// Now is the clock for token expiry and limiter decisions. Default:
+	// time.Now for tokens, and the limiter store's own clock for limits (so
+	// that replicas sharing Redis agree).
+	Now func() time.Time
+}
+
+// Server is the ratelab HTTP API. Create it with NewServer, then either
+// Open it on an address or use it as an http.Handler. It is safe for
+// concurrent use; SetPolicies and Reload swap the policies atomically
+// without dropping requests.
+type Server struct {
+	scripts  ratelab.ScriptService
+	auth     ratelab.AuthService
+	limiter  limit.Store
+	fallback limit.Store
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	metrics  *metrics
+	ttl      time.Duration
+	now      func() time.Time
+	fixedNow bool
+
+	initial    *Policies
+	policyFile string
+	policies   atomic.Pointer[Policies]
+	reloadMu   sync.Mutex
+
+	routes  []route
+	mux     *http.ServeMux
+	handler http.Handler
+	decPool sync.Pool
+
+	ln   net.Listener
+	http *http.Server
+	done chan error
+}
+
+// NewServer returns a server for cfg. It does not listen; call Open.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Scripts == nil || cfg.Auth == nil {
+		return nil, errors.New("httpapi: Config.Scripts and Config.Auth are required")
+	}
+	s := &Server{
+		scripts:    cfg.Scripts,
+		auth:       cfg.Auth,
+		limiter:    cfg.Limiter,
+		fallback:   cfg.Fallback,
+		log:        cfg.Logger,
+		reg:        cfg.Registry,
+		ttl:        cfg.TokenTTL,
+		now:        cfg.Now,
+		fixedNow:   cfg.Now != nil,
+		initial:    cfg.Policies,
+		policyFile: cfg.PolicyFile,
+	}
+	if s.limiter == nil {
+		s.limiter = limit.NewMemoryStore(limit.MemoryConfig{})
+	} else if s.fallback == nil {
+		s.fallback = limit.NewMemoryStore(limit.MemoryConfig{})
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+	}
+	if s.ttl <= 0 {
+		s.ttl = DefaultTokenTTL
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.initial == nil {
+		s.initial = DefaultPolicies()
+	}
+	s.policies.Store(s.initial)
+	m, err := newMetrics(s.reg)
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: metrics: %w", err)
+	}
+	s.metrics = m
+	s.decPool.New = func() any { return new(limit.Decision) }
+	s.routes = apiRoutes()
+	s.mux = http.NewServeMux()
+	for i := range s.routes {
+		rt := &s.routes[i]
+		rt.index = i
+		s.mux.Handle(rt.method+" "+rt.pattern, s.routeHandler(rt))
+	}
+	s.handler = http.HandlerFunc(s.serveHTTP)
+	return s, nil
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Policies returns the policies in effect.
+func (s *Server) Policies() *Policies { return s.policies.Load() }
+
+// SetPolicies replaces the policies atomically: requests already past the
+// limiter finish under the old set, later ones see the new set. Buckets of
+// policies that keep their name keep their state.
+func (s *Server) SetPolicies(p *Policies) {
+	s.policies.Store(p)
+	s.log.Info("policies loaded", "source", p.Source, "policies", len(p.list))
+}
+
+// Reload reads Config.PolicyFile again (or restores Config.Policies when
+// there is no file) and swaps the policies in. A bad file is logged and
+// returned, and the policies in effect stay.
+func (s *Server) Reload() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if s.policyFile == "" {
+		s.SetPolicies(s.initial)
+		return nil
+	}
+	p, err := LoadPolicies(s.policyFile)
+	if err != nil {
+		s.log.Error("reload policies: keeping the policies in effect", "source", s.Policies().Source, "err", err)
+		return err
+	}
+	s.SetPolicies(p)
+	return nil
+}
+
+// Open listens on addr (e.g. "127.0.0.1:0") and serves in the background.
+func (s *Server) Open(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	s.ln = ln
+	s.http = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.done = make(chan error, 1)
+	go func() {
+		err := s.http.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.done <- err
+	}()
+	return nil
+}
+
+// Addr returns the address the server listens on, or "" before Open.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// URL returns the server's base URL, e.g. "http://127.0.0.1:34567".
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Shutdown stops accepting connections and waits for in-flight requests
+// until ctx ends. It does not close the stores: their owner does.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.http == nil {
+		return nil
+	}
+	err := s.http.Shutdown(ctx)
+	if err != nil {
+		s.http.Close()
+	}
+	if serr := <-s.done; err == nil {
+		err = serr
+	}
+	s.http = nil
+	return err
+}
+
+// Close drains in-flight requests for up to ShutdownTimeout and stops the
+// server.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	return s.Shutdown(ctx)
+}

@@ -1,0 +1,141 @@
+package report
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"ratelab/load"
+)
+
+// JTLHeader is the header line of JMeter's default CSV results format
+// (jmeter.properties defaults, JMeter 5.6).
+const JTLHeader = "timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,failureMessage,bytes,sentBytes,grpThreads,allThreads,URL,Latency,IdleTime,Connect"
+
+// JTLWriter writes results as JMeter's default CSV (a .jtl file), so that
+// JMeter's dashboard generator (jmeter -g file.jtl -o dir) and other JTL
+// tools can read ratelab's results. Create one with NewJTLWriter; it is
+// not safe for concurrent use. Output is buffered: call Flush at the end.
+//
+// Mapping: timeStamp is the send time (epoch ms); elapsed, Latency
+// (time to first byte), IdleTime (the Retry-After wait before the request)
+// and Connect are whole milliseconds; threadName is "Thread Group 1-N";
+// a network error gets JMeter's "Non HTTP response code/message" form.
+type JTLWriter struct {
+	w      *bufio.Writer
+	header bool
+	line   []byte
+}
+
+// NewJTLWriter returns a JTLWriter that writes to w, starting with the
+// header line.
+func NewJTLWriter(w io.Writer) *JTLWriter {
+	return &JTLWriter{w: bufio.NewWriter(w)}
+}
+
+// Write writes one result as a CSV line.
+func (j *JTLWriter) Write(r *load.Result) error {
+	if !j.header {
+		j.header = true
+		if _, err := j.w.WriteString(JTLHeader + "\n"); err != nil {
+			return fmt.Errorf("write jtl: %w", err)
+		}
+	}
+	code, msg := strconv.Itoa(r.Status), http.StatusText(r.Status)
+	if r.Status == 0 {
+		code, msg = "Non HTTP response code: "+errorClass(r.Error), "Non HTTP response message: "+r.Error
+	}
+	threads := strconv.Itoa(max(r.ActiveThreads, 0))
+
+	b := j.line[:0]
+	b = strconv.AppendInt(b, r.Start.UnixMilli(), 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, r.Elapsed.Milliseconds(), 10)
+	b = append(b, ',')
+	b = appendCSV(b, r.Label)
+	b = append(b, ',')
+	b = appendCSV(b, code)
+	b = append(b, ',')
+	b = appendCSV(b, msg)
+	b = append(b, ",Thread Group 1-"...)
+	b = strconv.AppendInt(b, int64(r.Thread), 10)
+	b = append(b, ",text,"...)
+	b = strconv.AppendBool(b, r.Success())
+	b = append(b, ',') // failureMessage: empty, as JMeter without assertions
+	b = append(b, ',')
+	b = strconv.AppendInt(b, r.BytesIn, 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, r.BytesOut, 10)
+	b = append(b, ',')
+	b = append(b, threads...)
+	b = append(b, ',')
+	b = append(b, threads...)
+	b = append(b, ',')
+	b = appendCSV(b, r.URL)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, r.TTFB.Milliseconds(), 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, r.Waited.Milliseconds(), 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, r.Connect.Milliseconds(), 10)
+	b = append(b, '\n')
+	j.line = b
+	if _, err := j.w.Write(b); err != nil {
+		return fmt.Errorf("write jtl: %w", err)
+	}
+	return nil
+}
+
+// Flush writes any buffered data (and the header, if no result was
+// written) to the underlying writer.
+func (j *JTLWriter) Flush() error {
+	if !j.header {
+		j.header = true
+		if _, err := j.w.WriteString(JTLHeader + "\n"); err != nil {
+			return fmt.Errorf("write jtl: %w", err)
+		}
+	}
+	if err := j.w.Flush(); err != nil {
+		return fmt.Errorf("flush jtl: %w", err)
+	}
+	return nil
+}
+
+// appendCSV appends a field quoted as JMeter's CSVSaveService quotes it:
+// in double quotes, with quotes doubled, when it holds the delimiter, a
+// quote, a carriage return or a line feed; as is otherwise.
+func appendCSV(b []byte, s string) []byte {
+	if !strings.ContainsAny(s, ",\"\r\n") {
+		return append(b, s...)
+	}
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '"' {
+			b = append(b, '"')
+		}
+		b = append(b, s[i])
+	}
+	return append(b, '"')
+}
+
+// errorClass names the kind of a network error for the JTL responseCode,
+// as JMeter names the Java exception class.
+func errorClass(msg string) string {
+	m := strings.ToLower(msg)
+	switch {
+	case strings.Contains(m, "timeout"), strings.Contains(m, "deadline exceeded"):
+		return "timeout"
+	case strings.Contains(m, "connection refused"):
+		return "connection refused"
+	case strings.Contains(m, "connection reset"):
+		return "connection reset"
+	case strings.Contains(m, "no such host"):
+		return "unknown host"
+	case strings.Contains(m, "canceled"):
+		return "canceled"
+	}
+	return "error"
+}

@@ -1,0 +1,203 @@
+package jmx
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Expressions: JMeter strings hold ${name} variable references and
+// ${__function(args)} calls. ratelab evaluates what is fixed for the run
+// (properties from -J, user-defined variables) once, and translates what
+// varies per request into the load engine's template actions:
+//
+//	${__threadNum}             {{.Thread}}
+//	${__time(,)}               {{timems}}      (epoch milliseconds)
+//	${__time(FORMAT,)}         {{now}}         (RFC 3339; the format is not kept)
+//	${__counter(TRUE,)}        {{counter}}     (per thread, from 1)
+//	${__counter(FALSE,)}       {{gcounter}}    (whole test, from 1)
+//	${__UUID()}                {{uuid}}
+//	${__Random(a,b)}           {{random a b}}
+//	${__RandomString(n,chars)} {{randomString n "chars"}}
+//	${__P(name,default)}       the -J property, else default
+//	${__property(name,,def)}   the same
+//	${csvColumn}               {{.csvColumn}}
+//
+// JMeter's counters advance on every call; ratelab's count iterations
+// (counter) and requests (gcounter), which is the same whenever a counter
+// is called once per request, as in the reference plan.
+
+// exprEnv is what expressions are evaluated against.
+type exprEnv struct {
+	props map[string]string // -J name=value
+	vars  map[string]string // user-defined variables, already translated
+	csv   map[string]bool   // CSV Data Set variable names
+}
+
+// translation is a JMeter string turned into a ratelab template.
+type translation struct {
+	text string
+	// varies is set when the text differs between threads or iterations,
+	// which tells whether a path names one resource for every thread.
+	varies   bool
+	problems []string
+}
+
+func (env *exprEnv) translate(s string) translation {
+	var t translation
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			break
+		}
+		b.WriteString(s[:i])
+		end := matchBrace(s, i+2)
+		if end < 0 {
+			t.problems = append(t.problems, fmt.Sprintf("unterminated ${ in %q", s))
+			b.WriteString(s[i:])
+			break
+		}
+		b.WriteString(env.expr(s[i+2:end], &t))
+		s = s[end+1:]
+	}
+	t.text = b.String()
+	return t
+}
+
+// matchBrace returns the index of the } closing a ${ whose content starts
+// at from, allowing nested ${…}; -1 when there is none.
+func matchBrace(s string, from int) int {
+	depth := 1
+	for i := from; i < len(s); i++ {
+		switch {
+		case s[i] == '\\':
+			i++
+		case s[i] == '$' && i+1 < len(s) && s[i+1] == '{':
+			depth++
+			i++
+		case s[i] == '}':
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// expr translates the inside of one ${…}.
+func (env *exprEnv) expr(e string, t *translation) string {
+	name, argText, isCall := strings.Cut(e, "(")
+	name = strings.TrimSpace(name)
+	if !strings.HasPrefix(name, "__") {
+		if v, ok := env.vars[name]; ok {
+			return v
+		}
+		if env.csv[name] {
+			t.varies = true
+			return "{{." + name + "}}"
+		}
+		// JMeter leaves an undefined variable as it is.
+		t.problems = append(t.problems, fmt.Sprintf("variable ${%s} is not defined; sent as is", name))
+		return "${" + e + "}"
+	}
+	var args []string
+	if isCall {
+		argText = strings.TrimSuffix(strings.TrimSpace(argText), ")")
+		args = splitArgs(argText)
+		for i, a := range args {
+			// Arguments may themselves hold expressions (fixed ones).
+			sub := env.translate(a)
+			args[i] = sub.text
+			t.problems = append(t.problems, sub.problems...)
+		}
+	}
+	arg := func(i int) string {
+		if i < len(args) {
+			return strings.TrimSpace(args[i])
+		}
+		return ""
+	}
+	switch name {
+	case "__P", "__property":
+		def := arg(1)
+		if name == "__property" {
+			def = arg(2)
+		}
+		if v, ok := env.props[arg(0)]; ok {
+			return v
+		}
+		return def
+	case "__threadNum":
+		t.varies = true
+		return "{{.Thread}}"
+	case "__time":
+		t.varies = true
+		if arg(0) != "" {
+			t.problems = append(t.problems, fmt.Sprintf("__time format %q is not kept; ratelab sends RFC 3339 ({{now}})", arg(0)))
+			return "{{now}}"
+		}
+		return "{{timems}}"
+	case "__counter":
+		t.varies = true
+		if strings.EqualFold(arg(0), "FALSE") {
+			return "{{gcounter}}"
+		}
+		return "{{counter}}"
+	case "__UUID":
+		t.varies = true
+		return "{{uuid}}"
+	case "__Random":
+		lo, err1 := strconv.ParseInt(arg(0), 10, 64)
+		hi, err2 := strconv.ParseInt(arg(1), 10, 64)
+		if err1 != nil || err2 != nil || lo > hi {
+			t.problems = append(t.problems, fmt.Sprintf("__Random(%s) needs two integers, min ≤ max", argText))
+			return "${" + e + "}"
+		}
+		t.varies = true
+		return fmt.Sprintf("{{random %d %d}}", lo, hi)
+	case "__RandomString":
+		n, err := strconv.Atoi(arg(0))
+		if err != nil || n < 0 || n > 1<<16 {
+			t.problems = append(t.problems, fmt.Sprintf("__RandomString(%s) needs a length", argText))
+			return "${" + e + "}"
+		}
+		chars := arg(1)
+		if chars == "" {
+			chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+		}
+		t.varies = true
+		return fmt.Sprintf("{{randomString %d %s}}", n, strconv.Quote(chars))
+	}
+	t.problems = append(t.problems, fmt.Sprintf("function %s is not supported; sent as is", name))
+	return "${" + e + "}"
+}
+
+// splitArgs splits JMeter function arguments on commas that are neither
+// escaped (\,) nor inside a nested ${…}.
+func splitArgs(s string) []string {
+	var out []string
+	var b strings.Builder
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s):
+			i++
+			b.WriteByte(s[i])
+			continue
+		case c == '$' && i+1 < len(s) && s[i+1] == '{':
+			depth++
+		case c == '}' && depth > 0:
+			depth--
+		case c == ',' && depth == 0:
+			out = append(out, b.String())
+			b.Reset()
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return append(out, b.String())
+}

@@ -1,0 +1,247 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"ratelab"
+)
+
+// orgUsers are the users that EnsureOrg creates in a new org; their email
+// addresses are at the org's domain (see orgDomain).
+var orgUsers = [...]struct{ name, local string }{
+	{"Ada Lovelace", "ada.lovelace"},
+	{"Grace Hopper", "grace.hopper"},
+	{"Alan Turing", "alan.turing"},
+}
+
+// orgDomain derives an email domain from an org name: its letters and
+// digits, lowercased, with other runs of characters turned into '-', under
+// the reserved .example top-level domain.
+func orgDomain(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		if 'a' <= r && r <= 'z' || '0' <= r && r <= '9' {
+			b.WriteRune(r)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	d := strings.TrimSuffix(b.String(), "-")
+	if d == "" {
+		d = "org"
+	}
+	return d + ".example"
+}
+
+func validOrgName(name string) error {
+	if strings.TrimSpace(name) == "" || len(name) > 100 {
+		return ratelab.Errorf(ratelab.EINVALID, "org name must be 1 to 100 bytes and not blank")
+	}
+	return nil
+}
+
+// EnsureOrg returns the org with this name, creating it with three users
+// when it does not exist.
+func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) {
+	if err := validOrgName(name); err != nil {
+		return nil, err
+	}
+	const q = `SELECT id, created_at FROM orgs WHERE name = ?`
+	org := &ratelab.Org{Name: name}
+	var created int64
+	err := db.read.QueryRowContext(ctx, q, name).Scan(&org.ID, &created)
+	if err == nil {
+		org.CreatedAt = fromMicros(created)
+		return org, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: find org: %w", err)
+	}
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: ensure org: begin: %w", err)
+	}
+	defer tx.Rollback()
+	// Another writer may have created it since the read above.
+	err = tx.QueryRowContext(ctx, q, name).Scan(&org.ID, &created)
+	switch {
+	case err == nil:
+		org.CreatedAt = fromMicros(created)
+		return org, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("sqlite: find org: %w", err)
+	}
+	org.ID, org.CreatedAt = ratelab.NewID(), db.clock()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)`,
+		org.ID, name, org.CreatedAt.UnixMicro()); err != nil {
+		return nil, fmt.Errorf("sqlite: insert org: %w", err)
+	}
+	domain := orgDomain(name)
+	for _, u := range orgUsers {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO users (id, org_id, name, email) VALUES (?, ?, ?, ?)`,
+			ratelab.NewID(), org.ID, u.name, u.local+"@"+domain); err != nil {
+			return nil, fmt.Errorf("sqlite: insert user: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("sqlite: ensure org: commit: %w", err)
+	}
+	return org, nil
+}
+
+// CreateClient creates an OAuth client in the org and returns it with its
+// plain secret. An empty id becomes a UUID and an empty secret a random
+// 256-bit one; only the secret's hash is stored. An id already in use is
+// ECONFLICT, an unknown org ENOTFOUND.
+func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*ratelab.Client, string, error) {
+	if id == "" {
+		id = ratelab.NewID()
+	} else if !validID(id) {
+		return nil, "", ratelab.Errorf(ratelab.EINVALID, "client id must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	}
+	if secret == "" {
+		secret = ratelab.NewSecret()
+	}
+	hash, err := ratelab.HashSecret(secret)
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlite: create client: %w", err)
+	}
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlite: create client: begin: %w", err)
+	}
+	defer tx.Rollback()
+	var orgExists, idTaken bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = ?), EXISTS (SELECT 1 FROM clients WHERE id = ?)`,
+		orgID, id).Scan(&orgExists, &idTaken); err != nil {
+		return nil, "", fmt.Errorf("sqlite: create client: %w", err)
+	}
+	switch {
+	case !orgExists:
+		return nil, "", ratelab.Errorf(ratelab.ENOTFOUND, "org %q not found", orgID)
+	case idTaken:
+		return nil, "", ratelab.Errorf(ratelab.ECONFLICT, "client %q already exists", id)
+	}
+	c := &ratelab.Client{ID: id, OrgID: orgID, CreatedAt: db.clock()}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO clients (id, org_id, secret_hash, created_at) VALUES (?, ?, ?, ?)`,
+		c.ID, c.OrgID, hash, c.CreatedAt.UnixMicro()); err != nil {
+		return nil, "", fmt.Errorf("sqlite: insert client: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, "", fmt.Errorf("sqlite: create client: commit: %w", err)
+	}
+	return c, secret, nil
+}
+
+// CountClients returns the number of clients in all orgs.
+func (db *DB) CountClients(ctx context.Context) (int, error) {
+	var n int
+	if err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM clients`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: count clients: %w", err)
+	}
+	return n, nil
+}
+
+func badCredentials() error {
+	return ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid client credentials")
+}
+
+// Authenticate returns the client when secret matches its stored hash, and
+// EUNAUTHORIZED otherwise. An unknown id costs the same hash computation
+// as a wrong secret, so response times do not reveal which ids exist.
+func (db *DB) Authenticate(ctx context.Context, clientID, secret string) (*ratelab.Client, error) {
+	c := &ratelab.Client{ID: clientID}
+	var hash string
+	var created int64
+	err := db.read.QueryRowContext(ctx, `SELECT org_id, secret_hash, created_at FROM clients WHERE id = ?`,
+		clientID).Scan(&c.OrgID, &hash, &created)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		ratelab.VerifySecret(db.dummyHash, secret)
+		return nil, badCredentials()
+	case err != nil:
+		return nil, fmt.Errorf("sqlite: authenticate: %w", err)
+	case !ratelab.VerifySecret(hash, secret):
+		return nil, badCredentials()
+	}
+	c.CreatedAt = fromMicros(created)
+	return c, nil
+}
+
+// IssueToken creates a random access token for the client, valid for ttl
+// from now, and stores its hash. It also deletes tokens that have expired.
+func (db *DB) IssueToken(ctx context.Context, client *ratelab.Client, ttl time.Duration) (string, time.Time, error) {
+	if client == nil || ttl <= 0 {
+		return "", time.Time{}, errors.New("sqlite: issue token: a client and a positive ttl are required")
+	}
+	token := ratelab.NewSecret()
+	now := db.clock()
+	expires := now.Add(ttl)
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("sqlite: issue token: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE expires_at <= ?`, now.UnixMicro()); err != nil {
+		return "", time.Time{}, fmt.Errorf("sqlite: purge tokens: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, client_id, expires_at, created_at) VALUES (?, ?, ?, ?)`,
+		ratelab.HashToken(token), client.ID, expires.UnixMicro(), now.UnixMicro()); err != nil {
+		return "", time.Time{}, fmt.Errorf("sqlite: insert token: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return "", time.Time{}, fmt.Errorf("sqlite: issue token: commit: %w", err)
+	}
+	return token, expires, nil
+}
+
+// ValidateToken returns the client that token was issued to, or
+// EUNAUTHORIZED when the token is unknown or expired at now (a token is
+// valid strictly before its expiry).
+func (db *DB) ValidateToken(ctx context.Context, token string, now time.Time) (*ratelab.Client, error) {
+	c := &ratelab.Client{}
+	var created, expires int64
+	err := db.read.QueryRowContext(ctx, `SELECT c.id, c.org_id, c.created_at, t.expires_at
+		FROM tokens t JOIN clients c ON c.id = t.client_id WHERE t.hash = ?`,
+		ratelab.HashToken(token)).Scan(&c.ID, &c.OrgID, &created, &expires)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
+	case err != nil:
+		return nil, fmt.Errorf("sqlite: validate token: %w", err)
+	case !now.Before(fromMicros(expires)):
+		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
+	}
+	c.CreatedAt = fromMicros(created)
+	return c, nil
+}
+
+// FindUsers returns the org's users in creation order (none for an
+// unknown org).
+func (db *DB) FindUsers(ctx context.Context, orgID string) ([]*ratelab.User, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT id, name, email FROM users WHERE org_id = ? ORDER BY seq`, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: find users: %w", err)
+	}
+	defer rows.Close()
+	users := []*ratelab.User{}
+	for rows.Next() {
+		var u ratelab.User
+		if err := rows.Scan(&u.ID, &u.Name, &u.Email); err != nil {
+			return nil, fmt.Errorf("sqlite: scan user: %w", err)
+		}
+		users = append(users, &u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: find users: %w", err)
+	}
+	return users, nil
+}

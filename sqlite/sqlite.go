@@ -1,0 +1,237 @@
+// Package sqlite implements ratelab.ScriptService and ratelab.AuthService
+// on an SQLite file through modernc.org/sqlite (pure Go, no cgo).
+//
+// # Concurrency and durability
+//
+// SQLite allows one writer at a time. A DB therefore keeps two pools on the
+// same file: a write pool of exactly one connection, whose transactions
+// start with BEGIN IMMEDIATE (they take the write lock at once, so a
+// transaction never has to upgrade a read lock and fail with SQLITE_BUSY),
+// and a pool of read connections, which in WAL mode never block the writer
+// nor are blocked by it. Within one process, writers queue for the single
+// connection in database/sql; across processes (`ratelab clients create`
+// next to a running server) they wait on the file lock for up to the busy
+// timeout.
+//
+// Every write runs with synchronous=FULL: when a method returns without
+// error, its transaction has been fsynced to the WAL, so an acknowledged
+// write survives a power loss. Because one transaction costs one fsync,
+// UpdateScripts applies a whole batch in one transaction: that is why
+// batching is the cheap path.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"ratelab"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Compile-time checks that DB implements the services.
+var (
+	_ ratelab.ScriptService = (*DB)(nil)
+	_ ratelab.AuthService   = (*DB)(nil)
+)
+
+// DB is a ratelab database in one SQLite file. It implements
+// ratelab.ScriptService and ratelab.AuthService. A DB is created by Open
+// (the zero value is not usable), is safe for concurrent use, and must be
+// closed with Close.
+type DB struct {
+	write *sql.DB // exactly one connection; BEGIN IMMEDIATE
+	read  *sql.DB // query_only connections
+	now   func() time.Time
+	log   *slog.Logger
+	// dummyHash is verified against when a client id is unknown, so that
+	// Authenticate takes as long for unknown ids as for wrong secrets.
+	dummyHash string
+}
+
+// Option configures Open.
+type Option func(*config)
+
+type config struct {
+	clock       func() time.Time
+	logger      *slog.Logger
+	busyTimeout time.Duration
+	readConns   int
+}
+
+// WithClock sets the clock that stamps scripts, versions, clients and
+// token expiries. The default is time.Now.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.clock = now } }
+
+// WithLogger sets the logger for operational messages (migrations). The
+// default discards them.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithBusyTimeout sets how long a write waits for another process holding
+// the write lock before failing. The default is 5 s.
+func WithBusyTimeout(d time.Duration) Option { return func(c *config) { c.busyTimeout = d } }
+
+// WithReadConns sets the size of the read pool. The default is the number
+// of CPUs, at least 4.
+func WithReadConns(n int) Option { return func(c *config) { c.readConns = n } }
+
+// Open opens (creating if needed) the SQLite database at path, applies the
+// embedded schema migrations that it lacks, and returns it. The path is a
+// file name; in-memory databases are not supported, because the read and
+// write pools must share one file.
+func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
+	cfg := config{clock: time.Now, busyTimeout: 5 * time.Second, readConns: max(4, runtime.NumCPU())}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case path == "" || path == ":memory:" || strings.Contains(path, "mode=memory"):
+		return nil, errors.New("sqlite: a database file path is required (in-memory databases are not supported)")
+	case strings.ContainsRune(path, '?'):
+		return nil, fmt.Errorf("sqlite: path %q must not contain '?'", path)
+	}
+	busy := strconv.FormatInt(cfg.busyTimeout.Milliseconds(), 10)
+	writeDSN := path + "?_txlock=immediate&_pragma=busy_timeout(" + busy + ")" +
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+	readDSN := path + "?_txlock=deferred&_pragma=busy_timeout(" + busy + ")" +
+		"&_pragma=foreign_keys(1)&_pragma=query_only(1)"
+
+	db := &DB{now: cfg.clock, log: cfg.logger}
+	var err error
+	if db.write, err = sql.Open("sqlite", writeDSN); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	db.write.SetMaxOpenConns(1)
+	db.write.SetMaxIdleConns(1)
+	db.write.SetConnMaxLifetime(0)
+	db.write.SetConnMaxIdleTime(0)
+	// Ping opens the write connection first, so that journal_mode=WAL is
+	// set before any reader connects.
+	if err := db.write.PingContext(ctx); err != nil {
+		db.write.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.write.Close()
+		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
+	}
+	if db.read, err = sql.Open("sqlite", readDSN); err != nil {
+		db.write.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	db.read.SetMaxOpenConns(cfg.readConns)
+	db.read.SetMaxIdleConns(cfg.readConns)
+	if err := db.read.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if db.dummyHash, err = ratelab.HashSecret(ratelab.NewSecret()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return db, nil
+}
+
+// Close closes both pools. Calling it more than once is harmless.
+func (db *DB) Close() error {
+	var errs []error
+	if db.read != nil {
+		errs = append(errs, db.read.Close())
+	}
+	if db.write != nil {
+		errs = append(errs, db.write.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether the database can be read.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := db.read.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}
+
+// migrate applies, in one transaction, every embedded migration whose
+// version is above the highest recorded in schema_migrations. The file
+// name's numeric prefix is its version.
+func (db *DB) migrate(ctx context.Context) error {
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("list migrations: %w", err)
+	}
+	sort.Strings(files)
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var current int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	latest := 0
+	for _, f := range files {
+		name := strings.TrimPrefix(f, "migrations/")
+		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migration %s: name must start with a number: %w", name, err)
+		}
+		latest = max(latest, v)
+		if v <= current {
+			continue
+		}
+		body, err := migrations.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("read migration %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			return fmt.Errorf("apply migration %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+			v, name, db.now().UnixMicro()); err != nil {
+			return fmt.Errorf("record migration %s: %w", name, err)
+		}
+		db.log.Info("applied migration", "db", "sqlite", "migration", name)
+	}
+	if current > latest {
+		return fmt.Errorf("database schema version %d is newer than this binary's %d", current, latest)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// clock returns the current time at the microsecond precision in which
+// times are stored, so that returned values equal what a later read gets.
+func (db *DB) clock() time.Time { return db.now().UTC().Truncate(time.Microsecond) }
+
+// fromMicros converts a stored time (Unix microseconds) to a UTC time.
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }

@@ -1,0 +1,81 @@
+// Package redis is a limit.Store on Redis: several ratelab processes share
+// one exact rate limit, each decision taking one round trip, all of its
+// tiers atomically. It works on a single Redis node and on Redis Cluster.
+//
+// # Key layout
+//
+// Each tier keeps one key, its theoretical arrival time (TAT):
+//
+//	<prefix>{<group>}<policy>\x00<key>
+//
+// for example "ratelab:{org-42}script-writes\x00org-42/script-7". The
+// group (Request.Group, the org in ratelab) is the key's Redis Cluster hash
+// tag, so every key of one decision lies in one slot and the script never
+// fails with CROSSSLOT. The parts are escaped so that distinct
+// (group, policy, key) triples never share a key: in the group '%' and '}'
+// are percent-encoded, so the tag ends where the group ends, and the empty
+// group is written "%" because an empty tag "{}" would make Redis hash the
+// whole key; in the policy name '%' and NUL are percent-encoded, so the
+// first NUL ends it; the partition key follows verbatim.
+//
+// # The script
+//
+// One Lua script, sent with EVALSHA (and EVAL when Redis answers NOSCRIPT,
+// as after SCRIPT FLUSH or a restart, which loads it again), reads every
+// tier's TAT with one MGET and decides exactly as limit.Evaluate does. For
+// a tier with emission interval T and tolerance τ, and a request of cost n:
+//
+//	backlog = max(TAT − now, 0)
+//	next    = backlog + n·T
+//	admitted by the tier when next ≤ τ
+//
+// The request is admitted when every non-shadow tier admits it. Then, if n
+// > 0, every tier that admits it gets TAT = now + next, with a PEXPIRE of
+// next (rounded up to a millisecond): the key disappears when its TAT
+// passes, since from then on it carries no information. A shadow tier that
+// rejects is left alone; a rejected request, or one of cost 0, writes
+// nothing. The script returns its verdict, the instant it used and each
+// tier's backlog; the Store then calls limit.Evaluate on those backlogs, so
+// that remaining, reset and retry-after come from the very code the memory
+// store runs, and checks that Evaluate's verdict agrees with the script's.
+//
+// # Time
+//
+// When Request.Now is zero the script reads the instant from Redis TIME,
+// so that replicas whose clocks disagree still share one timeline. When
+// Request.Now is set (tests walking fixed instants, replays) the script
+// uses it. Expiry is relative to the decision's instant, so fixed instants
+// in the past still give keys their full lifetime.
+//
+// # Precision
+//
+// Lua numbers are doubles, exact for integers below 2^53; unix nanoseconds
+// (about 1.8·10^18) are not. So a TAT is stored as a decimal string of unix
+// nanoseconds, the script splits it (and now) into seconds and nanoseconds,
+// and all arithmetic is done on offsets from now: backlog =
+// (TAT_s − now_s)·10^9 + (TAT_ns − now_ns) is exact whenever |TAT − now|
+// is below 2^53 ns, about 104 days. Policies cap their window at
+// limit.MaxWindow (100 days), so every stored TAT is within that of the
+// instant that wrote it; a TAT further in the past is simply past, and one
+// further in the future (only if time runs backwards by months) is clamped
+// to 2^53 ns, which every tier rejects. The new TAT is formed as
+// now_s + carry and a nanosecond remainder, both exact. Instants before
+// 1970 are refused.
+//
+// # Failure
+//
+// Every round trip has a deadline (Config.Timeout, 50ms by default). When
+// Redis does not answer in time, cannot be reached, or answers that it
+// cannot serve (LOADING, READONLY, CLUSTERDOWN, …), the Store turns
+// degraded: it logs one Warn record, calls Config.OnStateChange(true), and
+// decides on a local limit.MemoryStore (Config.Fallback) — fail open, with
+// the same policies since they travel with each request — or, with
+// Config.FailClosed, returns an error wrapping ErrUnavailable. While
+// degraded it does not try Redis per request; a background goroutine pings
+// Redis every Config.HealthInterval and, once Redis answers, turns the
+// Store back (one Info record, OnStateChange(false)). Limits are local to
+// each process while degraded, and the fallback's state is dropped from
+// consideration when Redis returns. Errors Redis returns for a bad request
+// (a script error, a key of the wrong type) are returned to the caller and
+// do not degrade the Store; nor does the caller's own context ending.
+package redis

@@ -1,0 +1,339 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"ratelab/limit"
+)
+
+// Default settings of Config.
+const (
+	DefaultPrefix         = "ratelab:"
+	DefaultTimeout        = 50 * time.Millisecond
+	DefaultHealthInterval = 500 * time.Millisecond
+	// DefaultFallbackKeys caps the keys of the fallback store that New
+	// makes when Config.Fallback is nil.
+	DefaultFallbackKeys = 1 << 20
+)
+
+// ErrUnavailable is returned, wrapped with the cause, by a fail-closed
+// Store while Redis is unreachable.
+var ErrUnavailable = errors.New("redis unavailable")
+
+// Config configures a Store. Only Client is required.
+type Config struct {
+	// Client is the Redis connection: a *goredis.Client, a
+	// *goredis.ClusterClient or a failover client. The Store does not
+	// close it.
+	Client goredis.UniversalClient
+	// Prefix starts every key. It must not contain '{' or '}', which would
+	// move the hash tag. Default: DefaultPrefix.
+	Prefix string
+	// FailClosed makes Decide return an error wrapping ErrUnavailable
+	// while Redis is unreachable, instead of deciding on Fallback.
+	FailClosed bool
+	// Timeout bounds each round trip to Redis; a decision that takes longer
+	// counts as an outage. Default: DefaultTimeout.
+	Timeout time.Duration
+	// HealthInterval is how often a degraded Store pings Redis to find out
+	// whether it is back. Default: DefaultHealthInterval.
+	HealthInterval time.Duration
+	// Logger receives one Warn record when Redis becomes unreachable and
+	// one Info record when it is back. Default: slog.Default().
+	Logger *slog.Logger
+	// Fallback takes the decisions while Redis is unreachable (fail open).
+	// Default: a new limit.MemoryStore holding at most DefaultFallbackKeys
+	// keys.
+	Fallback *limit.MemoryStore
+	// OnStateChange, when set, is called with true when the Store turns to
+	// its fallback and with false when it is back on Redis, one call at a
+	// time and in order, e.g. to set a metric. It must not call Close.
+	OnStateChange func(degraded bool)
+}
+
+// Store is a limit.Store that keeps every tier's state in Redis, so that
+// several processes share one exact limit. Each decision is one round trip
+// (see the package documentation for the key layout, the script and the
+// failure mode).
+//
+// The zero Store is not usable; call New. A Store is safe for concurrent
+// use.
+type Store struct {
+	client         goredis.UniversalClient
+	script         *goredis.Script
+	prefix         string
+	failClosed     bool
+	timeout        time.Duration
+	healthInterval time.Duration
+	log            *slog.Logger
+	fallback       *limit.MemoryStore
+	onStateChange  func(bool)
+
+	degraded atomic.Bool
+
+	// mu serializes state changes and their OnStateChange calls, and
+	// guards the fields below.
+	mu       sync.Mutex
+	checking bool // a health check goroutine is running
+	closed   bool
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+var _ limit.Store = (*Store)(nil)
+
+// New returns a Store on cfg.Client.
+func New(cfg Config) (*Store, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("redis store: config has no client")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(cfg.Prefix, "{}") {
+		return nil, fmt.Errorf("redis store: prefix %q must not contain '{' or '}'", cfg.Prefix)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = DefaultHealthInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Fallback == nil {
+		cfg.Fallback = limit.NewMemoryStore(limit.MemoryConfig{MaxKeys: DefaultFallbackKeys})
+	}
+	return &Store{
+		client:         cfg.Client,
+		script:         goredis.NewScript(decideSource),
+		prefix:         cfg.Prefix,
+		failClosed:     cfg.FailClosed,
+		timeout:        cfg.Timeout,
+		healthInterval: cfg.HealthInterval,
+		log:            cfg.Logger,
+		fallback:       cfg.Fallback,
+		onStateChange:  cfg.OnStateChange,
+		stop:           make(chan struct{}),
+	}, nil
+}
+
+// Degraded reports whether Redis is currently considered unreachable, so
+// that decisions go to the fallback (or fail, with FailClosed).
+func (s *Store) Degraded() bool { return s.degraded.Load() }
+
+// Close stops the background health check. It does not close the Redis
+// client or the fallback. The Store stays usable, but a Store that is
+// degraded when closed, or becomes degraded after, stays on its fallback.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.stop)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// Decide implements limit.Store: it takes the decision for req in one
+// round trip to Redis, or on the fallback while Redis is unreachable.
+func (s *Store) Decide(ctx context.Context, req *limit.Request, d *limit.Decision) error {
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	if !req.Now.IsZero() && req.Now.Unix() < 0 {
+		return fmt.Errorf("redis store: instant %v is before 1970", req.Now)
+	}
+	if s.degraded.Load() {
+		if s.failClosed {
+			return fmt.Errorf("redis store: %w", ErrUnavailable)
+		}
+		return s.fallback.Decide(ctx, req, d)
+	}
+	err := s.decide(ctx, req, d)
+	if err == nil || !s.isOutage(ctx, err) {
+		return err
+	}
+	s.markDown(err)
+	if s.failClosed {
+		return fmt.Errorf("redis store: %w: %w", ErrUnavailable, err)
+	}
+	return s.fallback.Decide(ctx, req, d)
+}
+
+// decide runs the script and evaluates its backlogs.
+func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decision) error {
+	n := len(req.Tiers)
+	if n == 0 {
+		// No keys, no slot: Redis Cluster could not route the script, and
+		// there is nothing to decide.
+		limit.Evaluate(req, nil, d)
+		return nil
+	}
+	keys := make([]string, n)
+	args := make([]any, 3+3*n)
+	if req.Now.IsZero() {
+		args[0], args[1] = "", ""
+	} else {
+		args[0], args[1] = req.Now.Unix(), req.Now.Nanosecond()
+	}
+	args[2] = req.Cost
+	var buf []byte
+	for i := range req.Tiers {
+		t := &req.Tiers[i]
+		buf = appendKey(buf[:0], s.prefix, req.Group, t.Policy.Name, t.Key)
+		keys[i] = string(buf)
+		shadow := "0"
+		if t.Policy.Shadow {
+			shadow = "1"
+		}
+		args[3+3*i] = int64(t.Policy.Interval())
+		args[4+3*i] = int64(t.Policy.Tolerance())
+		args[5+3*i] = shadow
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	out, err := s.script.Run(rctx, s.client, keys, args...).Int64Slice()
+	if err != nil {
+		return fmt.Errorf("redis store: run script: %w", err)
+	}
+	if len(out) != 3+n {
+		return fmt.Errorf("redis store: script returned %d values, want %d", len(out), 3+n)
+	}
+	var backlog [limit.MaxTiers]time.Duration
+	for i := range n {
+		backlog[i] = time.Duration(out[3+i])
+	}
+	limit.Evaluate(req, backlog[:n], d)
+	if d.Allowed != (out[0] == 1) {
+		return fmt.Errorf("redis store: script decided allowed=%v at %d.%09d, evaluate %v",
+			out[0] == 1, out[1], out[2], d.Allowed)
+	}
+	return nil
+}
+
+// isOutage reports whether err means Redis is unreachable or unable to
+// serve, as opposed to the caller giving up or a request Redis refused.
+func (s *Store) isOutage(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false // the caller cancelled or ran out of time
+	}
+	var rerr goredis.Error
+	if !errors.As(err, &rerr) {
+		return true // network error, timeout, closed pool
+	}
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "OOM"} {
+		if goredis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// markDown turns the Store to its fallback, once per outage.
+func (s *Store) markDown(cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.degraded.Load() {
+		return
+	}
+	s.degraded.Store(true)
+	mode := "deciding on the local fallback until it is back"
+	if s.failClosed {
+		mode = "rejecting decisions until it is back (fail closed)"
+	}
+	s.log.Warn("redis rate limiter unreachable; "+mode, "err", cause, "timeout", s.timeout)
+	if s.onStateChange != nil {
+		s.onStateChange(true)
+	}
+	if !s.checking && !s.closed {
+		s.checking = true
+		s.wg.Add(1)
+		go s.healthCheck()
+	}
+}
+
+// healthCheck pings Redis until it answers, then turns the Store back to
+// Redis. It runs only while the Store is degraded.
+func (s *Store) healthCheck() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.healthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			s.mu.Lock()
+			s.checking = false
+			s.mu.Unlock()
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		err := s.client.Ping(ctx).Err()
+		cancel()
+		if err != nil {
+			continue
+		}
+		s.mu.Lock()
+		s.checking = false
+		s.degraded.Store(false)
+		s.log.Info("redis rate limiter reachable again; deciding on redis")
+		if s.onStateChange != nil {
+			s.onStateChange(false)
+		}
+		s.mu.Unlock()
+		return
+	}
+}
+
+// appendKey appends the Redis key of one tier to b:
+//
+//	<prefix>{<group>}<policy>\x00<key>
+//
+// In the group, '%' is written %25 and '}' %7D, so the hash tag ends at
+// the group's end; the empty group is written "%" (which no escaped
+// non-empty group equals), so the tag is never empty. In the policy name,
+// '%' is written %25 and NUL %00, so the first NUL ends it. The key comes
+// last, verbatim. Distinct (group, policy, key) therefore give distinct
+// keys, and every key of one group hashes to the same Cluster slot.
+func appendKey(b []byte, prefix, group, policy, key string) []byte {
+	b = append(b, prefix...)
+	b = append(b, '{')
+	if group == "" {
+		b = append(b, '%')
+	}
+	for i := 0; i < len(group); i++ {
+		switch c := group[i]; c {
+		case '%':
+			b = append(b, "%25"...)
+		case '}':
+			b = append(b, "%7D"...)
+		default:
+			b = append(b, c)
+		}
+	}
+	b = append(b, '}')
+	for i := 0; i < len(policy); i++ {
+		switch c := policy[i]; c {
+		case '%':
+			b = append(b, "%25"...)
+		case 0:
+			b = append(b, "%00"...)
+		default:
+			b = append(b, c)
+		}
+	}
+	b = append(b, 0)
+	return append(b, key...)
+}

@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"sort"
 	"strconv"
@@ -260,4 +261,48 @@ func (t *Threshold) Check(s *Summary) (ok bool, actual string) {
 		return ok, strconv.FormatFloat(v*100, 'f', -1, 64) + "%"
 	}
 	return ok, formatValue(t.kind, v)
+}
+
+// Thresholds is a list of thresholds that is also a repeatable flag.Value:
+// each --threshold adds one. The zero value is an empty list.
+type Thresholds []*Threshold
+
+// String returns the thresholds in canonical form, comma-separated.
+func (ts *Thresholds) String() string {
+	if ts == nil {
+		return ""
+	}
+	parts := make([]string, len(*ts))
+	for i, t := range *ts {
+		parts[i] = t.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// Set parses one threshold and appends it.
+func (ts *Thresholds) Set(s string) error {
+	t, err := ParseThreshold(s)
+	if err != nil {
+		return err
+	}
+	*ts = append(*ts, t)
+	return nil
+}
+
+// Check checks every threshold against s, writes one line per threshold
+// to w ("ok    p99<250ms (actual 12.3ms)" or "FAIL  …"), and returns how
+// many failed.
+func (ts Thresholds) Check(w io.Writer, s *Summary) (failed int, err error) {
+	for _, t := range ts {
+		ok, actual := t.Check(s)
+		mark := "ok  "
+		if !ok {
+			mark = "FAIL"
+			failed++
+		}
+		if _, werr := fmt.Fprintf(w, "threshold %s  %s (actual %s)\n", mark, t, actual); werr != nil && err == nil {
+			err = fmt.Errorf("write thresholds: %w", werr)
+		}
+	}
+	return failed, err
 }

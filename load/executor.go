@@ -207,12 +207,25 @@ func (r *runner) runOpen(ctx context.Context) {
 		}
 		intended := r.start.Add(off + shift)
 		var waited time.Duration
-		if p := r.pauseUntil.Load(); p > intended.UnixNano() {
-			waited = time.Duration(p - intended.UnixNano())
-			shift += waited
-			intended = intended.Add(waited)
+		stopped := false
+		for {
+			// A Retry-After seen while waiting for this arrival pauses the
+			// schedule: this and every later arrival shift by the pause.
+			if p := r.pauseUntil.Load(); p > intended.UnixNano() {
+				d := time.Duration(p - intended.UnixNano())
+				waited += d
+				shift += d
+				intended = intended.Add(d)
+			}
+			if !pacer.until(ctx, intended) {
+				stopped = true
+				break
+			}
+			if r.pauseUntil.Load() <= intended.UnixNano() {
+				break
+			}
 		}
-		if !pacer.until(ctx, intended) {
+		if stopped {
 			break
 		}
 		a := arrival{index: i, intended: intended, waited: waited}

@@ -177,7 +177,7 @@ func TestMalformedPlans(t *testing.T) {
 		line int
 		msg  string
 	}{
-		"not xml":     {"hello", 1, "unexpected end of file"},
+		"not xml":     {"hello", 1, "not a JMeter plan"},
 		"unclosed":    {"<jmeterTestPlan>\n<hashTree>\n<TestPlan testname=\"x\">\n</hashTree>", 4, "TestPlan"},
 		"wrong root":  {"<project/>", 1, "not a JMeter plan"},
 		"no group":    {"<jmeterTestPlan><hashTree><TestPlan testname=\"x\"/><hashTree/></hashTree></jmeterTestPlan>", 1, "no enabled Thread Group"},

@@ -298,37 +298,53 @@ func escapeKeepingActions(s string) string {
 	}
 }
 
+// scenarioDoc is a scenario in the file format of load.ParseScenario.
+type scenarioDoc struct {
+	Name           string       `yaml:"name,omitempty" json:"name,omitempty"`
+	Threads        int          `yaml:"threads,omitempty" json:"threads,omitempty"`
+	RampUp         string       `yaml:"ramp_up,omitempty" json:"ramp_up,omitempty"`
+	Loops          int          `yaml:"loops,omitempty" json:"loops,omitempty"`
+	Duration       string       `yaml:"duration,omitempty" json:"duration,omitempty"`
+	Rate           string       `yaml:"rate,omitempty" json:"rate,omitempty"`
+	MaxWorkers     int          `yaml:"max_workers,omitempty" json:"max_workers,omitempty"`
+	Throughput     string       `yaml:"throughput,omitempty" json:"throughput,omitempty"`
+	ThroughputMode string       `yaml:"throughput_mode,omitempty" json:"throughput_mode,omitempty"`
+	RetryAfter     string       `yaml:"retry_after" json:"retry_after"`
+	Timeout        string       `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Think          string       `yaml:"think,omitempty" json:"think,omitempty"`
+	Data           *dataDoc     `yaml:"data,omitempty" json:"data,omitempty"`
+	Requests       []requestDoc `yaml:"requests" json:"requests"`
+}
+
+type dataDoc struct {
+	File string `yaml:"file" json:"file"`
+	Mode string `yaml:"mode" json:"mode"`
+}
+
+type requestDoc struct {
+	Name    string            `yaml:"name,omitempty" json:"name,omitempty"`
+	Method  string            `yaml:"method" json:"method"`
+	URL     string            `yaml:"url" json:"url"`
+	Headers map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
+	Body    string            `yaml:"body,omitempty" json:"body,omitempty"`
+	Think   string            `yaml:"think,omitempty" json:"think,omitempty"`
+}
+
+// ScenarioDocument returns s as plain data in the scenario file format,
+// for JSON output.
+func ScenarioDocument(s *load.Scenario) any { return docOf(s) }
+
 // ScenarioYAML writes s in the scenario file format that
 // "ratelab load FILE" reads (see load.ParseScenario).
 func ScenarioYAML(s *load.Scenario) ([]byte, error) {
-	type request struct {
-		Name    string            `yaml:"name,omitempty"`
-		Method  string            `yaml:"method"`
-		URL     string            `yaml:"url"`
-		Headers map[string]string `yaml:"headers,omitempty"`
-		Body    string            `yaml:"body,omitempty"`
-		Think   string            `yaml:"think,omitempty"`
+	b, err := yaml.Marshal(docOf(s))
+	if err != nil {
+		return nil, fmt.Errorf("scenario yaml: %w", err)
 	}
-	type data struct {
-		File string `yaml:"file"`
-		Mode string `yaml:"mode"`
-	}
-	type scenario struct {
-		Name           string    `yaml:"name,omitempty"`
-		Threads        int       `yaml:"threads,omitempty"`
-		RampUp         string    `yaml:"ramp_up,omitempty"`
-		Loops          int       `yaml:"loops,omitempty"`
-		Duration       string    `yaml:"duration,omitempty"`
-		Rate           string    `yaml:"rate,omitempty"`
-		MaxWorkers     int       `yaml:"max_workers,omitempty"`
-		Throughput     string    `yaml:"throughput,omitempty"`
-		ThroughputMode string    `yaml:"throughput_mode,omitempty"`
-		RetryAfter     string    `yaml:"retry_after"`
-		Timeout        string    `yaml:"timeout,omitempty"`
-		Think          string    `yaml:"think,omitempty"`
-		Data           *data     `yaml:"data,omitempty"`
-		Requests       []request `yaml:"requests"`
-	}
+	return b, nil
+}
+
+func docOf(s *load.Scenario) *scenarioDoc {
 	dur := func(d time.Duration) string {
 		if d <= 0 {
 			return ""
@@ -336,7 +352,7 @@ func ScenarioYAML(s *load.Scenario) ([]byte, error) {
 		return d.String()
 	}
 	w := s.Workload
-	out := scenario{
+	out := &scenarioDoc{
 		Name: s.Name, Threads: w.Threads, RampUp: dur(w.RampUp), Loops: w.Loops, Duration: dur(w.Duration),
 		MaxWorkers: w.MaxWorkers, RetryAfter: s.RetryAfter.String(), Timeout: dur(s.Timeout), Think: dur(s.Think),
 	}
@@ -348,10 +364,10 @@ func ScenarioYAML(s *load.Scenario) ([]byte, error) {
 		out.ThroughputMode = w.ThroughputMode.String()
 	}
 	if s.Data != "" {
-		out.Data = &data{File: s.Data, Mode: s.DataMode.String()}
+		out.Data = &dataDoc{File: s.Data, Mode: s.DataMode.String()}
 	}
 	for _, r := range s.Requests {
-		rq := request{Name: r.Name, Method: r.Method, URL: r.URL, Body: r.Body, Think: dur(r.Think)}
+		rq := requestDoc{Name: r.Name, Method: r.Method, URL: r.URL, Body: r.Body, Think: dur(r.Think)}
 		for _, h := range r.Headers {
 			if rq.Headers == nil {
 				rq.Headers = map[string]string{}
@@ -360,9 +376,5 @@ func ScenarioYAML(s *load.Scenario) ([]byte, error) {
 		}
 		out.Requests = append(out.Requests, rq)
 	}
-	b, err := yaml.Marshal(out)
-	if err != nil {
-		return nil, fmt.Errorf("scenario yaml: %w", err)
-	}
-	return b, nil
+	return out
 }

@@ -95,6 +95,10 @@ func parseTree(r io.Reader) ([]*element, error) {
 	for {
 		tok, err := d.token()
 		if err != nil {
+			var se *SyntaxError
+			if errors.As(err, &se) && se.Msg == "unexpected end of file" {
+				se.Msg = "no <jmeterTestPlan> element: not a JMeter plan"
+			}
 			return nil, err
 		}
 		if se, ok := tok.(xml.StartElement); ok {

@@ -110,6 +110,30 @@ func newFlagSet(env *environ, name, usageLine, description string) *flag.FlagSet
 	return fs
 }
 
+// parseInterspersed parses args with flags allowed after positional
+// arguments too ("ratelab jmx plan.jmx --json"), which the flag package
+// alone does not allow.
+func parseInterspersed(fs *flag.FlagSet, args []string) error {
+	var pos []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		// After a "--" everything is positional.
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	return fs.Parse(append([]string{"--"}, pos...))
+}
+
 // envDefault returns the value of the environment variable, or def.
 func envDefault(env *environ, name, def string) string {
 	if v := env.getenv(name); v != "" {

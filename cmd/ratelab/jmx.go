@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"ratelab/jmx"
+)
+
+func init() {
+	register(&command{name: "jmx", summary: "read a JMeter plan: the load it really produces, its pitfalls, the ratelab scenario", run: runJMX})
+}
+
+// propFlags collects -J name=value JMeter properties.
+type propFlags map[string]string
+
+func (p propFlags) String() string { return "" }
+
+func (p propFlags) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("want name=value, got %q", v)
+	}
+	p[name] = value
+	return nil
+}
+
+func runJMX(_ context.Context, env *environ, args []string) error {
+	fs := newFlagSet(env, "jmx", "jmx [flags] PLAN.jmx",
+		"Reads a JMeter 5.6 test plan and prints the load it really produces when JMeter runs it,\n"+
+			"the pitfalls it falls into (each with the fix), and the equivalent ratelab scenario\n"+
+			"(\"ratelab load SCENARIO.yaml\" runs it; \"ratelab load --jmx PLAN.jmx\" runs the plan directly).")
+	props := propFlags{}
+	fs.Var(props, "J", "JMeter property `name=value` (repeatable), as jmeter -J; used by ${__P(name)}")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of text")
+	if err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return &exitError{code: 2, err: errors.New("want exactly one plan file")}
+	}
+	path := fs.Arg(0)
+	plan, err := readPlanFile(path)
+	if err != nil {
+		return err
+	}
+	opts := jmx.Options{Properties: props}
+	a := jmx.Analyze(plan, opts)
+	sc, warns, scErr := plan.Scenario(opts)
+	a.Warnings = append(a.Warnings, warns...)
+	var yamlText []byte
+	if scErr == nil {
+		if yamlText, err = jmx.ScenarioYAML(sc); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		out := struct {
+			*jmx.Analysis
+			Scenario      any    `json:"scenario"`
+			ScenarioError string `json:"scenario_error,omitempty"`
+		}{Analysis: a}
+		if scErr != nil {
+			out.ScenarioError = scErr.Error()
+		} else {
+			out.Scenario = jmx.ScenarioDocument(sc)
+		}
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	writeAnalysis(env.stdout, path, a)
+	fmt.Fprintln(env.stdout, "\nEquivalent ratelab scenario (ratelab load FILE.yaml):")
+	if scErr != nil {
+		fmt.Fprintf(env.stdout, "  none: %v\n", scErr)
+		return nil
+	}
+	fmt.Fprintln(env.stdout, "---")
+	_, err = env.stdout.Write(yamlText)
+	return err
+}
+
+// readPlanFile reads and parses a .jmx file, naming the file in errors.
+func readPlanFile(path string) (*jmx.Plan, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	p, err := jmx.Read(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// writeAnalysis prints an analysis for people.
+func writeAnalysis(w io.Writer, path string, a *jmx.Analysis) {
+	fmt.Fprintf(w, "Plan %s: %d threads, ramp-up %gs, ", path, a.Threads, a.RampUpS)
+	switch {
+	case a.DurationS != nil:
+		fmt.Fprintf(w, "for %gs", *a.DurationS)
+	case a.Loops < 0:
+		fmt.Fprint(w, "looping forever")
+	default:
+		fmt.Fprintf(w, "%d loops", a.Loops)
+	}
+	if a.TotalRequests != nil {
+		fmt.Fprintf(w, " (%d requests)", *a.TotalRequests)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "\nWhat it really does:")
+	for _, l := range a.Effective {
+		fmt.Fprintf(w, "  - %s\n", l)
+	}
+	if len(a.Pitfalls) > 0 {
+		fmt.Fprintln(w, "\nPitfalls:")
+		for _, p := range a.Pitfalls {
+			fmt.Fprintf(w, "  [%s] %s\n      fix: %s\n", p.ID, p.Message, p.Fix)
+		}
+	}
+	if len(a.Warnings) > 0 {
+		fmt.Fprintln(w, "\nWarnings:")
+		for _, wn := range a.Warnings {
+			fmt.Fprintf(w, "  - %s\n", wn)
+		}
+	}
+	if !a.Faithful {
+		fmt.Fprintln(w, "\nratelab cannot run this plan exactly as JMeter would: see the warnings above.")
+	}
+}

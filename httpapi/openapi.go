@@ -131,7 +131,7 @@ func OpenAPI() map[string]any {
 			"schemas": obj{
 				"TokenRequest": obj{"type": "object", "required": []any{"grant_type"}, "properties": obj{
 					"grant_type": obj{"type": "string", "const": "client_credentials"}, "client_id": str, "client_secret": str}},
-				"Token": obj{"type": "object", "properties": obj{"access_token": str, "token_type": obj{"type": "string", "const": "bearer"}, "expires_in": integer}},
+				"Token":        obj{"type": "object", "properties": obj{"access_token": str, "token_type": obj{"type": "string", "const": "bearer"}, "expires_in": integer}},
 				"Script":       script,
 				"ScriptCreate": obj{"type": "object", "additionalProperties": false, "required": []any{"name"}, "properties": obj{"name": str, "text": str}},
 				"ScriptPut":    scriptPut,

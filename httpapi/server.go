@@ -132,7 +132,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("httpapi: metrics: %w", err)
 	}
 	s.metrics = m
-	s.decPool.New = func() any { return new(limit.Decision) }
+	s.decPool.New = func() any { return new(limitCall) }
 	s.routes = apiRoutes()
 	s.mux = http.NewServeMux()
 	for i := range s.routes {
@@ -146,6 +146,16 @@ func NewServer(cfg Config) (*Server, error) {
 
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Routes returns the API's routes as registered on the ServeMux, e.g.
+// "PUT /api/v2/architect/scripts/{scriptId}".
+func (s *Server) Routes() []string {
+	out := make([]string, len(s.routes))
+	for i := range s.routes {
+		out[i] = s.routes[i].method + " " + s.routes[i].pattern
+	}
+	return out
+}
 
 // Policies returns the policies in effect.
 func (s *Server) Policies() *Policies { return s.policies.Load() }

@@ -3,6 +3,7 @@ package load
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,12 @@ type Columns map[string]int
 //	{{.name}}       column "name" of the current --data CSV row
 //	{{uuid}}        a random UUID (version 4)
 //	{{now}}         the send time, RFC 3339 with milliseconds, UTC
+//	{{timems}}      the send time in epoch milliseconds (JMeter's ${__time(,)})
+//	{{counter}}     the thread's iteration, from 1 (JMeter's ${__counter(TRUE,)}
+//	                when it is called once per iteration)
+//	{{gcounter}}    the request's sequence number, from 1 (${__counter(FALSE,)})
+//	{{random A B}}  a random integer in [A, B] (${__Random(A,B)})
+//	{{randomString N "CHARS"}}  N random characters from CHARS (${__RandomString})
 //
 // A Template is compiled once; a static one (no actions) costs nothing per
 // request. The zero Template is the empty static text. A Template is
@@ -56,12 +63,18 @@ const (
 	partColumn
 	partUUID
 	partNow
+	partTimeMillis
+	partCounter
+	partGlobalCounter
+	partRandom
+	partRandomString
 )
 
 type part struct {
-	kind partKind
-	text string // partText
-	col  int    // partColumn
+	kind   partKind
+	text   string // partText; the characters of partRandomString
+	col    int    // partColumn
+	lo, hi int64  // partRandom bounds; hi is the length for partRandomString
 }
 
 // TemplateError locates a template error: Offset is the byte offset of the
@@ -123,6 +136,28 @@ func compileAction(a string, cols Columns) (part, error) {
 		return part{kind: partUUID}, nil
 	case "now":
 		return part{kind: partNow}, nil
+	case "timems":
+		return part{kind: partTimeMillis}, nil
+	case "counter":
+		return part{kind: partCounter}, nil
+	case "gcounter":
+		return part{kind: partGlobalCounter}, nil
+	}
+	if args, ok := strings.CutPrefix(a, "random "); ok {
+		var lo, hi int64
+		if n, err := fmt.Sscanf(args, "%d %d", &lo, &hi); n != 2 || err != nil || lo > hi {
+			return part{}, fmt.Errorf("random %q: want {{random MIN MAX}} with MIN ≤ MAX", args)
+		}
+		return part{kind: partRandom, lo: lo, hi: hi}, nil
+	}
+	if args, ok := strings.CutPrefix(a, "randomString "); ok {
+		n, chars, _ := strings.Cut(strings.TrimSpace(args), " ")
+		length, err := strconv.Atoi(n)
+		unq, qerr := strconv.Unquote(strings.TrimSpace(chars))
+		if err != nil || length < 0 || length > 1<<16 || qerr != nil || unq == "" {
+			return part{}, fmt.Errorf("randomString %q: want {{randomString LENGTH \"CHARS\"}}", args)
+		}
+		return part{kind: partRandomString, hi: int64(length), text: unq}, nil
 	}
 	if name, ok := strings.CutPrefix(a, "."); ok {
 		if i, ok := cols[name]; ok && name != "" {
@@ -133,7 +168,7 @@ func compileAction(a string, cols Columns) (part, error) {
 		}
 		return part{}, fmt.Errorf("unknown variable %q (not a CSV column)", a)
 	}
-	return part{}, fmt.Errorf("unknown function %q (want .Thread, .Iteration, .Seq, .column, uuid or now)", a)
+	return part{}, fmt.Errorf("unknown function %q (want .Thread, .Iteration, .Seq, .column, uuid, now, timems, counter, gcounter, random or randomString)", a)
 }
 
 // MustStatic returns a static template of s, for callers that build
@@ -172,6 +207,18 @@ func (t *Template) Append(dst []byte, v *Vars) []byte {
 			dst = append(dst, buf[:]...)
 		case partNow:
 			dst = v.Now.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
+		case partTimeMillis:
+			dst = strconv.AppendInt(dst, v.Now.UnixMilli(), 10)
+		case partCounter:
+			dst = strconv.AppendInt(dst, int64(v.Iteration)+1, 10)
+		case partGlobalCounter:
+			dst = strconv.AppendUint(dst, v.Seq+1, 10)
+		case partRandom:
+			dst = strconv.AppendInt(dst, p.lo+rand.Int64N(p.hi-p.lo+1), 10)
+		case partRandomString:
+			for range p.hi {
+				dst = append(dst, p.text[rand.IntN(len(p.text))])
+			}
 		}
 	}
 	return dst

@@ -195,10 +195,19 @@ func hasData(s series) bool {
 	return false
 }
 
+// legend lists the series that have data (all of them when none has),
+// so the legend names only what the chart shows.
 func legend(ss []series) []legendItem {
 	out := make([]legendItem, 0, len(ss))
 	for _, s := range ss {
-		out = append(out, legendItem{Name: s.name, Color: s.color})
+		if maxOf(s) > 0 {
+			out = append(out, legendItem{Name: s.name, Color: s.color})
+		}
+	}
+	if len(out) == 0 {
+		for _, s := range ss {
+			out = append(out, legendItem{Name: s.name, Color: s.color})
+		}
 	}
 	return out
 }
@@ -236,6 +245,7 @@ th, td { text-align:left; padding:7px 12px; border-bottom:1px solid var(--line);
 th { color:var(--muted); font-weight:500; width:34%; }
 td.n, th.n { text-align:right; }
 tr:last-child td, tr:last-child th { border-bottom:none; }
+.two + .sub { margin-top:12px; }
 .two { display:grid; grid-template-columns:1fr 1fr; gap:16px; }
 @media (max-width:760px) { .two { grid-template-columns:1fr; } }
 figure { margin:0 0 18px; background:var(--card); border:1px solid var(--line); border-radius:8px; padding:12px 14px 8px; }

@@ -19,7 +19,7 @@ const (
 	chartH      = 270
 	padLeft     = 64
 	padRight    = 64
-	padTop      = 16
+	padTop      = 28
 	padBottom   = 34
 	plotW       = chartW - padLeft - padRight
 	plotH       = chartH - padTop - padBottom
@@ -105,12 +105,12 @@ func (c *svgChart) axes(left axis, right *axis) {
 	for _, t := range left.ticks {
 		fmt.Fprintf(b, `<text x="%d" y="%s" text-anchor="end">%s</text>`, padLeft-6, f1(left.y(t)+4), tickLabel(t))
 	}
-	fmt.Fprintf(b, `<text class="unit" x="%d" y="%d" text-anchor="start">%s</text>`, 4, padTop-4, html.EscapeString(left.unit))
+	fmt.Fprintf(b, `<text class="unit" x="%d" y="%d" text-anchor="start">%s</text>`, 4, padTop-14, html.EscapeString(left.unit))
 	if right != nil {
 		for _, t := range right.ticks {
 			fmt.Fprintf(b, `<text x="%d" y="%s" text-anchor="start">%s</text>`, padLeft+plotW+6, f1(right.y(t)+4), tickLabel(t))
 		}
-		fmt.Fprintf(b, `<text class="unit" x="%d" y="%d" text-anchor="end">%s</text>`, chartW-4, padTop-4, html.EscapeString(right.unit))
+		fmt.Fprintf(b, `<text class="unit" x="%d" y="%d" text-anchor="end">%s</text>`, chartW-4, padTop-14, html.EscapeString(right.unit))
 	}
 	step := timeStep(c.n)
 	for s := 0; s <= c.n; s += step {

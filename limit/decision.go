@@ -67,7 +67,9 @@ func (r *Request) Validate() error {
 		if p == nil {
 			return fmt.Errorf("limit: tier %d has no policy", i)
 		}
-		if p.Burst <= 0 || p.Rate.Interval() <= 0 {
+		// Rate.Interval() <= 0, without its division: Period / Count is
+		// zero or less exactly when Count <= 0 or Period < Count.
+		if p.Burst <= 0 || p.Rate.Count <= 0 || p.Rate.Period < time.Duration(p.Rate.Count) {
 			// Policy.Validate says which field; this is the cheap check that
 			// keeps a bad policy from dividing by zero.
 			return fmt.Errorf("limit: invalid policy %q (see Policy.Validate)", p.Name)
@@ -157,7 +159,10 @@ func Evaluate(req *Request, backlog []time.Duration, d *Decision) {
 	cost := time.Duration(req.Cost)
 	for i := range req.Tiers {
 		p := req.Tiers[i].Policy
-		T, tau := p.Interval(), p.Tolerance()
+		// τ is Tolerance() without dividing twice: divisions are the
+		// costliest arithmetic of a decision.
+		T := p.Interval()
+		tau := T * time.Duration(p.Burst)
 		next := backlog[i] + cost*T
 		ts := &d.Tiers[i]
 		*ts = TierState{Policy: p, Key: req.Tiers[i].Key, Allowed: next <= tau}
@@ -180,7 +185,10 @@ func Evaluate(req *Request, backlog []time.Duration, d *Decision) {
 		for i := range d.Tiers {
 			ts := &d.Tiers[i]
 			if ts.Allowed {
-				ts.Remaining = int64((ts.Policy.Tolerance() - backlog[i]) / ts.Policy.Interval())
+				// Before the request the tier had (τ − backlog) / T left,
+				// which is (τ − next) / T + cost exactly: next = backlog +
+				// cost·T and τ − next ≥ 0, so no division is needed.
+				ts.Remaining += req.Cost
 				ts.ResetAfter = backlog[i]
 			}
 			if !ts.Allowed && !ts.Policy.Shadow && ts.RetryAfter > d.RetryAfter {

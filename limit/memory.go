@@ -3,6 +3,7 @@ package limit
 import (
 	"context"
 	"hash/maphash"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,24 +12,31 @@ import (
 // MemoryStore is a Store that keeps every tier's TAT in this process.
 //
 // Concurrency design: keys are spread over a fixed number of shards, each
-// a mutex, a map and an LRU list. A decision locks the shards of its tiers
-// in ascending shard order (so two decisions can never wait on each other
-// in a cycle), evaluates all tiers, commits, and unlocks: decisions that
-// share no shard never contend, and a decision is atomic across its tiers.
-// Looking up a known key allocates nothing.
+// a mutex and a hash table. A decision locks the shards of its tiers in
+// ascending shard order (so two decisions can never wait on each other in a
+// cycle), evaluates all tiers, commits, and unlocks: decisions that share no
+// shard never contend, and a decision is atomic across its tiers.
+//
+// Speed design: a decision hashes each (group, policy, key) once; the top
+// bits of the hash pick the shard and the low bits the slot. Each shard's
+// table is open-addressed with linear probing, and a slot holds the hash,
+// the TAT and the key in one 64-byte cache line, so a decision on a known
+// key usually costs one cache miss per tier and allocates nothing.
 //
 // Memory is bounded two ways: an entry whose TAT is in the past carries no
 // information and is reused in place or dropped by Sweep, and when
 // MemoryConfig.MaxKeys is set the least recently used entry of a full shard
-// is evicted (counted in Stats.Evictions when it still carried state).
+// is evicted (counted in Stats.Evictions when it still carried state). Any
+// access counts as a use, a rejection too. The recency list exists only
+// when MaxKeys is set, since nothing else reads it.
 //
 // The zero MemoryStore is not usable; call NewMemoryStore. It is safe for
 // concurrent use.
 type MemoryStore struct {
 	seed     maphash.Seed
 	shards   []memShard
-	mask     uint64
-	perShard int // max entries per shard; 0 = unbounded
+	shift    uint // a key's shard is hash >> shift
+	perShard int  // max entries per shard; 0 = unbounded
 	now      func() time.Time
 
 	evictions atomic.Int64
@@ -52,21 +60,35 @@ type MemoryConfig struct {
 	Now func() time.Time
 }
 
-type memKey struct {
-	group, policy, key string
+// Slot states: a slot's hash field is slotEmpty, slotDeleted (a tombstone
+// that probes step over), or a key's hash with slotUsed set.
+const (
+	slotEmpty   = 0
+	slotDeleted = 1
+	slotUsed    = 1 << 63
+)
+
+// memSlot is one table slot, exactly one 64-byte cache line.
+type memSlot struct {
+	hash                uint64
+	tat                 int64 // unix nanoseconds
+	group, policy, name string
 }
 
-type memEntry struct {
-	k          memKey
-	tat        int64 // unix nanoseconds
-	prev, next *memEntry
-}
+// memLink links a slot into its shard's recency list by slot index; -1
+// ends the list.
+type memLink struct{ prev, next int32 }
 
 type memShard struct {
-	mu   sync.Mutex
-	m    map[memKey]*memEntry
-	head memEntry // sentinel of the LRU list: head.next is the most recent
-	_    [40]byte // keep shards on separate cache lines
+	mu    sync.Mutex
+	slots []memSlot // len is 0 or a power of two
+	live  int       // slots holding an entry
+	used  int       // live slots and tombstones
+	// lru parallels slots when MaxKeys is set: head is the most recently
+	// used slot, tail the least.
+	lru        []memLink
+	head, tail int32
+	_          [48]byte // keep shards on separate cache lines
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -83,7 +105,7 @@ func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
 	s := &MemoryStore{
 		seed:   maphash.MakeSeed(),
 		shards: make([]memShard, n),
-		mask:   uint64(n - 1),
+		shift:  uint(64 - bits.TrailingZeros(uint(n))),
 		now:    cfg.Now,
 		stop:   make(chan struct{}),
 	}
@@ -94,9 +116,7 @@ func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
 		s.perShard = max(1, cfg.MaxKeys/n)
 	}
 	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.m = make(map[memKey]*memEntry)
-		sh.head.next, sh.head.prev = &sh.head, &sh.head
+		s.shards[i].head, s.shards[i].tail = -1, -1
 	}
 	if cfg.SweepInterval > 0 {
 		s.sweeper.Add(1)
@@ -126,11 +146,12 @@ func (s *MemoryStore) sweepLoop(every time.Duration) {
 	}
 }
 
-func (s *MemoryStore) shardOf(k *memKey) int {
-	h := maphash.String(s.seed, k.group)
-	h = h*31 ^ maphash.String(s.seed, k.policy)
-	h = h*31 ^ maphash.String(s.seed, k.key)
-	return int(h & s.mask)
+// hash returns the hash of one tier's key. Its top bits pick the shard;
+// with slotUsed set, it is what the key's slot holds.
+func (s *MemoryStore) hash(group, policy, key string) uint64 {
+	h := maphash.String(s.seed, key)
+	h ^= maphash.String(s.seed, policy) * 0x9e3779b97f4a7c15
+	return h ^ maphash.String(s.seed, group)*0xc2b2ae3d27d4eb4f
 }
 
 // Decide implements Store.
@@ -142,20 +163,41 @@ func (s *MemoryStore) Decide(_ context.Context, req *Request, d *Decision) error
 	if now.IsZero() {
 		now = s.now()
 	}
-	nowNs := now.UnixNano()
-
+	// The per-tier scratch arrays live on the stack, and zeroing them is a
+	// measurable part of a decision, so requests of up to four tiers (the
+	// common case) get small ones.
 	n := len(req.Tiers)
+	if n <= 4 {
+		var (
+			hashes       [4]uint64
+			shard, order [4]uint32
+			slot         [4]int32
+			backlog      [4]time.Duration
+		)
+		s.decide(req, d, now.UnixNano(), hashes[:n], shard[:n], order[:n], slot[:n], backlog[:n])
+		return nil
+	}
 	var (
-		keys    [MaxTiers]memKey
-		shard   [MaxTiers]int
-		order   [MaxTiers]int // distinct shard indexes, ascending
-		entries [MaxTiers]*memEntry
-		backlog [MaxTiers]time.Duration
+		hashes       [MaxTiers]uint64
+		shard, order [MaxTiers]uint32
+		slot         [MaxTiers]int32
+		backlog      [MaxTiers]time.Duration
 	)
+	s.decide(req, d, now.UnixNano(), hashes[:n], shard[:n], order[:n], slot[:n], backlog[:n])
+	return nil
+}
+
+// decide takes a validated decision. The slices have one element per tier:
+// hashes (slotUsed set), shards, distinct shards in ascending order (filled
+// here), the slot of each known key or -1, and each tier's TAT − now
+// clamped at zero; all but order start zeroed.
+func (s *MemoryStore) decide(req *Request, d *Decision, nowNs int64, hashes []uint64, shard, order []uint32, slot []int32, backlog []time.Duration) {
+	n := len(req.Tiers)
 	locked := 0
 	for i := range n {
-		keys[i] = memKey{req.Group, req.Tiers[i].Policy.Name, req.Tiers[i].Key}
-		shard[i] = s.shardOf(&keys[i])
+		t := &req.Tiers[i]
+		h := s.hash(req.Group, t.Policy.Name, t.Key)
+		hashes[i], shard[i] = h|slotUsed, uint32(h>>s.shift)
 		// Insertion sort into order, skipping duplicates: n is tiny.
 		j := locked
 		for j > 0 && order[j-1] > shard[i] {
@@ -173,85 +215,193 @@ func (s *MemoryStore) Decide(_ context.Context, req *Request, d *Decision) error
 	}
 	for i := range n {
 		sh := &s.shards[shard[i]]
-		if e := sh.m[keys[i]]; e != nil {
-			entries[i] = e
-			sh.touch(e) // any access counts as use, a rejection too
-			if b := e.tat - nowNs; b > 0 {
-				backlog[i] = time.Duration(b)
-			}
+		t := &req.Tiers[i]
+		slot[i] = sh.find(hashes[i], req.Group, t.Policy.Name, t.Key)
+		if slot[i] < 0 {
+			continue
+		}
+		if sh.lru != nil {
+			sh.touch(slot[i]) // any access counts as use, a rejection too
+		}
+		if b := sh.slots[slot[i]].tat - nowNs; b > 0 {
+			backlog[i] = time.Duration(b)
 		}
 	}
-	Evaluate(req, backlog[:n], d)
+	Evaluate(req, backlog, d)
 	if d.Allowed {
+		// Known keys first: an insert may grow a table and move its slots.
 		for i := range n {
-			ts := &d.Tiers[i]
-			if !ts.Consumed {
-				continue
+			if d.Tiers[i].Consumed && slot[i] >= 0 {
+				s.shards[shard[i]].slots[slot[i]].tat = nowNs + int64(d.Tiers[i].ResetAfter)
 			}
-			tat := nowNs + int64(ts.ResetAfter)
-			if e := entries[i]; e != nil {
-				e.tat = tat
-				continue
+		}
+		for i := range n {
+			if d.Tiers[i].Consumed && slot[i] < 0 {
+				t := &req.Tiers[i]
+				s.insert(&s.shards[shard[i]], hashes[i], req.Group, t.Policy.Name, t.Key,
+					nowNs+int64(d.Tiers[i].ResetAfter), nowNs)
 			}
-			s.insert(shard[i], keys[i], tat, nowNs)
 		}
 	}
 	for _, o := range order[:locked] {
 		s.shards[o].mu.Unlock()
 	}
-	return nil
 }
 
-// insert adds an entry to a locked shard, evicting if the shard is full.
-func (s *MemoryStore) insert(shardIdx int, k memKey, tat, nowNs int64) {
-	sh := &s.shards[shardIdx]
-	if s.perShard > 0 && len(sh.m) >= s.perShard {
-		victim := sh.head.prev
-		if victim.tat > nowNs {
+// find returns the slot holding the key, or -1. The shard is locked.
+func (sh *memShard) find(h uint64, group, policy, key string) int32 {
+	if len(sh.slots) == 0 {
+		return -1
+	}
+	mask := uint64(len(sh.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		e := &sh.slots[i]
+		switch {
+		case e.hash == slotEmpty:
+			return -1
+		case e.hash == h && e.name == key && e.policy == policy && e.group == group:
+			return int32(i)
+		}
+	}
+}
+
+// insert adds a key known to be absent to a locked shard, evicting the
+// least recently used entry if the shard is full.
+func (s *MemoryStore) insert(sh *memShard, h uint64, group, policy, key string, tat, nowNs int64) {
+	if s.perShard > 0 && sh.live >= s.perShard && sh.tail >= 0 {
+		victim := sh.tail
+		if sh.slots[victim].tat > nowNs {
 			s.evictions.Add(1)
 		}
-		sh.unlink(victim)
-		delete(sh.m, victim.k)
+		sh.remove(victim)
 	}
-	e := &memEntry{k: k, tat: tat}
-	sh.m[k] = e
-	sh.pushFront(e)
+	// Keep at most 3/4 of the slots used, so that probes stay short and
+	// always reach an empty slot.
+	if (sh.used+1)*4 > len(sh.slots)*3 {
+		sh.rebuild(s.perShard > 0)
+	}
+	i := sh.place(h)
+	sh.slots[i] = memSlot{hash: h, tat: tat, group: group, policy: policy, name: key}
+	sh.live++
+	if sh.lru != nil {
+		sh.pushFront(i)
+	}
 }
 
-func (sh *memShard) pushFront(e *memEntry) {
-	e.prev, e.next = &sh.head, sh.head.next
-	sh.head.next.prev = e
-	sh.head.next = e
+// place returns a free slot (empty or a tombstone) for hash h, counting it
+// as used if it was empty.
+func (sh *memShard) place(h uint64) int32 {
+	mask := uint64(len(sh.slots) - 1)
+	i := h & mask
+	for sh.slots[i].hash&slotUsed != 0 {
+		i = (i + 1) & mask
+	}
+	if sh.slots[i].hash == slotEmpty {
+		sh.used++
+	}
+	return int32(i)
 }
 
-func (sh *memShard) unlink(e *memEntry) {
-	e.prev.next, e.next.prev = e.next, e.prev
-	e.prev, e.next = nil, nil
+// remove turns slot i into a tombstone.
+func (sh *memShard) remove(i int32) {
+	if sh.lru != nil {
+		sh.unlink(i)
+	}
+	sh.slots[i] = memSlot{hash: slotDeleted}
+	sh.live--
 }
 
-func (sh *memShard) touch(e *memEntry) {
-	if sh.head.next == e {
+// rebuild rehashes the live entries into a table at most half full,
+// dropping tombstones; the recency order is kept.
+func (sh *memShard) rebuild(withLRU bool) {
+	old, oldLRU, oldTail := sh.slots, sh.lru, sh.tail
+	size := 8
+	for size < (sh.live+1)*2 {
+		size <<= 1
+	}
+	sh.slots, sh.lru, sh.used, sh.live = make([]memSlot, size), nil, 0, 0
+	sh.head, sh.tail = -1, -1
+	if withLRU {
+		sh.lru = make([]memLink, size)
+	}
+	move := func(e *memSlot) {
+		i := sh.place(e.hash)
+		sh.slots[i] = *e
+		sh.live++
+		if sh.lru != nil {
+			sh.pushFront(i)
+		}
+	}
+	if oldLRU != nil {
+		// From least to most recent, so that pushFront rebuilds the order.
+		for i := oldTail; i >= 0; i = oldLRU[i].prev {
+			move(&old[i])
+		}
 		return
 	}
-	sh.unlink(e)
-	sh.pushFront(e)
+	for i := range old {
+		if old[i].hash&slotUsed != 0 {
+			move(&old[i])
+		}
+	}
+}
+
+func (sh *memShard) pushFront(i int32) {
+	sh.lru[i] = memLink{prev: -1, next: sh.head}
+	if sh.head >= 0 {
+		sh.lru[sh.head].prev = i
+	} else {
+		sh.tail = i
+	}
+	sh.head = i
+}
+
+func (sh *memShard) unlink(i int32) {
+	l := sh.lru[i]
+	if l.prev >= 0 {
+		sh.lru[l.prev].next = l.next
+	} else {
+		sh.head = l.next
+	}
+	if l.next >= 0 {
+		sh.lru[l.next].prev = l.prev
+	} else {
+		sh.tail = l.prev
+	}
+}
+
+func (sh *memShard) touch(i int32) {
+	if sh.head == i {
+		return
+	}
+	sh.unlink(i)
+	sh.pushFront(i)
 }
 
 // Sweep drops every entry whose TAT is not after now: such an entry
 // carries no information, since a missing key behaves the same. It returns
-// how many entries it dropped.
+// how many entries it dropped, and shrinks tables that emptied.
 func (s *MemoryStore) Sweep(now time.Time) int {
 	nowNs, dropped := now.UnixNano(), 0
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for k, e := range sh.m {
-			if e.tat <= nowNs {
-				sh.unlink(e)
-				delete(sh.m, k)
-				dropped++
+		n := 0
+		for j := range sh.slots {
+			if e := &sh.slots[j]; e.hash&slotUsed != 0 && e.tat <= nowNs {
+				sh.remove(int32(j))
+				n++
 			}
 		}
+		if n > 0 {
+			if sh.live == 0 {
+				sh.slots, sh.lru, sh.used = nil, nil, 0
+				sh.head, sh.tail = -1, -1
+			} else {
+				sh.rebuild(s.perShard > 0)
+			}
+		}
+		dropped += n
 		sh.mu.Unlock()
 	}
 	return dropped
@@ -272,7 +422,7 @@ func (s *MemoryStore) Stats() MemoryStats {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		st.Keys += len(sh.m)
+		st.Keys += sh.live
 		sh.mu.Unlock()
 	}
 	return st

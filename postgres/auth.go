@@ -1,0 +1,238 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"ratelab"
+)
+
+// orgUsers are the users that EnsureOrg creates in a new org; their email
+// addresses are at the org's domain (see orgDomain).
+var orgUsers = [...]struct{ name, local string }{
+	{"Ada Lovelace", "ada.lovelace"},
+	{"Grace Hopper", "grace.hopper"},
+	{"Alan Turing", "alan.turing"},
+}
+
+// orgDomain derives an email domain from an org name: its letters and
+// digits, lowercased, with other runs of characters turned into '-', under
+// the reserved .example top-level domain.
+func orgDomain(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		if 'a' <= r && r <= 'z' || '0' <= r && r <= '9' {
+			b.WriteRune(r)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	d := strings.TrimSuffix(b.String(), "-")
+	if d == "" {
+		d = "org"
+	}
+	return d + ".example"
+}
+
+func validOrgName(name string) error {
+	if strings.TrimSpace(name) == "" || len(name) > 100 {
+		return ratelab.Errorf(ratelab.EINVALID, "org name must be 1 to 100 bytes and not blank")
+	}
+	return nil
+}
+
+// EnsureOrg returns the org with this name, creating it with three users
+// when it does not exist.
+func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) {
+	if err := validOrgName(name); err != nil {
+		return nil, err
+	}
+	const find = `SELECT id, created_at FROM orgs WHERE name = $1`
+	org := &ratelab.Org{Name: name}
+	err := db.pool.QueryRow(ctx, find, name).Scan(&org.ID, &org.CreatedAt)
+	if err == nil {
+		org.CreatedAt = org.CreatedAt.UTC()
+		return org, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("postgres: find org: %w", err)
+	}
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		id, now := ratelab.NewID(), db.clock()
+		// ON CONFLICT waits for a concurrent creator of the same name to
+		// commit, after which the org exists and this insert does nothing.
+		tag, err := tx.Exec(ctx, `INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`,
+			id, name, now)
+		if err != nil {
+			return fmt.Errorf("insert org: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return tx.QueryRow(ctx, find, name).Scan(&org.ID, &org.CreatedAt)
+		}
+		org.ID, org.CreatedAt = id, now
+		domain := orgDomain(name)
+		for _, u := range orgUsers {
+			if _, err := tx.Exec(ctx, `INSERT INTO users (id, org_id, name, email) VALUES ($1, $2, $3, $4)`,
+				ratelab.NewID(), id, u.name, u.local+"@"+domain); err != nil {
+				return fmt.Errorf("insert user: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: ensure org: %w", err)
+	}
+	org.CreatedAt = org.CreatedAt.UTC()
+	return org, nil
+}
+
+// CreateClient creates an OAuth client in the org and returns it with its
+// plain secret. An empty id becomes a UUID and an empty secret a random
+// 256-bit one; only the secret's hash is stored. An id already in use is
+// ECONFLICT, an unknown org ENOTFOUND.
+func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*ratelab.Client, string, error) {
+	if id == "" {
+		id = ratelab.NewID()
+	} else if !validID(id) {
+		return nil, "", ratelab.Errorf(ratelab.EINVALID, "client id must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	}
+	if secret == "" {
+		secret = ratelab.NewSecret()
+	}
+	hash, err := ratelab.HashSecret(secret)
+	if err != nil {
+		return nil, "", fmt.Errorf("postgres: create client: %w", err)
+	}
+	c := &ratelab.Client{ID: id, OrgID: orgID, CreatedAt: db.clock()}
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		var orgExists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = $1)`, orgID).Scan(&orgExists); err != nil {
+			return fmt.Errorf("find org: %w", err)
+		}
+		if !orgExists {
+			return ratelab.Errorf(ratelab.ENOTFOUND, "org %q not found", orgID)
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO clients (id, org_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (id) DO NOTHING`, c.ID, c.OrgID, hash, c.CreatedAt)
+		if err != nil {
+			return fmt.Errorf("insert client: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return ratelab.Errorf(ratelab.ECONFLICT, "client %q already exists", id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", wrapInternal("create client", err)
+	}
+	return c, secret, nil
+}
+
+// CountClients returns the number of clients in all orgs.
+func (db *DB) CountClients(ctx context.Context) (int, error) {
+	var n int
+	if err := db.pool.QueryRow(ctx, `SELECT COUNT(*) FROM clients`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("postgres: count clients: %w", err)
+	}
+	return n, nil
+}
+
+func badCredentials() error {
+	return ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid client credentials")
+}
+
+// Authenticate returns the client when secret matches its stored hash, and
+// EUNAUTHORIZED otherwise. An unknown id costs the same hash computation
+// as a wrong secret, so response times do not reveal which ids exist.
+func (db *DB) Authenticate(ctx context.Context, clientID, secret string) (*ratelab.Client, error) {
+	c := &ratelab.Client{ID: clientID}
+	var hash string
+	err := db.pool.QueryRow(ctx, `SELECT org_id, secret_hash, created_at FROM clients WHERE id = $1`,
+		clientID).Scan(&c.OrgID, &hash, &c.CreatedAt)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		ratelab.VerifySecret(db.dummyHash, secret)
+		return nil, badCredentials()
+	case err != nil:
+		return nil, fmt.Errorf("postgres: authenticate: %w", err)
+	case !ratelab.VerifySecret(hash, secret):
+		return nil, badCredentials()
+	}
+	c.CreatedAt = c.CreatedAt.UTC()
+	return c, nil
+}
+
+// IssueToken creates a random access token for the client, valid for ttl
+// from now, and stores its hash. It also deletes tokens that have expired.
+func (db *DB) IssueToken(ctx context.Context, client *ratelab.Client, ttl time.Duration) (string, time.Time, error) {
+	if client == nil || ttl <= 0 {
+		return "", time.Time{}, errors.New("postgres: issue token: a client and a positive ttl are required")
+	}
+	token := ratelab.NewSecret()
+	now := db.clock()
+	expires := now.Add(ttl)
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM tokens WHERE expires_at <= $1`, now); err != nil {
+			return fmt.Errorf("purge tokens: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO tokens (hash, client_id, expires_at, created_at) VALUES ($1, $2, $3, $4)`,
+			ratelab.HashToken(token), client.ID, expires, now); err != nil {
+			return fmt.Errorf("insert token: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("postgres: issue token: %w", err)
+	}
+	return token, expires, nil
+}
+
+// ValidateToken returns the client that token was issued to, or
+// EUNAUTHORIZED when the token is unknown or expired at now (a token is
+// valid strictly before its expiry).
+func (db *DB) ValidateToken(ctx context.Context, token string, now time.Time) (*ratelab.Client, error) {
+	c := &ratelab.Client{}
+	var expires time.Time
+	err := db.pool.QueryRow(ctx, `SELECT c.id, c.org_id, c.created_at, t.expires_at
+		FROM tokens t JOIN clients c ON c.id = t.client_id WHERE t.hash = $1`,
+		ratelab.HashToken(token)).Scan(&c.ID, &c.OrgID, &c.CreatedAt, &expires)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
+	case err != nil:
+		return nil, fmt.Errorf("postgres: validate token: %w", err)
+	case !now.Before(expires):
+		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
+	}
+	c.CreatedAt = c.CreatedAt.UTC()
+	return c, nil
+}
+
+// FindUsers returns the org's users in creation order (none for an
+// unknown org).
+func (db *DB) FindUsers(ctx context.Context, orgID string) ([]*ratelab.User, error) {
+	rows, err := db.pool.Query(ctx, `SELECT id, name, email FROM users WHERE org_id = $1 ORDER BY seq`, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: find users: %w", err)
+	}
+	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*ratelab.User, error) {
+		var u ratelab.User
+		err := r.Scan(&u.ID, &u.Name, &u.Email)
+		return &u, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: find users: %w", err)
+	}
+	if users == nil {
+		users = []*ratelab.User{}
+	}
+	return users, nil
+}

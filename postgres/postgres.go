@@ -1,0 +1,223 @@
+// Package postgres implements ratelab.ScriptService and ratelab.AuthService
+// on PostgreSQL through github.com/jackc/pgx/v5 (pgxpool), so that several
+// `ratelab serve` replicas can share one database.
+//
+// # Concurrency
+//
+// Transactions run at READ COMMITTED, and every read-modify-write of a
+// script is a single conditional statement on its row, so PostgreSQL's row
+// lock serializes writers of one script: a compare-and-swap is
+// `UPDATE … WHERE version = $n` (a waiting writer re-checks the condition
+// against the row the first writer committed), an unconditional write is
+// `version = version + 1`, and a create is `INSERT … ON CONFLICT DO
+// NOTHING` followed by the update when another writer created the row
+// first. Version numbers are therefore dense, and no write is lost.
+// Migrations take a transaction-scoped advisory lock so that replicas
+// starting together apply them once.
+//
+// A method that returns without error has committed; with PostgreSQL's
+// default synchronous_commit=on, the commit is durable.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"ratelab"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrationLock is the pg_advisory_xact_lock key that serializes schema
+// migrations between processes ("ratelab" in ASCII).
+const migrationLock = 0x7261_7465_6c61_62
+
+// Compile-time checks that DB implements the services.
+var (
+	_ ratelab.ScriptService = (*DB)(nil)
+	_ ratelab.AuthService   = (*DB)(nil)
+)
+
+// DB is a ratelab database on PostgreSQL. It implements
+// ratelab.ScriptService and ratelab.AuthService. A DB is created by Open
+// (the zero value is not usable), is safe for concurrent use, and must be
+// closed with Close.
+type DB struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+	log  *slog.Logger
+	// dummyHash is verified against when a client id is unknown, so that
+	// Authenticate takes as long for unknown ids as for wrong secrets.
+	dummyHash string
+}
+
+// Option configures Open.
+type Option func(*config)
+
+type config struct {
+	clock    func() time.Time
+	logger   *slog.Logger
+	maxConns int32
+}
+
+// WithClock sets the clock that stamps scripts, versions, clients and
+// token expiries. The default is time.Now.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.clock = now } }
+
+// WithLogger sets the logger for operational messages (migrations). The
+// default discards them.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithMaxConns sets the pool's maximum number of connections; the default
+// is pgxpool's (the larger of 4 and the number of CPUs), or pool_max_conns
+// in the URL.
+func WithMaxConns(n int32) Option { return func(c *config) { c.maxConns = n } }
+
+// Open connects to the PostgreSQL database at url (a postgres:// URL or
+// keyword/value string that pgx accepts), applies the embedded schema
+// migrations that it lacks, and returns it.
+func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
+	cfg := config{clock: time.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The parse error may quote the URL, password included.
+		return nil, errors.New("postgres: invalid database URL")
+	}
+	if cfg.maxConns > 0 {
+		pcfg.MaxConns = cfg.maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	db := &DB{pool: pool, now: cfg.clock, log: cfg.logger}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	if err := db.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: migrate: %w", err)
+	}
+	if db.dummyHash, err = ratelab.HashSecret(ratelab.NewSecret()); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return db, nil
+}
+
+// Close closes the connection pool, waiting for connections in use to be
+// returned. Calling it more than once is harmless.
+func (db *DB) Close() error {
+	db.pool.Close()
+	return nil
+}
+
+// Ping reports whether the database is reachable.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := db.pool.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}
+
+// migrate applies, in one transaction, every embedded migration whose
+// version is above the highest recorded in schema_migrations. The file
+// name's numeric prefix is its version.
+func (db *DB) migrate(ctx context.Context) error {
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("list migrations: %w", err)
+	}
+	sort.Strings(files)
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    integer PRIMARY KEY,
+		name       text NOT NULL,
+		applied_at timestamptz NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var current int
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	latest := 0
+	for _, f := range files {
+		name := strings.TrimPrefix(f, "migrations/")
+		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("migration %s: name must start with a number: %w", name, err)
+		}
+		latest = max(latest, v)
+		if v <= current {
+			continue
+		}
+		body, err := migrations.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("read migration %s: %w", name, err)
+		}
+		// Without arguments pgx uses the simple protocol, which runs a
+		// file of several statements.
+		if _, err := tx.Exec(ctx, string(body)); err != nil {
+			return fmt.Errorf("apply migration %s: %w", name, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
+			v, name, db.clock()); err != nil {
+			return fmt.Errorf("record migration %s: %w", name, err)
+		}
+		db.log.Info("applied migration", "db", "postgres", "migration", name)
+	}
+	if current > latest {
+		return fmt.Errorf("database schema version %d is newer than this binary's %d", current, latest)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// clock returns the current time at the microsecond precision of
+// timestamptz, so that returned values equal what a later read gets.
+func (db *DB) clock() time.Time { return db.now().UTC().Truncate(time.Microsecond) }
+
+// inTx runs fn in a transaction and commits it.
+func (db *DB) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}

@@ -106,15 +106,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	case strings.ContainsRune(path, '?'):
 		return nil, fmt.Errorf("sqlite: path %q must not contain '?'", path)
 	}
-	busy := strconv.FormatInt(cfg.busyTimeout.Milliseconds(), 10)
-	writeDSN := path + "?_txlock=immediate&_pragma=busy_timeout(" + busy + ")" +
-		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
-	readDSN := path + "?_txlock=deferred&_pragma=busy_timeout(" + busy + ")" +
-		"&_pragma=foreign_keys(1)&_pragma=query_only(1)"
-
 	db := &DB{now: cfg.clock, log: cfg.logger}
 	var err error
-	if db.write, err = sql.Open("sqlite", writeDSN); err != nil {
+	if db.write, err = sql.Open("sqlite", writeDSN(path, cfg.busyTimeout)); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	db.write.SetMaxOpenConns(1)
@@ -131,7 +125,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		db.write.Close()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 	}
-	if db.read, err = sql.Open("sqlite", readDSN); err != nil {
+	if db.read, err = sql.Open("sqlite", readDSN(path, cfg.busyTimeout)); err != nil {
 		db.write.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -146,6 +140,21 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	return db, nil
+}
+
+// writeDSN is the DSN of the write pool: transactions BEGIN IMMEDIATE,
+// WAL, synchronous=FULL (a commit is fsynced before it returns), foreign
+// keys enforced. The busy timeout comes first so that it already applies
+// while the other pragmas run.
+func writeDSN(path string, busy time.Duration) string {
+	return path + "?_txlock=immediate&_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")" +
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+}
+
+// readDSN is the DSN of the read pool, whose connections refuse writes.
+func readDSN(path string, busy time.Duration) string {
+	return path + "?_txlock=deferred&_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")" +
+		"&_pragma=foreign_keys(1)&_pragma=query_only(1)"
 }
 
 // Close closes both pools. Calling it more than once is harmless.

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,4 +81,73 @@ func TestConformance(t *testing.T) {
 			return db
 		},
 	})
+}
+
+// TestConcurrentOpen starts several "replicas" on an empty schema at once:
+// the advisory lock makes exactly one of them apply the migrations, and
+// all of them open.
+func TestConcurrentOpen(t *testing.T) {
+	ctx := context.Background()
+	u := schemaURL(t, testDatabase(t), "replicas")
+	const replicas = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, replicas)
+	for range replicas {
+		wg.Go(func() {
+			db, err := postgres.Open(ctx, u)
+			if err != nil {
+				errs <- err
+				return
+			}
+			errs <- db.Ping(ctx)
+			db.Close()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Open: %v", err)
+		}
+	}
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("schema_migrations has %d rows, %v; want 1", n, err)
+	}
+
+	// A database migrated by a newer binary is refused, not damaged.
+	if _, err := conn.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, '0099_future.sql', now())`); err != nil {
+		t.Fatal(err)
+	}
+	if db, err := postgres.Open(ctx, u); err == nil || !strings.Contains(err.Error(), "newer") {
+		if db != nil {
+			db.Close()
+		}
+		t.Fatalf("Open(newer schema) = %v; want an error about the newer schema", err)
+	}
+}
+
+// TestOpenErrors checks that a bad URL or an unreachable server is an
+// error that does not repeat the password.
+func TestOpenErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, u := range []string{
+		"postgres://user:hunter2@[::1",                                             // malformed
+		"postgres://user:hunter2@127.0.0.1:1/db?sslmode=disable&connect_timeout=1", // nothing listens on port 1
+	} {
+		db, err := postgres.Open(ctx, u)
+		if err == nil {
+			db.Close()
+			t.Fatalf("Open(%q) succeeded", u)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Open error %q reveals the password", err)
+		}
+	}
 }

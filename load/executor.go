@@ -378,7 +378,7 @@ func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited
 		w.deliver(res)
 		return
 	}
-	res.URL = u.String()
+	res.URL = t.URLString(u)
 	req := &http.Request{Method: t.Method, URL: u, Host: u.Host, Header: h,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 	if len(body) > 0 {

@@ -17,7 +17,9 @@ import (
 )
 
 // serve starts a real HTTP server on loopback and returns its URL.
-func serve(t *testing.T, h http.Handler) string {
+func serve(t *testing.T, h http.Handler) string { return serveB(t, h) }
+
+func serveB(t testing.TB, h http.Handler) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

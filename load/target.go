@@ -57,6 +57,7 @@ type Target struct {
 	headers []compiledHeader
 
 	staticURL    *url.URL    // when URL is static
+	staticURLStr string      // its text, for results
 	staticHeader http.Header // when every header is static; shared, read-only
 	staticBody   []byte      // when Body is static
 }
@@ -89,6 +90,7 @@ func CompileTarget(spec RequestSpec, common []Header, data *DataSet) (*Target, e
 			return nil, &FieldError{Field: "url", Err: err}
 		}
 		t.staticURL = u
+		t.staticURLStr = u.String()
 	} else {
 		// Check the URL a first request would use, so that a template that
 		// cannot make a valid URL fails before any request is sent.
@@ -180,6 +182,15 @@ func (t *Target) buildHeader(v *Vars) http.Header {
 		h[ch.name] = append(h[ch.name], ch.value.Execute(v))
 	}
 	return h
+}
+
+// URLString returns the text of u, built by Build for this target,
+// without formatting it again when the URL is static.
+func (t *Target) URLString(u *url.URL) string {
+	if u == t.staticURL {
+		return t.staticURLStr
+	}
+	return u.String()
 }
 
 // Build returns the URL, header and body of the request for v. The header

@@ -6,9 +6,11 @@ package redis
 //	ARGV[1], ARGV[2] now as unix seconds and nanoseconds within the second,
 //	                 or "" and "" to take now from Redis TIME
 //	ARGV[3]          the cost
-//	ARGV[4+3(i-1)]   tier i's emission interval T in nanoseconds
-//	ARGV[5+3(i-1)]   tier i's tolerance τ in nanoseconds
-//	ARGV[6+3(i-1)]   "1" when tier i is a shadow tier, "0" otherwise
+//	ARGV[4]          milliseconds added to every key's expiry (the grace
+//	                 of Config.FixedTimeGrace; 0 on Redis time)
+//	ARGV[5+3(i-1)]   tier i's emission interval T in nanoseconds
+//	ARGV[6+3(i-1)]   tier i's tolerance τ in nanoseconds
+//	ARGV[7+3(i-1)]   "1" when tier i is a shadow tier, "0" otherwise
 //
 // It returns {allowed (0 or 1), now seconds, now nanoseconds, backlog 1,
 // …, backlog n}. Every number it handles is an integer below 2^53, so
@@ -27,6 +29,7 @@ else
   now_s, now_ns = tonumber(ARGV[1]), tonumber(ARGV[2])
 end
 local cost = tonumber(ARGV[3])
+local grace = tonumber(ARGV[4])
 local n = #KEYS
 local tats = redis.call('MGET', unpack(KEYS))
 local backlog, nexts, ok = {}, {}, {}
@@ -48,7 +51,7 @@ for i = 1, n do
       if b > MAXB then b = MAXB end
     end
   end
-  local j = 4 + 3 * (i - 1)
+  local j = 5 + 3 * (i - 1)
   local nx = b + cost * tonumber(ARGV[j])
   backlog[i], nexts[i] = b, nx
   ok[i] = nx <= tonumber(ARGV[j + 1])
@@ -63,7 +66,7 @@ if allowed == 1 and cost > 0 then
       if ns < 0 then ns, carry = ns + E9, carry - 1 end
       if ns >= E9 then ns, carry = ns - E9, carry + 1 end
       redis.call('SET', KEYS[i], string.format('%d%09d', now_s + carry, ns),
-        'PX', math.ceil(nexts[i] / 1000000))
+        'PX', math.ceil(nexts[i] / 1000000) + grace)
     end
   end
 end

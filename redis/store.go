@@ -20,6 +20,7 @@ const (
 	DefaultPrefix         = "ratelab:"
 	DefaultTimeout        = 50 * time.Millisecond
 	DefaultHealthInterval = 500 * time.Millisecond
+	DefaultFixedTimeGrace = time.Second
 	// DefaultFallbackKeys caps the keys of the fallback store that New
 	// makes when Config.Fallback is nil.
 	DefaultFallbackKeys = 1 << 20
@@ -44,6 +45,14 @@ type Config struct {
 	// Timeout bounds each round trip to Redis; a decision that takes longer
 	// counts as an outage. Default: DefaultTimeout.
 	Timeout time.Duration
+	// FixedTimeGrace lengthens the life of keys written by a decision at a
+	// caller-given instant (Request.Now set). Redis expires keys on its own
+	// clock, so a key whose TAT is reckoned on another clock could otherwise
+	// vanish while a caller whose clock runs behind Redis's, or whose
+	// instants advance more slowly than real time, still relies on it. Keys
+	// written on Redis time need no grace and get none. Default:
+	// DefaultFixedTimeGrace; a negative value means no grace.
+	FixedTimeGrace time.Duration
 	// HealthInterval is how often a degraded Store pings Redis to find out
 	// whether it is back. Default: DefaultHealthInterval.
 	HealthInterval time.Duration
@@ -74,6 +83,7 @@ type Store struct {
 	failClosed     bool
 	timeout        time.Duration
 	healthInterval time.Duration
+	graceMs        int64
 	log            *slog.Logger
 	fallback       *limit.MemoryStore
 	onStateChange  func(bool)
@@ -105,6 +115,12 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	switch {
+	case cfg.FixedTimeGrace == 0:
+		cfg.FixedTimeGrace = DefaultFixedTimeGrace
+	case cfg.FixedTimeGrace < 0:
+		cfg.FixedTimeGrace = 0
+	}
 	if cfg.HealthInterval <= 0 {
 		cfg.HealthInterval = DefaultHealthInterval
 	}
@@ -121,6 +137,7 @@ func New(cfg Config) (*Store, error) {
 		failClosed:     cfg.FailClosed,
 		timeout:        cfg.Timeout,
 		healthInterval: cfg.HealthInterval,
+		graceMs:        int64((cfg.FixedTimeGrace + time.Millisecond - 1) / time.Millisecond),
 		log:            cfg.Logger,
 		fallback:       cfg.Fallback,
 		onStateChange:  cfg.OnStateChange,
@@ -182,11 +199,11 @@ func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 		return nil
 	}
 	keys := make([]string, n)
-	args := make([]any, 3+3*n)
+	args := make([]any, 4+3*n)
 	if req.Now.IsZero() {
-		args[0], args[1] = "", ""
+		args[0], args[1], args[3] = "", "", 0
 	} else {
-		args[0], args[1] = req.Now.Unix(), req.Now.Nanosecond()
+		args[0], args[1], args[3] = req.Now.Unix(), req.Now.Nanosecond(), s.graceMs
 	}
 	args[2] = req.Cost
 	var buf []byte
@@ -198,13 +215,11 @@ func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 		if t.Policy.Shadow {
 			shadow = "1"
 		}
-		args[3+3*i] = int64(t.Policy.Interval())
-		args[4+3*i] = int64(t.Policy.Tolerance())
-		args[5+3*i] = shadow
+		args[4+3*i] = int64(t.Policy.Interval())
+		args[5+3*i] = int64(t.Policy.Tolerance())
+		args[6+3*i] = shadow
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	out, err := s.script.Run(rctx, s.client, keys, args...).Int64Slice()
+	out, err := s.run(ctx, keys, args)
 	if err != nil {
 		return fmt.Errorf("redis store: run script: %w", err)
 	}
@@ -221,6 +236,52 @@ func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 			out[0] == 1, out[1], out[2], d.Allowed)
 	}
 	return nil
+}
+
+// answer is the outcome of one script run.
+type answer struct {
+	out []int64
+	err error
+}
+
+// run runs the script with a deadline of s.timeout. go-redis honours a
+// context's deadline only when the client has ContextTimeoutEnabled, and
+// otherwise waits for its ReadTimeout (3s by default), so the wait is
+// bounded here whatever the client's options: the call runs in its own
+// goroutine, which finishes by itself when the client gives up. Like any
+// timeout, this cannot tell whether a late script ran: a decision that
+// times out may still have consumed quota on Redis.
+func (s *Store) run(ctx context.Context, keys []string, args []any) ([]int64, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	ch := make(chan answer, 1)
+	go func() {
+		out, err := s.script.Run(rctx, s.client, keys, args...).Int64Slice()
+		ch <- answer{out, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.out, a.err
+	case <-rctx.Done():
+		return nil, fmt.Errorf("no answer within %v: %w", s.timeout, rctx.Err())
+	}
+}
+
+// ping asks Redis whether it is back, waiting at most s.timeout, and
+// gives up early when stop is closed.
+func (s *Store) ping() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	ch := make(chan error, 1)
+	go func() { ch <- s.client.Ping(ctx).Err() }()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stop:
+		return errors.New("store closed")
+	}
 }
 
 // isOutage reports whether err means Redis is unreachable or unable to
@@ -279,10 +340,7 @@ func (s *Store) healthCheck() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-		err := s.client.Ping(ctx).Err()
-		cancel()
-		if err != nil {
+		if err := s.ping(); err != nil {
 			continue
 		}
 		s.mu.Lock()

@@ -38,6 +38,12 @@ func newStore(t testing.TB, cfg Config) *Store {
 	if cfg.Prefix == "" {
 		cfg.Prefix = testPrefix()
 	}
+	if cfg.Timeout == 0 {
+		// Tests of decisions must not fall back on a slow moment of a busy
+		// machine (a cold pool under -race can take over 50ms); the outage
+		// tests set their own short timeout.
+		cfg.Timeout = 5 * time.Second
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +113,7 @@ func TestRedisTime(t *testing.T) {
 func TestFixedInstantKey(t *testing.T) {
 	c := sharedClient(t)
 	prefix := testPrefix()
-	s := newStore(t, Config{Client: c, Prefix: prefix})
+	s := newStore(t, Config{Client: c, Prefix: prefix, FixedTimeGrace: -1})
 	p := &limit.Policy{Name: "tight", Rate: limit.Per(1, 300*time.Millisecond), Burst: 2}
 	// An instant with every nanosecond digit set, decades from the epoch:
 	// the TAT must come back exact to the nanosecond.
@@ -150,6 +156,30 @@ func TestFixedInstantKey(t *testing.T) {
 	time.Sleep(650 * time.Millisecond)
 	if n := c.Exists(ctx, key).Val(); n != 0 {
 		t.Fatalf("key still exists after its TAT passed (PTTL %v)", c.PTTL(ctx, key).Val())
+	}
+}
+
+// TestFixedTimeGrace checks that keys written at a caller-given instant
+// outlive their TAT by the grace, and keys written on Redis time do not.
+func TestFixedTimeGrace(t *testing.T) {
+	c := sharedClient(t)
+	prefix := testPrefix()
+	s := newStore(t, Config{Client: c, Prefix: prefix, FixedTimeGrace: 2 * time.Second})
+	p := &limit.Policy{Name: "p", Rate: limit.Per(1, 300*time.Millisecond), Burst: 2}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		key      string
+		now      time.Time
+		min, max time.Duration
+	}{
+		{"fixed", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), 2200 * time.Millisecond, 2300 * time.Millisecond},
+		{"redis-time", time.Time{}, 200 * time.Millisecond, 300 * time.Millisecond},
+	} {
+		decide(t, s, &limit.Request{Now: tc.now, Group: "g", Cost: 1, Tiers: []limit.Tier{{Policy: p, Key: tc.key}}})
+		pttl := c.PTTL(ctx, string(appendKey(nil, prefix, "g", "p", tc.key))).Val()
+		if pttl < tc.min || pttl > tc.max {
+			t.Errorf("%s: PTTL %v, want in [%v, %v]", tc.key, pttl, tc.min, tc.max)
+		}
 	}
 }
 

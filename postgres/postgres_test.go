@@ -20,7 +20,7 @@ import (
 // testDatabase creates a database of its own for this test run, dropped at
 // the end, so that concurrent runs never share tables. It returns the
 // database's URL.
-func testDatabase(t *testing.T) string {
+func testDatabase(t testing.TB) string {
 	t.Helper()
 	base := testenv.PostgresURL(t)
 	ctx := context.Background()
@@ -52,7 +52,7 @@ func testDatabase(t *testing.T) string {
 // schemaURL creates the schema name in the database at dbURL and returns a
 // URL whose connections use it (pgx sends unknown URL parameters, here
 // search_path, as run-time parameters).
-func schemaURL(t *testing.T, dbURL, name string) string {
+func schemaURL(t testing.TB, dbURL, name string) string {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dbURL)

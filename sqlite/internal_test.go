@@ -166,3 +166,39 @@ func TestOrgDomain(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyHashesStored checks that neither a client secret nor an access
+// token is stored in plain form.
+func TestOnlyHashesStored(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "h.db"))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer db.Close()
+	org, err := db.EnsureOrg(ctx, "hashes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, secret, err := db.CreateClient(ctx, org.ID, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := db.IssueToken(ctx, c, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var storedSecret, storedToken string
+	if err := db.read.QueryRowContext(ctx, `SELECT secret_hash FROM clients WHERE id = ?`, c.ID).Scan(&storedSecret); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.read.QueryRowContext(ctx, `SELECT hash FROM tokens`).Scan(&storedToken); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(storedSecret, secret) || !ratelab.VerifySecret(storedSecret, secret) {
+		t.Errorf("stored secret %q is not a hash of the secret", storedSecret)
+	}
+	if storedToken != ratelab.HashToken(tok) {
+		t.Errorf("stored token %q is not HashToken of the token", storedToken)
+	}
+}

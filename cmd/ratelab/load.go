@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"ratelab/jmx"
 	"ratelab/limit"
 	"ratelab/load"
 	"ratelab/report"
@@ -35,6 +36,12 @@ and counts latency from the intended send time.
 URL, header values and body are templates: {{.Thread}}, {{.Iteration}},
 {{.Seq}}, {{uuid}}, {{now}} and {{.column}} of the --data CSV file.
 
+A JMeter plan runs with --jmx PLAN.jmx (-J name=value sets its properties):
+as JMeter would run it, timer modes and traps included, or with --fix as
+corrected (one global schedule at the intended rate, no start-up burst,
+writes spread over per-thread resources, Retry-After honoured). "ratelab jmx
+PLAN.jmx" explains the difference first.
+
 A run needs a bound (--loops, --duration or --stages); Ctrl-C stops it and
 still writes the summary and files. A failed --threshold exits with 99.
 
@@ -43,7 +50,8 @@ Examples:
   ratelab load --threads 20 --loops 100 --throughput 600/m --throughput-mode all-threads \
       -X PUT -H 'Content-Type: application/json' --body '{"text":"v{{.Iteration}}"}' \
       --url 'http://127.0.0.1:8080/api/v2/architect/scripts/{{.scriptId}}' --data scripts.csv
-  ratelab load scenario.yaml --json out.json --threshold 'share_429<1%'`
+  ratelab load scenario.yaml --json out.json --threshold 'share_429<1%'
+  ratelab load --jmx script-updates.jmx -J host=127.0.0.1 -J port=8080 -J accessToken=$TOKEN --fix`
 
 // headerFlags is a repeatable -H "Name: value" flag.
 type headerFlags []load.Header
@@ -78,6 +86,9 @@ type loadFlags struct {
 	tokenURL, clientID, clientSecret                  string
 	jsonOut, jtlOut, resultsOut, htmlOut              string
 	thresholds                                        report.Thresholds
+	jmx                                               string
+	jmxProps                                          propFlags
+	fix                                               bool
 }
 
 func (f *loadFlags) define(fs *flag.FlagSet, env *environ) {
@@ -113,6 +124,10 @@ func (f *loadFlags) define(fs *flag.FlagSet, env *environ) {
 	fs.StringVar(&f.htmlOut, "html", "", "write the HTML report to `FILE`")
 	fs.Var(&f.thresholds, "threshold", "pass/fail condition such as 'p99<250ms' or 'share_429<1%' (repeatable; a failure exits 99)")
 	fs.DurationVar(&f.progress, "progress", time.Second, "progress line interval on stderr (0 turns it off)")
+	fs.StringVar(&f.jmx, "jmx", "", "run the JMeter plan `PLAN.jmx` (as JMeter runs it; see --fix)")
+	f.jmxProps = propFlags{}
+	fs.Var(f.jmxProps, "J", "JMeter property `name=value` for --jmx (repeatable), as jmeter -J")
+	fs.BoolVar(&f.fix, "fix", false, "with --jmx: run the plan corrected for its pitfalls instead")
 }
 
 // parseLoadArgs parses flags and at most one scenario file, which may come
@@ -145,7 +160,7 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := f.scenario(scenarioFile, set)
+	s, err := f.scenario(env, scenarioFile, set)
 	if err != nil {
 		return err
 	}
@@ -180,9 +195,21 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 
 // scenario builds the run's scenario: the file's, with the flags given
 // on the command line taking precedence, or the flags' alone.
-func (f *loadFlags) scenario(file string, set map[string]bool) (*load.Scenario, error) {
+func (f *loadFlags) scenario(env *environ, file string, set map[string]bool) (*load.Scenario, error) {
 	s := &load.Scenario{RetryAfter: load.RetryIgnore, Timeout: f.timeout}
-	if file != "" {
+	switch {
+	case f.jmx != "" && file != "":
+		return nil, fmt.Errorf("give a scenario file or --jmx, not both (got %s and %s)", file, f.jmx)
+	case f.fix && f.jmx == "":
+		return nil, errors.New("--fix corrects a JMeter plan: give --jmx PLAN.jmx")
+	case f.jmx != "":
+		js, err := f.jmxScenario(env)
+		if err != nil {
+			return nil, err
+		}
+		s = js
+		file = f.jmx // the plan stands for a file: only the flags given override it
+	case file != "":
 		src, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("read scenario: %w", err)
@@ -488,4 +515,49 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := file.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// jmxScenario reads the --jmx plan and returns its scenario, faithful or
+// (--fix) corrected. What cannot be run as JMeter would is said on stderr
+// before anything is sent.
+func (f *loadFlags) jmxScenario(env *environ) (*load.Scenario, error) {
+	plan, err := readPlanFile(f.jmx)
+	if err != nil {
+		return nil, err
+	}
+	opts := jmx.Options{Properties: f.jmxProps}
+	a := jmx.Analyze(plan, opts)
+	for _, w := range a.Warnings {
+		if w.Unfaithful {
+			fmt.Fprintf(env.stderr, "warning: %s\n", w)
+		}
+	}
+	if !f.fix {
+		s, warns, err := plan.Scenario(opts)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.jmx, err)
+		}
+		for _, w := range warns {
+			fmt.Fprintf(env.stderr, "warning: %s\n", w)
+		}
+		if !a.Faithful || len(warns) > 0 {
+			fmt.Fprintln(env.stderr, "warning: ratelab cannot run this plan exactly as JMeter would (see above)")
+		}
+		for _, l := range a.Effective {
+			fmt.Fprintf(env.stderr, "plan: %s\n", l)
+		}
+		return s, nil
+	}
+	dir, err := os.MkdirTemp("", "ratelab-fix-")
+	if err != nil {
+		return nil, err
+	}
+	s, changes, err := plan.FixedScenario(opts, jmx.FixOptions{DataFile: filepath.Join(dir, "resource-ids.csv")})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.jmx, err)
+	}
+	for _, c := range changes {
+		fmt.Fprintf(env.stderr, "fix: %s\n", c)
+	}
+	return s, nil
 }

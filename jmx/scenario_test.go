@@ -43,6 +43,10 @@ func TestScenarioGolden(t *testing.T) {
 	if !strings.Contains(r.Body, "Hello {{.Thread}}") || !strings.Contains(r.Body, "{{counter}}") {
 		t.Fatalf("body %q", r.Body)
 	}
+	// Every template the translation produced is one the engine runs.
+	if _, err := back.Compile(nil); err != nil {
+		t.Fatalf("the scenario does not compile: %v", err)
+	}
 }
 
 func TestFixedScenario(t *testing.T) {

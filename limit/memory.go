@@ -167,6 +167,10 @@ func (s *MemoryStore) Decide(_ context.Context, req *Request, d *Decision) error
 	// measurable part of a decision, so requests of up to four tiers (the
 	// common case) get small ones.
 	n := len(req.Tiers)
+	if n == 1 {
+		s.decideOne(req, d, now.UnixNano())
+		return nil
+	}
 	if n <= 4 {
 		var (
 			hashes       [4]uint64
@@ -185,6 +189,36 @@ func (s *MemoryStore) Decide(_ context.Context, req *Request, d *Decision) error
 	)
 	s.decide(req, d, now.UnixNano(), hashes[:n], shard[:n], order[:n], slot[:n], backlog[:n])
 	return nil
+}
+
+// decideOne takes a validated one-tier decision: decide without the
+// scratch arrays and the lock ordering, which one tier does not need.
+func (s *MemoryStore) decideOne(req *Request, d *Decision, nowNs int64) {
+	t := &req.Tiers[0]
+	h := s.hash(req.Group, t.Policy.Name, t.Key)
+	sh := &s.shards[h>>s.shift]
+	h |= slotUsed
+	var backlog [1]time.Duration
+	sh.mu.Lock()
+	i := sh.find(h, req.Group, t.Policy.Name, t.Key)
+	if i >= 0 {
+		if sh.lru != nil {
+			sh.touch(i) // any access counts as use, a rejection too
+		}
+		if b := sh.slots[i].tat - nowNs; b > 0 {
+			backlog[0] = time.Duration(b)
+		}
+	}
+	Evaluate(req, backlog[:], d)
+	if d.Allowed && d.Tiers[0].Consumed {
+		tat := nowNs + int64(d.Tiers[0].ResetAfter)
+		if i >= 0 {
+			sh.slots[i].tat = tat
+		} else {
+			s.insert(sh, h, req.Group, t.Policy.Name, t.Key, tat, nowNs)
+		}
+	}
+	sh.mu.Unlock()
 }
 
 // decide takes a validated decision. The slices have one element per tier:

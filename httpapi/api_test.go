@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,11 +19,41 @@ import (
 
 	"ratelab"
 	"ratelab/httpapi"
+	"ratelab/limit"
 )
 
-func TestToken(t *testing.T) {
+// suite lists the end-to-end tests; TestServer runs them on the memory
+// limiter, TestServerRedis on the Redis one.
+var suite = []struct {
+	name string
+	fn   func(t *testing.T, lf limiterFactory)
+}{
+	{"Token", testToken},
+	{"OAuth2Library", testOAuth2Library},
+	{"ScriptsCRUD", testScriptsCRUD},
+	{"BadInput", testBadInput},
+	{"FailuresStayInternal", testFailuresStayInternal},
+	{"RateLimitedResponse", testRateLimitedResponse},
+	{"ReferenceScenario", testReferenceScenario},
+	{"Bulk", testBulk},
+	{"RateLimitsEndpoint", testRateLimitsEndpoint},
+	{"OptimisticConcurrency", testOptimisticConcurrency},
+	{"CrossOrgIsolation", testCrossOrgIsolation},
+	{"HealthMetricsOpenAPI", testHealthMetricsOpenAPI},
+	{"OpenAPIMatchesRoutes", testOpenAPIMatchesRoutes},
+	{"PolicyReload", testPolicyReload},
+	{"LimiterFallback", testLimiterFallback},
+}
+
+func TestServer(t *testing.T) {
+	for _, tc := range suite {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, nil) })
+	}
+}
+
+func testToken(t *testing.T, lf limiterFactory) {
 	clk := newClock()
-	e := newEnv(t, options{clock: clk})
+	e := newEnv(t, lf, options{clock: clk})
 	c := e.client("acme")
 
 	// HTTP Basic.
@@ -91,8 +124,8 @@ func TestToken(t *testing.T) {
 
 // TestOAuth2Library drives the server with golang.org/x/oauth2's client
 // credentials flow, unchanged.
-func TestOAuth2Library(t *testing.T) {
-	e := newEnv(t, options{})
+func testOAuth2Library(t *testing.T, lf limiterFactory) {
+	e := newEnv(t, lf, options{})
 	c := e.client("acme")
 	ctx := context.Background()
 	for _, style := range []struct {
@@ -130,8 +163,8 @@ func TestOAuth2Library(t *testing.T) {
 	}
 }
 
-func TestScriptsCRUD(t *testing.T) {
-	e := newEnv(t, options{policies: generous(t)})
+func testScriptsCRUD(t *testing.T, lf limiterFactory) {
+	e := newEnv(t, lf, options{policies: generous(t)})
 	tok := e.token(e.client("acme"))
 
 	r := e.do("POST", "/api/v2/architect/scripts", tok, map[string]string{"name": "greeting", "text": "hello"}).want(201).hasLimitHeaders()
@@ -212,8 +245,8 @@ func TestScriptsCRUD(t *testing.T) {
 	e.do("GET", path+"/versions", tok, nil).want(404).errBody()
 }
 
-func TestBadInput(t *testing.T) {
-	e := newEnv(t, options{policies: generous(t)})
+func testBadInput(t *testing.T, lf limiterFactory) {
+	e := newEnv(t, lf, options{policies: generous(t)})
 	tok := e.token(e.client("acme"))
 	const p = "/api/v2/architect/scripts"
 	for name, tc := range map[string]struct {
@@ -270,8 +303,8 @@ func (f faulty) FindScript(ctx context.Context, orgID, id string) (*ratelab.Scri
 	return f.ScriptService.FindScript(ctx, orgID, id)
 }
 
-func TestFailuresStayInternal(t *testing.T) {
-	e := newEnv(t, options{policies: generous(t), scripts: func(s ratelab.ScriptService) ratelab.ScriptService { return faulty{s} }})
+func testFailuresStayInternal(t *testing.T, lf limiterFactory) {
+	e := newEnv(t, lf, options{policies: generous(t), scripts: func(s ratelab.ScriptService) ratelab.ScriptService { return faulty{s} }})
 	tok := e.token(e.client("acme"))
 	for _, id := range []string{"panic", "fail"} {
 		r := e.do("GET", "/api/v2/architect/scripts/"+id, tok, nil).want(500)
@@ -294,9 +327,9 @@ func TestFailuresStayInternal(t *testing.T) {
 // TestRateLimitedResponse checks the 429 exactly, on a fixed clock: the
 // per-script policy (2/s, burst 4) admits four PUTs at one instant and
 // rejects the fifth, retry in exactly 500 ms.
-func TestRateLimitedResponse(t *testing.T) {
+func testRateLimitedResponse(t *testing.T, lf limiterFactory) {
 	clk := newClock()
-	e := newEnv(t, options{clock: clk})
+	e := newEnv(t, lf, options{clock: clk})
 	c := e.client("acme")
 	tok := e.token(c)
 	put := func(id string) *resp {
@@ -355,9 +388,9 @@ func TestRateLimitedResponse(t *testing.T) {
 // 0, all PUTting one script at 10 requests/s in total, throttle at once
 // on script-writes-per-script; GET /api/v2/users at the same rate never
 // throttles.
-func TestReferenceScenario(t *testing.T) {
+func testReferenceScenario(t *testing.T, lf limiterFactory) {
 	clk := newClock()
-	e := newEnv(t, options{clock: clk})
+	e := newEnv(t, lf, options{clock: clk})
 	tok := e.token(e.client("acme"))
 	e.do("PUT", "/api/v2/architect/scripts/shared", tok, map[string]any{"name": "n"}).want(201)
 	clk.Advance(10 * time.Second) // a full bucket again
@@ -415,9 +448,9 @@ func TestReferenceScenario(t *testing.T) {
 	}
 }
 
-func TestBulk(t *testing.T) {
+func testBulk(t *testing.T, lf limiterFactory) {
 	clk := newClock()
-	e := newEnv(t, options{clock: clk})
+	e := newEnv(t, lf, options{clock: clk})
 	tok := e.token(e.client("acme"))
 	e.do("PUT", "/api/v2/architect/scripts/a", tok, map[string]any{"name": "a"}).want(201)
 
@@ -505,9 +538,9 @@ func rateLimits(e *env, tok, scriptID string) map[string]httpapi.LimitState {
 	return out
 }
 
-func TestRateLimitsEndpoint(t *testing.T) {
+func testRateLimitsEndpoint(t *testing.T, lf limiterFactory) {
 	clk := newClock()
-	e := newEnv(t, options{clock: clk})
+	e := newEnv(t, lf, options{clock: clk})
 	c := e.client("acme")
 	tok := e.token(c)
 	e.do("PUT", "/api/v2/architect/scripts/s1", tok, map[string]any{"name": "n"}).want(201)
@@ -547,8 +580,8 @@ func TestRateLimitsEndpoint(t *testing.T) {
 // TestOptimisticConcurrency: 20 goroutines × 50 PUTs with If-Match on one
 // script. Every attempt is either a write or a 412, and the version count
 // equals the writes: no acknowledged write is lost.
-func TestOptimisticConcurrency(t *testing.T) {
-	e := newEnv(t, options{policies: generous(t)})
+func testOptimisticConcurrency(t *testing.T, lf limiterFactory) {
+	e := newEnv(t, lf, options{policies: generous(t)})
 	tok := e.token(e.client("acme"))
 	const path = "/api/v2/architect/scripts/hot"
 	e.do("PUT", path, tok, map[string]any{"name": "hot"}).want(201)
@@ -594,9 +627,9 @@ func currentVersion(e *env, tok, path string) string {
 	return strings.Trim(e.do("GET", path, tok, nil).want(200).header.Get("ETag"), `"`)
 }
 
-func TestCrossOrgIsolation(t *testing.T) {
+func testCrossOrgIsolation(t *testing.T, lf limiterFactory) {
 	clk := newClock()
-	e := newEnv(t, options{clock: clk})
+	e := newEnv(t, lf, options{clock: clk})
 	a, b := e.token(e.client("org-a")), e.token(e.client("org-b"))
 	r := e.do("POST", "/api/v2/architect/scripts", a, map[string]any{"name": "secret"}).want(201)
 	id := e.script(r).ID
@@ -632,8 +665,8 @@ func TestCrossOrgIsolation(t *testing.T) {
 	}
 }
 
-func TestHealthMetricsOpenAPI(t *testing.T) {
-	e := newEnv(t, options{})
+func testHealthMetricsOpenAPI(t *testing.T, lf limiterFactory) {
+	e := newEnv(t, lf, options{})
 	tok := e.token(e.client("acme"))
 	var h httpapi.Health
 	e.do("GET", "/healthz", "", nil).want(200).decode(&h)
@@ -668,8 +701,8 @@ func TestHealthMetricsOpenAPI(t *testing.T) {
 	}
 }
 
-func TestOpenAPIMatchesRoutes(t *testing.T) {
-	e := newEnv(t, options{})
+func testOpenAPIMatchesRoutes(t *testing.T, lf limiterFactory) {
+	e := newEnv(t, lf, options{})
 	var doc struct {
 		OpenAPI string                                `json:"openapi"`
 		Paths   map[string]map[string]json.RawMessage `json:"paths"`
@@ -710,5 +743,123 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	if len(documented) != len(e.srv.Routes()) {
 		t.Errorf("%d documented operations, %d routes", len(documented), len(e.srv.Routes()))
+	}
+}
+
+// testPolicyReload swaps policies from a file while requests are in
+// flight; a bad file keeps the policies in effect.
+func testPolicyReload(t *testing.T, lf limiterFactory) {
+	clk := newClock()
+	file := filepath.Join(t.TempDir(), "policies.yaml")
+	write := func(burst int) {
+		doc := fmt.Sprintf("policies:\n  - name: per-script\n    rate: 1/s\n    burst: %d\n    scope: org+script\n    classes: [script-writes]\n  - name: org\n    rate: 1000/s\n    burst: 1000\n    scope: org\n    classes: [all]\n", burst)
+		if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1)
+	e := newEnv(t, lf, options{clock: clk, file: file})
+	tok := e.token(e.client("acme"))
+	put := func() *resp { return e.do("PUT", "/api/v2/architect/scripts/s", tok, map[string]any{"name": "n"}) }
+	put().want(201)
+	r := put().want(429)
+	if b := r.errBody(); b.Limit.Policy != "per-script" || b.Limit.Burst != 1 {
+		t.Fatalf("429 from %+v", b.Limit)
+	}
+
+	// Readers keep going while the policies are swapped.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if r := e.do("GET", "/api/v2/users", tok, nil); r.status != 200 || r.header.Get("RateLimit") == "" {
+					bad.Add(1)
+				}
+			}
+		})
+	}
+	write(3)
+	for range 20 {
+		if err := e.srv.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if bad.Load() != 0 {
+		t.Fatalf("%d requests failed during reloads", bad.Load())
+	}
+	// The bucket keeps its state (one used) and now holds 3.
+	put().want(200)
+	put().want(200)
+	if b := put().want(429).errBody(); b.Limit.Burst != 3 {
+		t.Fatalf("after reload: %+v", b.Limit)
+	}
+
+	// A bad file is reported, logged, and the old policies stay.
+	if err := os.WriteFile(file, []byte("policies:\n  - name: per-script\n    rate: 1/s\n    burst: 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := e.srv.Reload()
+	if err == nil || !strings.Contains(err.Error(), `policies.yaml: policy "per-script": burst: must be at least 1`) {
+		t.Fatalf("reload of a bad file: %v", err)
+	}
+	if e.srv.Policies().Source != "policies.yaml" || e.srv.Policies().List()[0].Burst != 3 {
+		t.Fatalf("policies changed by a bad file: %v", e.srv.Policies().List()[0])
+	}
+	if !strings.Contains(e.logs.String(), "keeping the policies in effect") {
+		t.Fatalf("bad reload not logged:\n%s", e.logs)
+	}
+	if b := put().want(429).errBody(); b.Limit.Burst != 3 {
+		t.Fatalf("after bad reload: %+v", b.Limit)
+	}
+}
+
+// flaky is a limiter that fails while fail is set, to exercise the
+// server's fallback.
+type flaky struct {
+	fail  atomic.Bool
+	inner limit.Store
+}
+
+func (f *flaky) Decide(ctx context.Context, req *limit.Request, d *limit.Decision) error {
+	if f.fail.Load() {
+		return errors.New("connection refused")
+	}
+	return f.inner.Decide(ctx, req, d)
+}
+
+// testLimiterFallback: while the limiter fails, the server decides on a
+// local store, so limits stay enforced, and says so in /metrics.
+func testLimiterFallback(t *testing.T, _ limiterFactory) {
+	clk := newClock()
+	f := &flaky{inner: limit.NewMemoryStore(limit.MemoryConfig{})}
+	e := newEnv(t, nil, options{clock: clk, limiter: f})
+	tok := e.token(e.client("acme"))
+	f.fail.Store(true)
+	for range 4 {
+		e.do("PUT", "/api/v2/architect/scripts/s", tok, map[string]any{"name": "n"}).hasLimitHeaders()
+	}
+	e.do("PUT", "/api/v2/architect/scripts/s", tok, map[string]any{"name": "n"}).want(429)
+	if v := metricValue(t, e.reg, "ratelab_limiter_fallback", nil); v != 1 {
+		t.Fatalf("fallback gauge %v while failing", v)
+	}
+	if v := metricValue(t, e.reg, "ratelab_limiter_errors_total", nil); v != 5 {
+		t.Fatalf("limiter errors %v, want 5", v)
+	}
+	f.fail.Store(false)
+	e.do("GET", "/api/v2/users", tok, nil).want(200).hasLimitHeaders()
+	if v := metricValue(t, e.reg, "ratelab_limiter_fallback", nil); v != 0 {
+		t.Fatalf("fallback gauge %v after recovery", v)
+	}
+	if !strings.Contains(e.logs.String(), "limiter failed") || !strings.Contains(e.logs.String(), "limiter recovered") {
+		t.Fatalf("fallback not logged:\n%s", e.logs)
 	}
 }

@@ -506,6 +506,9 @@ func (s *Server) handleRateLimits(c *call) error {
 		if !rt.auth {
 			continue
 		}
+		if i >= len(ps.byRoute) {
+			break
+		}
 		rc := &call{r: c.r, rt: rt, client: c.client, scriptIDs: c.scriptIDs}
 		for _, p := range ps.byRoute[i] {
 			for _, t := range s.appendTiers(nil, p, rc, true) {
@@ -521,7 +524,7 @@ func (s *Server) handleRateLimits(c *call) error {
 	}
 	tiers = tiers[:0]
 	for i := range s.routes {
-		if s.routes[i].class == ClassToken {
+		if s.routes[i].class == ClassToken && i < len(ps.byRoute) {
 			rc := &call{r: c.r, rt: &s.routes[i], tokenClient: c.client.ID}
 			for _, p := range ps.byRoute[i] {
 				tiers = s.appendTiers(tiers, p, rc, false)
@@ -567,6 +570,10 @@ func (s *Server) handleReadyz(c *call) error {
 			s.log.Error("readyz: limiter unreachable", "err", err)
 			h.Status, h.Checks["limiter"] = "unavailable", "unreachable"
 		}
+	} else if d, ok := s.limiter.(degrader); ok && d.Degraded() {
+		// Limits are still enforced, per process, by the store's fallback;
+		// the replica is not ready to share exact limits.
+		h.Status, h.Checks["limiter"] = "unavailable", "degraded: deciding locally"
 	}
 	status := http.StatusOK
 	if h.Status != "ok" {

@@ -18,14 +18,17 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
 	decisions     *prometheus.CounterVec
-	fallback      prometheus.Gauge
+	fallback      prometheus.GaugeFunc
 	limiterErrors prometheus.Counter
 	storeErrors   prometheus.Counter
 	inFallback    atomic.Bool
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{
+// newMetrics registers the collectors. degraded reports whether the
+// limiter store itself runs on its fallback (the Redis store does).
+func newMetrics(reg prometheus.Registerer, degraded func() bool) (*metrics, error) {
+	m := &metrics{}
+	*m = metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ratelab_http_requests_total",
 			Help: "HTTP requests by route pattern, method and status.",
@@ -39,9 +42,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ratelab_limiter_decisions_total",
 			Help: "Limiter verdicts per policy tier: allowed, rejected, or shadow_rejected (a shadow policy that would have rejected).",
 		}, []string{"policy", "outcome"}),
-		fallback: prometheus.NewGauge(prometheus.GaugeOpts{
+		fallback: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "ratelab_limiter_fallback",
-			Help: "1 while the limiter store fails and decisions are taken by the local in-memory fallback.",
+			Help: "1 while the limiter store fails and decisions are taken by a local in-memory fallback.",
+		}, func() float64 {
+			if m.inFallback.Load() || degraded != nil && degraded() {
+				return 1
+			}
+			return 0
 		}),
 		limiterErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ratelab_limiter_errors_total",

@@ -295,7 +295,7 @@ func (s *Server) admit(c *call, unauthErr error) bool {
 		matching = ps.unauth
 	case c.rt == nil:
 		matching = ps.other
-	default:
+	case c.rt.index < len(ps.byRoute):
 		matching = ps.byRoute[c.rt.index]
 	}
 	if authed {
@@ -365,7 +365,6 @@ func (s *Server) decide(ctx context.Context, req *limit.Request, d *limit.Decisi
 	err := s.limiter.Decide(ctx, req, d)
 	if err == nil || s.fallback == nil {
 		if err == nil && s.metrics.inFallback.CompareAndSwap(true, false) {
-			s.metrics.fallback.Set(0)
 			s.log.Info("limiter recovered; leaving the local fallback")
 		}
 		return err
@@ -376,7 +375,6 @@ func (s *Server) decide(ctx context.Context, req *limit.Request, d *limit.Decisi
 	}
 	s.metrics.limiterErrors.Inc()
 	if s.metrics.inFallback.CompareAndSwap(false, true) {
-		s.metrics.fallback.Set(1)
 		s.log.Error("limiter failed; deciding with the local fallback until it recovers", "err", err)
 	}
 	return s.fallback.Decide(ctx, req, d)

@@ -39,10 +39,11 @@ type Config struct {
 	// so limits stay enforced per process. Default: a limit.MemoryStore
 	// when Limiter is set; unused otherwise.
 	Fallback limit.Store
-	// Policies are the rate-limit policies. Default: DefaultPolicies().
+	// Policies are the rate-limit policies. Default: those of PolicyFile
+	// when set, else DefaultPolicies().
 	Policies *Policies
 	// PolicyFile, when set, is where Reload reads policies from; without
-	// it Reload restores Policies.
+	// it Reload restores the initial policies.
 	PolicyFile string
 	// Logger receives request failures and reloads. Default: discard.
 	Logger *slog.Logger
@@ -55,6 +56,12 @@ type Config struct {
 	// time.Now for tokens, and the limiter store's own clock for limits (so
 	// that replicas sharing Redis agree).
 	Now func() time.Time
+}
+
+// degrader is a limiter store that runs on a fallback of its own while its
+// backend is unreachable (the Redis store does).
+type degrader interface {
+	Degraded() bool
 }
 
 // Server is the ratelab HTTP API. Create it with NewServer, then either
@@ -123,11 +130,22 @@ func NewServer(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.initial == nil && s.policyFile != "" {
+		p, err := LoadPolicies(s.policyFile)
+		if err != nil {
+			return nil, err
+		}
+		s.initial = p
+	}
 	if s.initial == nil {
 		s.initial = DefaultPolicies()
 	}
 	s.policies.Store(s.initial)
-	m, err := newMetrics(s.reg)
+	var degraded func() bool
+	if d, ok := s.limiter.(degrader); ok {
+		degraded = d.Degraded
+	}
+	m, err := newMetrics(s.reg, degraded)
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: metrics: %w", err)
 	}

@@ -47,7 +47,7 @@ type options struct {
 
 // env is a real server on 127.0.0.1:0 over a real SQLite database.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *httpapi.Server
 	db   *sqlite.DB
 	reg  *prometheus.Registry
@@ -74,12 +74,15 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// limiterFactory, when set by TestMain-like hooks in redis_test.go, makes
-// the suite's limiter; nil means the server's default memory store.
+// limiterFactory makes the limiter of one test's server; a nil factory
+// means the server's default memory store.
 type limiterFactory func(t *testing.T) limit.Store
 
-func newEnv(t *testing.T, o options) *env {
+func newEnv(t testing.TB, lf limiterFactory, o options) *env {
 	t.Helper()
+	if o.limiter == nil && lf != nil {
+		o.limiter = lf(t.(*testing.T))
+	}
 	ctx := context.Background()
 	var dbOpts []sqlite.Option
 	var now func() time.Time
@@ -160,7 +163,7 @@ func (e *env) token(c creds) string {
 
 // resp is a response read whole.
 type resp struct {
-	t      *testing.T
+	t      testing.TB
 	status int
 	header http.Header
 	body   []byte
@@ -266,7 +269,7 @@ func (e *env) script(s *resp) ratelab.Script {
 
 // generous returns policies that never throttle the tests that are not
 // about limits.
-func generous(t *testing.T) *httpapi.Policies {
+func generous(t testing.TB) *httpapi.Policies {
 	t.Helper()
 	specs := httpapi.DefaultPolicySpecs()
 	for i := range specs {

@@ -17,9 +17,15 @@ import (
 
 // Default settings of Config.
 const (
-	DefaultPrefix         = "ratelab:"
-	DefaultTimeout        = 50 * time.Millisecond
+	// DefaultPrefix starts every key when Config.Prefix is empty.
+	DefaultPrefix = "ratelab:"
+	// DefaultTimeout bounds each round trip when Config.Timeout is zero.
+	DefaultTimeout = 50 * time.Millisecond
+	// DefaultHealthInterval is how often a degraded Store pings Redis when
+	// Config.HealthInterval is zero.
 	DefaultHealthInterval = 500 * time.Millisecond
+	// DefaultFixedTimeGrace lengthens keys written at a given instant when
+	// Config.FixedTimeGrace is zero.
 	DefaultFixedTimeGrace = time.Second
 	// DefaultFallbackKeys caps the keys of the fallback store that New
 	// makes when Config.Fallback is nil.

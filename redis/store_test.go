@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,6 +182,81 @@ func TestFixedTimeGrace(t *testing.T) {
 		if pttl < tc.min || pttl > tc.max {
 			t.Errorf("%s: PTTL %v, want in [%v, %v]", tc.key, pttl, tc.min, tc.max)
 		}
+	}
+}
+
+// TestPrecisionAtMaxWindow walks a policy whose window is limit.MaxWindow,
+// where offsets reach 8.64e15 ns, close to 2^53: the decisions must still
+// be exact to the nanosecond, at an instant with every digit in use.
+func TestPrecisionAtMaxWindow(t *testing.T) {
+	c := sharedClient(t)
+	prefix := testPrefix()
+	s := newStore(t, Config{Client: c, Prefix: prefix})
+	p := &limit.Policy{Name: "slow", Rate: limit.Per(1, limit.MaxWindow/2), Burst: 2}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Del(context.Background(), string(appendKey(nil, prefix, "g", "slow", "k"))) })
+	now := time.Date(2026, 7, 8, 9, 10, 11, 123456789, time.UTC)
+	req := func(at time.Time) *limit.Request {
+		return &limit.Request{Now: at, Group: "g", Cost: 1, Tiers: []limit.Tier{{Policy: p, Key: "k"}}}
+	}
+	for i := range 2 {
+		if d := decide(t, s, req(now)); !d.Allowed {
+			t.Fatalf("request %d rejected", i)
+		}
+	}
+	d := decide(t, s, req(now))
+	if d.Allowed || d.RetryAfter != p.Interval() || d.Tiers[0].ResetAfter != limit.MaxWindow {
+		t.Fatalf("full bucket: allowed=%v retry=%v reset=%v; want false %v %v",
+			d.Allowed, d.RetryAfter, d.Tiers[0].ResetAfter, p.Interval(), limit.MaxWindow)
+	}
+	at := now.Add(p.Interval() - time.Nanosecond)
+	if d := decide(t, s, req(at)); d.Allowed || d.RetryAfter != time.Nanosecond {
+		t.Fatalf("1ns early: allowed=%v retry=%v", d.Allowed, d.RetryAfter)
+	}
+	if d := decide(t, s, req(at.Add(time.Nanosecond))); !d.Allowed || d.Tiers[0].ResetAfter != limit.MaxWindow {
+		t.Fatalf("on time: allowed=%v reset=%v", d.Allowed, d.Tiers[0].ResetAfter)
+	}
+}
+
+// TestRedisTimeConcurrent checks the admission bound across two stores on
+// Redis time, from many goroutines.
+func TestRedisTimeConcurrent(t *testing.T) {
+	prefix := testPrefix()
+	stores := []*Store{
+		newStore(t, Config{Client: sharedClient(t), Prefix: prefix}),
+		newStore(t, Config{Client: sharedClient(t), Prefix: prefix}),
+	}
+	p := &limit.Policy{Name: "p", Rate: limit.Per(20, time.Second), Burst: 5}
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := stores[w%2]
+			var d limit.Decision
+			for end := start.Add(300 * time.Millisecond); time.Now().Before(end); {
+				if err := s.Decide(context.Background(), &limit.Request{Group: "g", Cost: 1,
+					Tiers: []limit.Tier{{Policy: p, Key: "k"}}}, &d); err != nil {
+					t.Error(err)
+					return
+				}
+				if d.Allowed {
+					admitted.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Redis's clock runs alongside ours: the decisions span at most the
+	// time the test took.
+	elapsed := time.Since(start)
+	bound := p.Burst + int64(elapsed/p.Interval())
+	if got := admitted.Load(); got > bound || got < p.Burst {
+		t.Fatalf("admitted %d in %v, want between the burst %d and %d", got, elapsed, p.Burst, bound)
 	}
 }
 

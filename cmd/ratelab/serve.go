@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	goredis "github.com/redis/go-redis/v9"
+
+	"ratelab"
+	"ratelab/httpapi"
+	"ratelab/postgres"
+	"ratelab/redis"
+	"ratelab/sqlite"
+)
+
+func init() {
+	register(&command{name: "serve", summary: "run the scripts API server with transparent, layered rate limits", run: runServe})
+}
+
+const serveDescription = `Serves the scripts API (see /openapi.json) with layered rate limits that
+every response makes visible. Data is in SQLite by default (--db sqlite:PATH)
+or PostgreSQL (--db postgres://…); limits are in memory, or in Redis
+(--redis redis://…) so that several replicas share exact limits.
+
+On an empty database without --bootstrap-client, serve creates one client
+in org "default" and prints its id and secret once to stderr. SIGHUP
+reloads --policies; SIGTERM drains in-flight requests (up to 10 s).
+
+Every flag has an environment fallback: RATELAB_ADDR, RATELAB_DB,
+RATELAB_REDIS, RATELAB_POLICIES, RATELAB_LOG_FORMAT, RATELAB_BOOTSTRAP_CLIENT.`
+
+// database is what the server needs of a storage package.
+type database interface {
+	ratelab.ScriptService
+	ratelab.AuthService
+	Close() error
+}
+
+// openDB opens the database named by a --db value: sqlite:PATH, or a
+// postgres:// (postgresql://) URL.
+func openDB(ctx context.Context, spec string, log *slog.Logger) (database, error) {
+	switch {
+	case strings.HasPrefix(spec, "sqlite:"):
+		path := strings.TrimPrefix(spec, "sqlite:")
+		if path == "" {
+			return nil, errors.New("--db sqlite: needs a path, e.g. sqlite:./ratelab.db")
+		}
+		return sqlite.Open(ctx, path, sqlite.WithLogger(log))
+	case strings.HasPrefix(spec, "postgres://"), strings.HasPrefix(spec, "postgresql://"):
+		return postgres.Open(ctx, spec, postgres.WithLogger(log))
+	}
+	return nil, errors.New("--db: want sqlite:PATH or a postgres:// URL")
+}
+
+// newLogger returns a logger writing to w in the format of --log-format.
+func newLogger(w io.Writer, format string) (*slog.Logger, error) {
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func runServe(ctx context.Context, env *environ, args []string) error {
+	fs := newFlagSet(env, "serve", "serve [flags]", serveDescription)
+	addr := fs.String("addr", envDefault(env, "RATELAB_ADDR", "127.0.0.1:8080"), "listen `address`")
+	dbSpec := fs.String("db", envDefault(env, "RATELAB_DB", "sqlite:./ratelab.db"), "database: sqlite:PATH or a postgres:// `URL`")
+	redisURL := fs.String("redis", envDefault(env, "RATELAB_REDIS", ""), "Redis `URL` (redis://…) for limits shared by several replicas; empty: in memory")
+	policyFile := fs.String("policies", envDefault(env, "RATELAB_POLICIES", ""), "YAML policy `file` replacing the built-in defaults; reloaded on SIGHUP")
+	logFormat := fs.String("log-format", envDefault(env, "RATELAB_LOG_FORMAT", "text"), "log `format`: text or json")
+	bootstrap := fs.String("bootstrap-client", envDefault(env, "RATELAB_BOOTSTRAP_CLIENT", ""), "create this OAuth client in org \"default\" if missing, as `ID:SECRET`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	log, err := newLogger(env.stderr, *logFormat)
+	if err != nil {
+		return err
+	}
+	// Validate the policies before touching the database, so a typo fails
+	// fast with the file, policy and field named.
+	var policies *httpapi.Policies
+	if *policyFile != "" {
+		if policies, err = httpapi.LoadPolicies(*policyFile); err != nil {
+			return err
+		}
+	}
+
+	db, err := openDB(ctx, *dbSpec, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			log.Error("close database", "err", err)
+		}
+	}()
+	if err := ensureClient(ctx, env, db, *bootstrap); err != nil {
+		return err
+	}
+
+	cfg := httpapi.Config{Scripts: db, Auth: db, Policies: policies, PolicyFile: *policyFile, Logger: log}
+	if *redisURL != "" {
+		opts, err := goredis.ParseURL(*redisURL)
+		if err != nil {
+			return errors.New("--redis: want a redis:// or rediss:// URL")
+		}
+		client := goredis.NewClient(opts)
+		defer client.Close()
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = client.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		store, err := redis.New(redis.Config{Client: client, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		cfg.Limiter = store
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Registry = reg
+
+	srv, err := httpapi.NewServer(cfg)
+	if err != nil {
+		return err
+	}
+	// Catch SIGHUP before listening, so that a reload signal can never
+	// arrive unhandled (and end the process).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if err := srv.Open(*addr); err != nil {
+		return err
+	}
+	limiter := "memory"
+	if *redisURL != "" {
+		limiter = "redis"
+	}
+	log.Info("ratelab serve: listening on "+srv.URL(), "db", dbKind(*dbSpec), "limiter", limiter, "policies", srv.Policies().Source)
+	for {
+		select {
+		case <-hup:
+			// Reload logs the outcome; a bad file keeps the policies in effect.
+			srv.Reload()
+		case <-ctx.Done():
+			log.Info("shutting down: draining in-flight requests", "timeout", httpapi.ShutdownTimeout)
+			sctx, cancel := context.WithTimeout(context.Background(), httpapi.ShutdownTimeout)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				return fmt.Errorf("shutdown: %w", err)
+			}
+			log.Info("stopped")
+			return nil
+		}
+	}
+}
+
+// dbKind names the database for the log without its credentials.
+func dbKind(spec string) string {
+	if strings.HasPrefix(spec, "sqlite:") {
+		return spec
+	}
+	return "postgres"
+}
+
+// ensureClient creates the --bootstrap-client if missing; without it, on
+// a database with no client at all, it creates one in org "default" and
+// prints the credentials once to stderr.
+func ensureClient(ctx context.Context, env *environ, db database, bootstrap string) error {
+	if bootstrap != "" {
+		id, secret, ok := strings.Cut(bootstrap, ":")
+		if !ok || id == "" || secret == "" {
+			return errors.New("--bootstrap-client: want ID:SECRET")
+		}
+		if _, err := db.Authenticate(ctx, id, secret); err == nil {
+			return nil
+		}
+		org, err := db.EnsureOrg(ctx, "default")
+		if err != nil {
+			return fmt.Errorf("bootstrap client: %w", err)
+		}
+		if _, _, err := db.CreateClient(ctx, org.ID, id, secret); err != nil {
+			if ratelab.ErrorCode(err) == ratelab.ECONFLICT {
+				return fmt.Errorf("--bootstrap-client: client %q exists with a different secret", id)
+			}
+			return fmt.Errorf("bootstrap client: %w", err)
+		}
+		return nil
+	}
+	n, err := db.CountClients(ctx)
+	if err != nil {
+		return fmt.Errorf("count clients: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	org, err := db.EnsureOrg(ctx, "default")
+	if err != nil {
+		return fmt.Errorf("first client: %w", err)
+	}
+	cl, secret, err := db.CreateClient(ctx, org.ID, "", "")
+	if err != nil {
+		return fmt.Errorf("first client: %w", err)
+	}
+	fmt.Fprintf(env.stderr, "ratelab serve: created the first OAuth client in org \"default\"; the secret is shown only once:\n"+
+		"  client_id:     %s\n  client_secret: %s\n", cl.ID, secret)
+	return nil
+}

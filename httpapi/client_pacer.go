@@ -1,0 +1,446 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"ratelab/limit"
+)
+
+// The pacer is the client's picture of the server's rate limits, learned
+// from the server itself and nothing else.
+//
+// Design. Every response of a rate-limited route names, in
+// RateLimit-Policy, every enforced policy that applied to it (q = burst,
+// w = the seconds an empty bucket takes to refill, rounded up), and in
+// RateLimit the decisive one with its remaining quota r. The pacer keeps:
+//
+//   - per operation kind ("PUT script", "POST bulk", …) the policy names
+//     its last response listed, so it knows which buckets a request of
+//     that kind draws from;
+//   - per policy its parameters: exact ones (rate, burst, scope) from
+//     GET /api/v2/ratelimits or a 429 body, else the header's q and w
+//     (rate q/w per second, which is never faster than the real rate since
+//     w is rounded up);
+//   - per (policy, scope key) a GCRA theoretical arrival time (TAT). The
+//     key is the script id for org+script policies and "" for the others:
+//     one client only ever sees its own org, client and route classes.
+//
+// A request is sent only when every bucket it draws from admits it,
+// all-or-nothing like the server. The local check uses the tolerance
+// τ − margin instead of τ: the server decides a little later than the
+// client (network, authentication), and that delay varies; the margin
+// absorbs the variation, so a request the client admits is one the server
+// admits too. The margin costs no throughput, only a phase shift.
+//
+// Local state only ever errs towards waiting: a response whose r is below
+// the local remaining quota (another client of the same org used some)
+// pushes the local TAT forward, and a 429 sets it so that the next
+// admission is exactly the server's retry delay (plus jitter) from now.
+// A change of q or w in a response means the server's policies changed:
+// the header values take over at once and a refresh of the exact values
+// is requested.
+//
+// A kind never seen before borrows the policies of another write kind
+// when it is a write (POST bulk learns from PUT), and otherwise is
+// learned by letting one request of that kind through alone: the others
+// wait for its response.
+//
+// All methods take the current time as a parameter; the pacer is safe for
+// concurrent use.
+type pacer struct {
+	margin time.Duration
+
+	mu       sync.Mutex
+	policies map[string]*pacedPolicy
+	kinds    map[string][]string
+	learning map[string]chan struct{}
+	tats     map[tierKey]time.Time
+	// blocked holds, per kind, a time before which no request of the kind
+	// is sent: a 429 that named no policy the pacer knows.
+	blocked map[string]time.Time
+	// refresh is set when the exact policy values should be fetched again.
+	refresh bool
+}
+
+// pacedPolicy is one server policy as the client knows it.
+type pacedPolicy struct {
+	limit.Policy
+	scope Scope
+	// exact is set when Rate and Burst came from the server's own numbers
+	// rather than from the rounded header values.
+	exact bool
+}
+
+type tierKey struct{ policy, key string }
+
+// Operation kinds: a request's method and route pattern.
+const (
+	kindListScripts  = "GET " + scriptsPath
+	kindCreateScript = "POST " + scriptsPath
+	kindBulk         = "POST " + scriptsPath + "/bulk"
+	kindGetScript    = "GET " + scriptPath
+	kindPutScript    = "PUT " + scriptPath
+	kindDeleteScript = "DELETE " + scriptPath
+	kindVersions     = "GET " + scriptPath + "/versions"
+	kindUsers        = "GET /api/v2/users"
+)
+
+// writeKinds share the script-write policies, so an unseen one borrows
+// what another has taught.
+var writeKinds = [...]string{kindPutScript, kindBulk, kindCreateScript, kindDeleteScript}
+
+func newPacer(margin time.Duration) *pacer {
+	return &pacer{
+		margin:   margin,
+		policies: map[string]*pacedPolicy{},
+		kinds:    map[string][]string{},
+		learning: map[string]chan struct{}{},
+		tats:     map[tierKey]time.Time{},
+		blocked:  map[string]time.Time{},
+	}
+}
+
+// ticket is the pacer's answer to a request that wants to go.
+type ticket struct {
+	// wait > 0: try again after wait; nothing was reserved.
+	wait time.Duration
+	// learn != nil: another request is teaching the pacer this kind; try
+	// again when the channel closes.
+	learn <-chan struct{}
+	// teacher: the request may go, alone, and must report its response
+	// with learn or abandon.
+	teacher bool
+}
+
+// reserve asks whether a request of kind touching scriptIDs may be sent
+// at now. When it may, the quota is taken from every bucket it draws from
+// and the zero ticket (or a teacher ticket) is returned.
+func (p *pacer) reserve(kind string, scriptIDs []string, now time.Time) ticket {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if until, ok := p.blocked[kind]; ok {
+		if now.Before(until) {
+			return ticket{wait: until.Sub(now)}
+		}
+		delete(p.blocked, kind)
+	}
+	names, ok := p.policiesOf(kind)
+	if !ok {
+		if ch, busy := p.learning[kind]; busy {
+			return ticket{learn: ch}
+		}
+		p.learning[kind] = make(chan struct{})
+		return ticket{teacher: true}
+	}
+	var keys []tierKey
+	var pols []*pacedPolicy
+	var wait time.Duration
+	for _, name := range names {
+		pp := p.policies[name]
+		if pp == nil || pp.Shadow {
+			continue
+		}
+		for _, key := range scopeKeys(pp.scope, scriptIDs) {
+			tk := tierKey{name, key}
+			if w := p.waitLocked(pp, tk, now); w > wait {
+				wait = w
+			}
+			keys = append(keys, tk)
+			pols = append(pols, pp)
+		}
+	}
+	if wait > 0 {
+		return ticket{wait: wait}
+	}
+	for i, tk := range keys {
+		p.chargeLocked(tk, pols[i], now)
+	}
+	return ticket{}
+}
+
+// chargeLocked takes one request's quota from a bucket.
+func (p *pacer) chargeLocked(tk tierKey, pp *pacedPolicy, now time.Time) {
+	tat := p.tats[tk]
+	if tat.Before(now) {
+		tat = now
+	}
+	p.tats[tk] = tat.Add(pp.Interval())
+}
+
+// policiesOf returns the policies a kind draws from, borrowing another
+// write kind's for an unseen write kind. The lock is held.
+func (p *pacer) policiesOf(kind string) ([]string, bool) {
+	if names, ok := p.kinds[kind]; ok {
+		return names, true
+	}
+	for _, wk := range writeKinds {
+		if wk == kind {
+			for _, other := range writeKinds {
+				if names, ok := p.kinds[other]; ok {
+					return names, true
+				}
+			}
+		}
+	}
+	return nil, false
+}
+
+// scriptWait returns how long the per-script buckets of kind hold back a
+// write of the script id at now, without reserving anything.
+func (p *pacer) scriptWait(kind, id string, now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	names, _ := p.policiesOf(kind)
+	var wait time.Duration
+	for _, name := range names {
+		pp := p.policies[name]
+		if pp == nil || pp.Shadow || pp.scope != ScopeOrgScript {
+			continue
+		}
+		wait = max(wait, p.waitLocked(pp, tierKey{name, id}, now))
+	}
+	return wait
+}
+
+// waitLocked returns how long until the bucket admits a request of cost
+// 1 under the tolerance τ − margin: 0 when it admits one now.
+func (p *pacer) waitLocked(pp *pacedPolicy, tk tierKey, now time.Time) time.Duration {
+	T := pp.Interval()
+	tau := pp.Tolerance() - p.margin
+	if tau < T {
+		// A burst too small for the margin: pace at the sustained rate,
+		// a margin behind the server.
+		tau = T - p.margin
+	}
+	backlog := max(0, p.tats[tk].Sub(now))
+	return max(0, backlog+T-tau)
+}
+
+// scopeKeys returns the bucket keys of a policy with the scope for a
+// request touching ids: one per script for org+script, else one.
+func scopeKeys(s Scope, ids []string) []string {
+	if s == ScopeOrgScript {
+		return ids
+	}
+	return []string{""}
+}
+
+// abandon reports that a teacher request of kind got no response.
+func (p *pacer) abandon(kind string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ch, ok := p.learning[kind]; ok {
+		close(ch)
+		delete(p.learning, kind)
+	}
+}
+
+// observed is what one response says, for learn.
+type observed struct {
+	status int
+	header http.Header
+	// limit is the 429 body's limit state, if any.
+	limit *LimitState
+	// retryAfter is the 429 body's retryAfterMs, or Retry-After, or -1.
+	retryAfter time.Duration
+	// jitter is added to a retry delay so that clients do not retry in
+	// lockstep.
+	jitter time.Duration
+}
+
+// learn updates the pacer from a response to a request of kind that
+// touched scriptIDs, received at now.
+func (p *pacer) learn(kind string, scriptIDs []string, o observed, now time.Time) {
+	adv := limit.ParseHeaders(o.header, now)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ch, teacher := p.learning[kind]
+	if teacher {
+		defer func() { close(ch); delete(p.learning, kind) }()
+	}
+	if len(adv.Policies) > 0 {
+		names := make([]string, 0, len(adv.Policies))
+		for _, ap := range adv.Policies {
+			names = append(names, ap.Name)
+			p.learnPolicyLocked(ap)
+		}
+		p.kinds[kind] = names
+		if teacher && o.status != http.StatusTooManyRequests {
+			// The teacher went without a reservation: charge it now to
+			// every bucket it drew from.
+			for _, name := range names {
+				if pp := p.policies[name]; pp != nil && !pp.Shadow {
+					for _, key := range scopeKeys(pp.scope, scriptIDs) {
+						p.chargeLocked(tierKey{name, key}, pp, now)
+					}
+				}
+			}
+		}
+	} else if o.status != http.StatusTooManyRequests && o.status < 500 {
+		// A rate-limited route always advertises its policies; one that
+		// does not is not limited.
+		if _, ok := p.kinds[kind]; !ok {
+			p.kinds[kind] = nil
+		}
+	}
+	if o.limit != nil && o.limit.Policy != "" {
+		p.learnExactLocked(o.limit)
+	}
+	if o.status == http.StatusTooManyRequests {
+		p.refresh = true
+		name, key := adv.Policy, ""
+		if o.limit != nil && o.limit.Policy != "" {
+			name = o.limit.Policy
+			if o.limit.Scope == ScopeOrgScript {
+				key = o.limit.Key
+			}
+		}
+		retry := o.retryAfter
+		if retry < 0 {
+			retry = time.Second
+		}
+		retry += o.jitter
+		pp := p.policies[name]
+		if pp == nil {
+			p.blocked[kind] = now.Add(retry)
+			return
+		}
+		if pp.scope == ScopeOrgScript && key == "" && len(scriptIDs) == 1 {
+			key = scriptIDs[0]
+		}
+		// The server admits the next request when TAT + T − now ≤ τ; make
+		// the local bucket reach that point exactly retry from now.
+		p.raiseTAT(tierKey{name, key}, now.Add(pp.Tolerance()-pp.Interval()+retry))
+		return
+	}
+	if adv.Policy == "" || adv.Remaining < 0 {
+		return
+	}
+	pp := p.policies[adv.Policy]
+	if pp == nil {
+		return
+	}
+	key := ""
+	if pp.scope == ScopeOrgScript {
+		if len(scriptIDs) != 1 {
+			return // which script's bucket is decisive is unknown
+		}
+		key = scriptIDs[0]
+	}
+	// r requests remain: the server's backlog is at least τ − r·T.
+	p.raiseTAT(tierKey{adv.Policy, key}, now.Add(pp.Tolerance()-time.Duration(adv.Remaining)*pp.Interval()))
+}
+
+// raiseTAT moves a bucket's TAT forward to tat, never back.
+func (p *pacer) raiseTAT(tk tierKey, tat time.Time) {
+	if tat.After(p.tats[tk]) {
+		p.tats[tk] = tat
+	}
+}
+
+// learnPolicyLocked checks an advertised policy against what the pacer
+// knows, and takes the header's values when they disagree.
+func (p *pacer) learnPolicyLocked(ap limit.AdvertisedPolicy) {
+	if ap.Quota < 1 || ap.Window <= 0 {
+		return
+	}
+	pp := p.policies[ap.Name]
+	if pp != nil && pp.Burst == ap.Quota && ceilSeconds(pp.Tolerance()) == int64(ap.Window/time.Second) {
+		return
+	}
+	np := &pacedPolicy{Policy: limit.Policy{Name: ap.Name, Rate: limit.Per(ap.Quota, ap.Window), Burst: ap.Quota}}
+	if pp != nil {
+		np.scope = pp.scope
+	}
+	// A new policy, or one that changed on the server: fetch its exact
+	// values and its scope.
+	p.refresh = true
+	if np.Validate() != nil {
+		return
+	}
+	p.policies[ap.Name] = np
+}
+
+// learnExactLocked takes a policy's exact values from the server's own
+// description of it.
+func (p *pacer) learnExactLocked(ls *LimitState) {
+	period, err := time.ParseDuration(ls.Window)
+	if err != nil || ls.Limit < 1 || ls.Burst < 1 {
+		return
+	}
+	np := &pacedPolicy{
+		Policy: limit.Policy{Name: ls.Policy, Rate: limit.Per(ls.Limit, period), Burst: ls.Burst, Shadow: ls.Shadow},
+		scope:  ls.Scope,
+		exact:  true,
+	}
+	if np.Validate() != nil {
+		return
+	}
+	p.policies[ls.Policy] = np
+}
+
+// learnAll takes the body of GET /api/v2/ratelimits: every policy that
+// applies to the caller, exactly, and the state of the buckets that are
+// not per script.
+func (p *pacer) learnAll(states []LimitState, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refresh = false
+	for i := range states {
+		ls := &states[i]
+		p.learnExactLocked(ls)
+		pp := p.policies[ls.Policy]
+		if pp == nil || !pp.exact || pp.Shadow || ls.Scope == ScopeOrgScript {
+			continue
+		}
+		p.raiseTAT(tierKey{ls.Policy, ""}, now.Add(pp.Tolerance()-time.Duration(ls.Remaining)*pp.Interval()))
+	}
+}
+
+// wantsRefresh reports whether the exact policy values should be fetched
+// again, and clears the flag: one caller fetches.
+func (p *pacer) wantsRefresh() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.refresh
+	p.refresh = false
+	return r
+}
+
+// policy returns a copy of what the pacer knows about a policy.
+func (p *pacer) policy(name string) (pacedPolicy, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pp := p.policies[name]
+	if pp == nil {
+		return pacedPolicy{}, false
+	}
+	return *pp, true
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// retryDelay reads a 429's retry delay: the body's exact retryAfterMs,
+// else Retry-After, else -1.
+func retryDelay(h http.Header, ls *LimitState, now time.Time) time.Duration {
+	if ls != nil && ls.RetryAfterMs > 0 {
+		return time.Duration(ls.RetryAfterMs) * time.Millisecond
+	}
+	if v := h.Get("Retry-After"); v != "" {
+		if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 {
+			return time.Duration(n * float64(time.Second))
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return max(0, t.Sub(now))
+		}
+	}
+	return -1
+}

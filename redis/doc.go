@@ -70,7 +70,11 @@
 //
 // # Failure
 //
-// Every round trip has a deadline (Config.Timeout, 50ms by default). When
+// Every round trip has a deadline (Config.Timeout, 50ms by default), kept
+// by the Store itself, since go-redis honours a context's deadline only with
+// ContextTimeoutEnabled. Like any timeout it cannot undo the request: a
+// script that reached Redis before the deadline may still run, so a
+// decision taken on the fallback may also have been counted on Redis. When
 // Redis does not answer in time, cannot be reached, or answers that it
 // cannot serve (LOADING, READONLY, CLUSTERDOWN, …), the Store turns
 // degraded: it logs one Warn record, calls Config.OnStateChange(true), and

@@ -185,8 +185,11 @@ func (s *Store) Decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 		return s.fallback.Decide(ctx, req, d)
 	}
 	err := s.decide(ctx, req, d)
-	if err == nil || !s.isOutage(ctx, err) {
-		return err
+	if err == nil {
+		return nil
+	}
+	if !s.isOutage(ctx, err) {
+		return fmt.Errorf("redis store: %w", err)
 	}
 	s.markDown(err)
 	if s.failClosed {
@@ -227,10 +230,10 @@ func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 	}
 	out, err := s.run(ctx, keys, args)
 	if err != nil {
-		return fmt.Errorf("redis store: run script: %w", err)
+		return fmt.Errorf("run script: %w", err)
 	}
 	if len(out) != 3+n {
-		return fmt.Errorf("redis store: script returned %d values, want %d", len(out), 3+n)
+		return fmt.Errorf("script returned %d values, want %d", len(out), 3+n)
 	}
 	var backlog [limit.MaxTiers]time.Duration
 	for i := range n {
@@ -238,7 +241,7 @@ func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 	}
 	limit.Evaluate(req, backlog[:n], d)
 	if d.Allowed != (out[0] == 1) {
-		return fmt.Errorf("redis store: script decided allowed=%v at %d.%09d, evaluate %v",
+		return fmt.Errorf("script decided allowed=%v at %d.%09d, evaluate %v",
 			out[0] == 1, out[1], out[2], d.Allowed)
 	}
 	return nil

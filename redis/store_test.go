@@ -327,6 +327,28 @@ func TestBadConfig(t *testing.T) {
 	}
 }
 
+// TestReplyErrorIsNotOutage checks that an error Redis answers for one
+// request (here a corrupt TAT that the script cannot read) is returned,
+// and neither degrades the store nor falls back.
+func TestReplyErrorIsNotOutage(t *testing.T) {
+	c := sharedClient(t)
+	prefix := testPrefix()
+	s := newStore(t, Config{Client: c, Prefix: prefix})
+	key := string(appendKey(nil, prefix, "g", "p", "k"))
+	if err := c.Set(context.Background(), key, "not a number", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p := &limit.Policy{Name: "p", Rate: limit.Per(1, time.Second), Burst: 1}
+	err := s.Decide(context.Background(), &limit.Request{Group: "g", Cost: 1, Tiers: []limit.Tier{{Policy: p, Key: "k"}}}, &limit.Decision{})
+	var rerr goredis.Error
+	if !errors.As(err, &rerr) || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want the Redis reply error", err)
+	}
+	if s.Degraded() {
+		t.Fatal("a reply error degraded the store")
+	}
+}
+
 // TestCallerContext checks that a caller's cancelled context is an error of
 // the caller, not an outage.
 func TestCallerContext(t *testing.T) {

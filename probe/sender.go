@@ -1,0 +1,429 @@
+package probe
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"ratelab/limit"
+	"ratelab/load"
+)
+
+// Reasons a probe stops early. They are wrapped with details; test them
+// with errors.Is.
+var (
+	// ErrBudget: the request budget is spent.
+	ErrBudget = errors.New("request budget spent")
+	// ErrServerErrors: a run of consecutive 5xx responses or network errors.
+	ErrServerErrors = errors.New("too many consecutive server or network errors")
+	// ErrInterrupted: the context was cancelled (Ctrl-C).
+	ErrInterrupted = errors.New("interrupted")
+)
+
+// rateGuard enforces the maximum rate as a GCRA on the client's clock: in
+// any window W at most MaxRate·W + k requests go out, where k is what the
+// maximum rate sends in a millisecond, and at least 1. With k = 1 (maximum
+// rates up to 1000/s) consecutive sends are never closer than 1/MaxRate;
+// above, sends may bunch within a millisecond, which lets the probe keep
+// its average rate although timers wake it a fraction of a millisecond
+// late. The zero rateGuard is unusable; build one with newRateGuard.
+type rateGuard struct {
+	t, tau time.Duration
+	tat    time.Time
+}
+
+func newRateGuard(r limit.Rate) *rateGuard {
+	t := r.Interval()
+	k := max(1, time.Millisecond/t)
+	return &rateGuard{t: t, tau: k * t}
+}
+
+// earliest returns the first instant a request may go out.
+func (g *rateGuard) earliest() time.Time { return g.tat.Add(g.t - g.tau) }
+
+// take records a request sent at now, which must not be before earliest.
+func (g *rateGuard) take(now time.Time) {
+	if g.tat.Before(now) {
+		g.tat = now
+	}
+	g.tat = g.tat.Add(g.t)
+}
+
+// obs is one request of a step: when it was sent and what came back.
+type obs struct {
+	seq    int
+	at     time.Duration // send time since the step's first send
+	status int           // 0 for a network error
+	err    string
+	client int // 0 or 1
+	policy string
+	// retryAfter and reset are what the response advertised; -1 absent.
+	retryAfter time.Duration
+	reset      time.Duration
+	done       bool
+}
+
+// admitted reports whether the limiter let the request through: any
+// response other than 429 and 5xx.
+func (o *obs) admitted() bool { return o.done && o.status > 0 && o.status != 429 && o.status < 500 }
+
+func (o *obs) rejected() bool { return o.done && o.status == http.StatusTooManyRequests }
+
+// sender is the one gate every request of a probe passes: it enforces the
+// budget and the maximum rate, caps requests in flight, and watches for a
+// run of errors. Only the step loop calls send; results land concurrently.
+type sender struct {
+	cfg     *Config
+	target  *load.Target
+	cols    load.Columns
+	clients []*http.Client
+	minGap  time.Duration
+	sem     chan struct{}
+	wg      sync.WaitGroup
+
+	guard   *rateGuard // touched by the step loop only
+	used    atomic.Int64
+	errRun  atomic.Int64
+	failed  atomic.Bool
+	lastErr atomic.Value // string: the last error seen, for the report
+
+	mu      sync.Mutex
+	headers []string // rate-limit header lines seen, first of each kind
+	seenHdr map[string]bool
+	// The first response, for the advertised limits.
+	firstSet    bool
+	firstAdv    limit.Advertised
+	firstHdr    []string
+	firstStatus int
+}
+
+func newSender(cfg *Config) (*sender, error) {
+	cols := load.Columns{}
+	for i, v := range cfg.Vary {
+		cols[v.Name] = i
+	}
+	// CompileTarget takes its columns from a data set: a one-row CSV whose
+	// header names the variables gives it exactly those.
+	var ds *load.DataSet
+	if len(cfg.Vary) > 0 {
+		names := make([]string, len(cfg.Vary))
+		for i, v := range cfg.Vary {
+			names[i] = v.Name
+		}
+		var err error
+		ds, err = load.ReadData(strings.NewReader(strings.Join(names, ",")+"\n"+strings.Repeat(",", len(names)-1)+"x\n"), load.DataShared)
+		if err != nil {
+			return nil, fmt.Errorf("vary: %w", err)
+		}
+		cols = ds.Columns()
+	}
+	t, err := load.CompileTarget(cfg.Request, cfg.Headers, ds)
+	if err != nil {
+		return nil, fmt.Errorf("request: %w", err)
+	}
+	s := &sender{cfg: cfg, target: t, cols: cols, clients: []*http.Client{cfg.Client},
+		minGap: cfg.MaxRate.Interval(), guard: newRateGuard(cfg.MaxRate), sem: make(chan struct{}, cfg.inFlight()), seenHdr: map[string]bool{}}
+	if cfg.Client2 != nil {
+		s.clients = append(s.clients, cfg.Client2)
+	}
+	return s, nil
+}
+
+// stepState is what a step's controller sees before each send.
+type stepState struct {
+	obs   []*obs // in send order
+	start time.Time
+	// gaps records the largest sending interval used since the first
+	// rejection (the rate estimate's quantization).
+	maxGap      time.Duration
+	firstReject int // seq of the first 429 in send order; -1 before
+}
+
+// step is one measuring step: a controller decides the interval to the
+// next send and when the step is done.
+type step struct {
+	name    string
+	vary    bool
+	clients int // 1, or 2 to alternate the two credentials
+	// maxRequests and maxDur bound the step (0: no bound of its own).
+	maxRequests int
+	maxDur      time.Duration
+	// control returns the interval before the next send, or done. It runs
+	// with the step's lock held.
+	control func(st *stepState) (gap time.Duration, done bool)
+}
+
+// stepResult is what one step observed.
+type stepResult struct {
+	name     string
+	vary     bool
+	clients  int
+	obs      []*obs // completed requests only, in send order
+	duration time.Duration
+	maxGap   time.Duration
+	capped   bool // stopped by its request or time cap
+}
+
+// run executes st. The error, when not nil, is why the whole probe must
+// stop (budget, errors, interruption); the result holds what ran anyway.
+func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
+	var mu sync.Mutex
+	state := &stepState{start: time.Now(), firstReject: -1}
+	res := &stepResult{name: st.name, vary: st.vary, clients: max(st.clients, 1)}
+	var stop error
+	var next time.Time
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	sleep := func(until time.Time) bool {
+		d := time.Until(until)
+		if d <= 0 {
+			return ctx.Err() == nil
+		}
+		timer.Reset(d)
+		select {
+		case <-timer.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for seq := 0; ; seq++ {
+		if ctx.Err() != nil {
+			stop = ErrInterrupted
+			break
+		}
+		if s.failed.Load() {
+			stop = fmt.Errorf("%w: %v", ErrServerErrors, s.lastErr.Load())
+			break
+		}
+		mu.Lock()
+		gap, done := st.control(state)
+		if state.firstReject >= 0 && gap > state.maxGap {
+			state.maxGap = gap
+		}
+		mu.Unlock()
+		if done {
+			break
+		}
+		if (st.maxRequests > 0 && seq >= st.maxRequests) || (st.maxDur > 0 && time.Since(state.start) >= st.maxDur) {
+			res.capped = true
+			break
+		}
+		if s.used.Load() >= int64(s.cfg.Budget) {
+			stop = fmt.Errorf("%w: %d requests", ErrBudget, s.cfg.Budget)
+			break
+		}
+		if seq > 0 && !sleep(next) {
+			stop = ErrInterrupted
+			break
+		}
+		select {
+		case s.sem <- struct{}{}:
+		case <-ctx.Done():
+			stop = ErrInterrupted
+		}
+		if stop != nil {
+			break
+		}
+		// The maximum rate is a hard bound in the client's clock, whatever
+		// the step asked for and however late the semaphore made us.
+		if !sleep(s.guard.earliest()) {
+			<-s.sem
+			stop = ErrInterrupted
+			break
+		}
+		now := time.Now()
+		s.guard.take(now)
+		s.used.Add(1)
+		if seq == 0 {
+			state.start = now
+		}
+		if next.IsZero() || now.Sub(next) > gap {
+			next = now // behind schedule: no catching up
+		}
+		next = next.Add(gap)
+		o := &obs{seq: seq, at: now.Sub(state.start), client: seq % res.clients, retryAfter: -1, reset: -1}
+		mu.Lock()
+		state.obs = append(state.obs, o)
+		mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-s.sem }()
+			r := s.do(ctx, st.vary, o.client, o.seq, now)
+			mu.Lock()
+			defer mu.Unlock()
+			if r.interrupted {
+				return
+			}
+			o.status, o.err, o.policy, o.retryAfter, o.reset = r.status, r.err, r.policy, r.retryAfter, r.reset
+			o.done = true
+			if o.status == http.StatusTooManyRequests && (state.firstReject < 0 || o.seq < state.firstReject) {
+				state.firstReject = o.seq
+			}
+		}()
+	}
+	s.wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	res.duration = time.Since(state.start)
+	res.maxGap = state.maxGap
+	for _, o := range state.obs {
+		if o.done {
+			res.obs = append(res.obs, o)
+		}
+	}
+	if stop == nil && ctx.Err() != nil {
+		stop = ErrInterrupted
+	}
+	return res, stop
+}
+
+// reply is one response, reduced to what the probe uses.
+type reply struct {
+	status      int
+	err         string
+	policy      string
+	retryAfter  time.Duration
+	reset       time.Duration
+	interrupted bool
+}
+
+// do sends one request and records its rate-limit information.
+func (s *sender) do(ctx context.Context, vary bool, client, seq int, now time.Time) reply {
+	row := make([]string, len(s.cfg.Vary))
+	for i := range s.cfg.Vary {
+		v := &s.cfg.Vary[i]
+		if vary {
+			row[s.cols[v.Name]] = v.Next()
+		} else {
+			row[s.cols[v.Name]] = v.Fixed
+		}
+	}
+	u, h, body, err := s.target.Build(&load.Vars{Thread: client + 1, Seq: uint64(seq), Row: row, Now: now}, nil)
+	if err != nil {
+		return s.fail(reply{err: err.Error()})
+	}
+	req, err := http.NewRequestWithContext(ctx, s.target.Method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return s.fail(reply{err: err.Error()})
+	}
+	if len(body) == 0 {
+		req.Body, req.ContentLength = http.NoBody, 0
+	}
+	for k, vs := range h {
+		req.Header[k] = vs
+	}
+	resp, err := s.clients[client].Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return reply{interrupted: true}
+		}
+		return s.fail(reply{err: err.Error()})
+	}
+	defer resp.Body.Close()
+	r := reply{status: resp.StatusCode}
+	adv := limit.ParseHeaders(resp.Header, time.Now())
+	r.policy, r.retryAfter, r.reset = adv.Policy, adv.RetryAfter, adv.Reset
+	if resp.StatusCode == http.StatusTooManyRequests {
+		if p, ra := readLimitBody(resp.Body); p != "" {
+			r.policy = p
+			if ra > 0 {
+				r.retryAfter = ra
+			}
+		}
+	}
+	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)); err != nil && ctx.Err() != nil {
+		return reply{interrupted: true}
+	}
+	s.keepHeaders(resp, adv)
+	if resp.StatusCode >= 500 {
+		return s.fail(reply{status: resp.StatusCode, err: resp.Status})
+	}
+	s.errRun.Store(0)
+	return r
+}
+
+// fail counts an error towards the run that stops the probe.
+func (s *sender) fail(r reply) reply {
+	s.lastErr.Store(r.err)
+	if s.errRun.Add(1) >= int64(s.cfg.maxErrors()) {
+		s.failed.Store(true)
+	}
+	return r
+}
+
+// keepHeaders records the first line of each rate-limit header and each
+// status seen, as evidence.
+func (s *sender) keepHeaders(resp *http.Response, adv limit.Advertised) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	first := !s.firstSet
+	if first {
+		s.firstSet, s.firstAdv, s.firstStatus = true, adv, resp.StatusCode
+	}
+	names := make([]string, 0, len(resp.Header))
+	for name := range resp.Header {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		vs := resp.Header[name]
+		l := strings.ToLower(name)
+		if !strings.Contains(l, "ratelimit") && l != "retry-after" {
+			continue
+		}
+		if first {
+			s.firstHdr = append(s.firstHdr, name+": "+strings.Join(vs, ", "))
+		}
+		key := fmt.Sprintf("%d %s", resp.StatusCode, l)
+		if s.seenHdr[key] || len(s.headers) >= 40 {
+			continue
+		}
+		s.seenHdr[key] = true
+		s.headers = append(s.headers, fmt.Sprintf("%d %s: %s", resp.StatusCode, name, strings.Join(vs, ", ")))
+	}
+}
+
+func (s *sender) headerLines() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.headers...)
+}
+
+// readLimitBody reads a 429 body for the policy it names: ratelab's
+// {"limit": {"policy", "retryAfterMs"}}, or an RFC 9457 problem's
+// violated-policies.
+func readLimitBody(r io.Reader) (policy string, retry time.Duration) {
+	data, _ := io.ReadAll(io.LimitReader(r, 64<<10))
+	var b struct {
+		Limit *struct {
+			Policy       string  `json:"policy"`
+			RetryAfterMs float64 `json:"retryAfterMs"`
+		} `json:"limit"`
+		Violated  []string `json:"violatedPolicies"`
+		Violated2 []string `json:"violated-policies"`
+	}
+	if json.Unmarshal(data, &b) != nil {
+		return "", 0
+	}
+	switch {
+	case b.Limit != nil && b.Limit.Policy != "":
+		return b.Limit.Policy, time.Duration(b.Limit.RetryAfterMs * float64(time.Millisecond))
+	case len(b.Violated) > 0:
+		return b.Violated[0], 0
+	case len(b.Violated2) > 0:
+		return b.Violated2[0], 0
+	}
+	return "", 0
+}

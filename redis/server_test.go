@@ -455,3 +455,33 @@ func TestCluster(t *testing.T) {
 		t.Fatal("cluster store degraded")
 	}
 }
+
+// TestCloseStopsHealthCheck checks that Close ends the health check of a
+// degraded store promptly: the store then stays on its fallback even when
+// Redis comes back.
+func TestCloseStopsHealthCheck(t *testing.T) {
+	srv := startRedis(t)
+	c := goredis.NewClient(&goredis.Options{Addr: srv.addr})
+	defer c.Close()
+	s := newStore(t, Config{Client: c, Timeout: 50 * time.Millisecond, HealthInterval: 20 * time.Millisecond,
+		Logger: slogTo(io.Discard)})
+	warmUp(t, s)
+	srv.kill()
+	decide(t, s, hourlyReq("k"))
+	if !s.Degraded() {
+		t.Fatal("not degraded after Redis died")
+	}
+	start := time.Now()
+	s.Close()
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Close took %v", took)
+	}
+	srv.start()
+	time.Sleep(200 * time.Millisecond) // ten health intervals
+	if !s.Degraded() {
+		t.Fatal("a closed store went on checking Redis")
+	}
+	if d := decide(t, s, hourlyReq("k")); !d.Allowed {
+		t.Fatal("closed store stopped deciding")
+	}
+}

@@ -45,8 +45,12 @@ type contender struct {
 func BenchmarkMemory(b *testing.B) {
 	w := newWorkload()
 	for _, c := range []contender{
-		ratelabMemory("ratelab-1tier", 1),
-		ratelabMemory("ratelab-4tiers", 4),
+		ratelabMemory("ratelab-1tier", 1, 0),
+		ratelabMemory("ratelab-4tiers", 4, 0),
+		// With a key cap the store keeps an exact LRU list, updated on
+		// every access; this is the configuration of the Redis store's
+		// fallback.
+		ratelabMemory("ratelab-1tier-maxkeys", 1, 1<<20),
 		xtimerateMap("xtimerate-map", 1),
 		xtimerateMap("xtimerate-map-4tiers", 4),
 		goLimiter(),
@@ -114,12 +118,13 @@ func benchPolicies(n int) []*limit.Policy {
 	return ps
 }
 
-// ratelabMemory is limit.MemoryStore deciding tiers tiers at once, each
-// keyed by its own choice from the sequence. A worker reuses one Request
-// and one Decision, as a server's request path would from a pool.
-func ratelabMemory(name string, tiers int) contender {
+// ratelabMemory is limit.MemoryStore (with MaxKeys maxKeys, 0 for no cap)
+// deciding tiers tiers at once, each keyed by its own choice from the
+// sequence. A worker reuses one Request and one Decision, as a server's
+// request path would from a pool.
+func ratelabMemory(name string, tiers, maxKeys int) contender {
 	return contender{name: name, width: uint64(tiers), open: func(b *testing.B, w *workload) (func() worker, float64, func()) {
-		s := limit.NewMemoryStore(limit.MemoryConfig{})
+		s := limit.NewMemoryStore(limit.MemoryConfig{MaxKeys: maxKeys})
 		policies := benchPolicies(tiers)
 		ctx := context.Background()
 		newWorker := func() worker {

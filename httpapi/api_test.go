@@ -43,6 +43,7 @@ var suite = []struct {
 	{"OpenAPIMatchesRoutes", testOpenAPIMatchesRoutes},
 	{"PolicyReload", testPolicyReload},
 	{"LimiterFallback", testLimiterFallback},
+	{"ShadowPolicy", testShadowPolicy},
 }
 
 func TestServer(t *testing.T) {
@@ -861,5 +862,106 @@ func testLimiterFallback(t *testing.T, _ limiterFactory) {
 	}
 	if !strings.Contains(e.logs.String(), "limiter failed") || !strings.Contains(e.logs.String(), "limiter recovered") {
 		t.Fatalf("fallback not logged:\n%s", e.logs)
+	}
+}
+
+// gate holds FindScript of the script "slow" until released.
+type gate struct {
+	ratelab.ScriptService
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gate) FindScript(ctx context.Context, orgID, id string) (*ratelab.Script, error) {
+	if id == "slow" {
+		close(g.entered)
+		<-g.release
+	}
+	return g.ScriptService.FindScript(ctx, orgID, id)
+}
+
+// TestCloseDrains: Close waits for a request in flight, which completes
+// normally, and the server stops accepting new ones.
+func TestCloseDrains(t *testing.T) {
+	g := &gate{entered: make(chan struct{}), release: make(chan struct{})}
+	e := newEnv(t, nil, options{scripts: func(s ratelab.ScriptService) ratelab.ScriptService { g.ScriptService = s; return g }})
+	tok := e.token(e.client("acme"))
+	got := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", e.url+"/api/v2/architect/scripts/slow", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			got <- -1
+			return
+		}
+		res.Body.Close()
+		got <- res.StatusCode
+	}()
+	<-g.entered
+	closed := make(chan error, 1)
+	go func() { closed <- e.srv.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) with a request in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := http.Get(e.url + "/healthz"); err == nil {
+		t.Error("a new connection was accepted while draining")
+	}
+	close(g.release)
+	if status := <-got; status != 404 {
+		t.Fatalf("in-flight request: %d, want its normal 404", status)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// testShadowPolicy: a shadow policy counts and reports but never rejects,
+// and is left out of the headers a client paces itself by.
+func testShadowPolicy(t *testing.T, lf limiterFactory) {
+	ps, err := httpapi.ParsePolicies("shadow.yaml", []byte(`policies:
+  - name: org
+    rate: 100/s
+    burst: 100
+    scope: org
+    classes: [all]
+  - name: tight-shadow
+    rate: 1/s
+    burst: 1
+    scope: org+script
+    classes: [script-writes]
+    shadow: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := newClock()
+	e := newEnv(t, lf, options{clock: clk, policies: ps})
+	tok := e.token(e.client("acme"))
+	for range 3 {
+		r := e.do("PUT", "/api/v2/architect/scripts/s", tok, map[string]any{"name": "n"}).hasLimitHeaders()
+		if r.status/100 != 2 {
+			t.Fatalf("shadow policy rejected: %d %s", r.status, r.body)
+		}
+		if strings.Contains(r.header.Get("RateLimit-Policy"), "tight-shadow") {
+			t.Fatalf("shadow policy advertised: %q", r.header.Get("RateLimit-Policy"))
+		}
+	}
+	if n := metricValue(t, e.reg, "ratelab_limiter_decisions_total", map[string]string{"policy": "tight-shadow", "outcome": "shadow_rejected"}); n != 2 {
+		t.Fatalf("shadow_rejected %v, want 2", n)
+	}
+	if p := rateLimits(e, tok, "s")["tight-shadow"]; !p.Shadow || p.Remaining != 0 {
+		t.Fatalf("shadow state %+v", p)
+	}
+}
+
+// TestHeaderLimit: request headers beyond MaxHeaderBytes are refused.
+func TestHeaderLimit(t *testing.T) {
+	e := newEnv(t, nil, options{})
+	r := e.do("GET", "/healthz", "", nil, "X-Big", strings.Repeat("x", httpapi.MaxHeaderBytes+8192))
+	if r.status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status %d, want 431", r.status)
 	}
 }

@@ -338,3 +338,24 @@ func TestServeRedis(t *testing.T) {
 		t.Fatalf("fifth PUT %d, want 429", res.StatusCode)
 	}
 }
+
+// TestServePostgres starts serve on PostgreSQL (CI provides it).
+func TestServePostgres(t *testing.T) {
+	u := testenv.PostgresURL(t)
+	id := "pg-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "-")
+	srv := startServe(t, map[string]string{"RATELAB_DB": u}, "--addr", "127.0.0.1:0", "--bootstrap-client", id+":secret1")
+	if !strings.Contains(srv.stderr.String(), "db=postgres") || strings.Contains(srv.stderr.String(), u) {
+		t.Fatalf("log should name postgres without the URL:\n%s", srv.stderr)
+	}
+	tok, code := srv.token(id, "secret1")
+	if code != 200 {
+		t.Fatalf("token %d", code)
+	}
+	if res := srv.put(tok, id); res.StatusCode != 201 {
+		t.Fatalf("PUT %d", res.StatusCode)
+	}
+	code, out, errOut := runCmd(t, "clients", "create", "--org", "pg-other", "--db", u)
+	if code != 0 || !strings.Contains(out, `"org":"pg-other"`) {
+		t.Fatalf("clients create on postgres: %d %q %q", code, out, errOut)
+	}
+}

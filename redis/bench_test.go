@@ -7,16 +7,23 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
+	"ratelab/internal/testenv"
 	"ratelab/limit"
 )
 
 // BenchmarkDecide measures decisions on Redis time from parallel
 // goroutines over 1000 groups of 100 scripts each: four tiers and one tier
-// (each one round trip), next to a bare PING, the floor of any round trip
-// on the same client.
+// (each one round trip), on a client that ignores context deadlines (the
+// Store keeps its deadline in a goroutine of its own) and on one that
+// honours them (ctxdeadline), next to a bare PING, the floor of any round
+// trip on the same client.
 func BenchmarkDecide(b *testing.B) {
-	b.Run("ratelab-4tiers", func(b *testing.B) { benchDecide(b, 4) })
-	b.Run("ratelab-1tier", func(b *testing.B) { benchDecide(b, 1) })
+	b.Run("ratelab-4tiers", func(b *testing.B) { benchDecide(b, 4, false) })
+	b.Run("ratelab-4tiers-ctxdeadline", func(b *testing.B) { benchDecide(b, 4, true) })
+	b.Run("ratelab-1tier", func(b *testing.B) { benchDecide(b, 1, false) })
+	b.Run("ratelab-1tier-ctxdeadline", func(b *testing.B) { benchDecide(b, 1, true) })
 	b.Run("ping", func(b *testing.B) {
 		c := sharedClient(b)
 		b.ReportAllocs()
@@ -31,8 +38,15 @@ func BenchmarkDecide(b *testing.B) {
 	})
 }
 
-func benchDecide(b *testing.B, tiers int) {
-	s := newStore(b, Config{Client: sharedClient(b)})
+func benchDecide(b *testing.B, tiers int, ctxDeadlines bool) {
+	opt, err := goredis.ParseURL(testenv.RedisURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	opt.ContextTimeoutEnabled = ctxDeadlines
+	c := goredis.NewClient(opt)
+	b.Cleanup(func() { c.Close() })
+	s := newStore(b, Config{Client: c})
 	org := &limit.Policy{Name: "org", Rate: limit.Per(1000, time.Second), Burst: 1000}
 	client := &limit.Policy{Name: "client", Rate: limit.Per(500, time.Second), Burst: 500}
 	writes := &limit.Policy{Name: "script-writes", Rate: limit.Per(100, time.Second), Burst: 100}

@@ -377,11 +377,21 @@ func TestOutageFailClosed(t *testing.T) {
 // TestUnresponsive freezes Redis (SIGSTOP): the store must notice within
 // its timeout, fail open, and return when Redis resumes.
 func TestUnresponsive(t *testing.T) {
+	// The Store keeps the deadline itself for a client that ignores context
+	// deadlines, and hands it to go-redis for one that honours them.
+	t.Run("store-deadline", func(t *testing.T) { testUnresponsive(t, false) })
+	t.Run("context-deadline", func(t *testing.T) { testUnresponsive(t, true) })
+}
+
+func testUnresponsive(t *testing.T, ctxDeadlines bool) {
 	srv := startRedis(t)
-	c := goredis.NewClient(&goredis.Options{Addr: srv.addr})
+	c := goredis.NewClient(&goredis.Options{Addr: srv.addr, ContextTimeoutEnabled: ctxDeadlines})
 	defer c.Close()
 	var logs syncBuffer
 	s := newStore(t, Config{Client: c, Timeout: 50 * time.Millisecond, HealthInterval: 20 * time.Millisecond, Logger: slogTo(&logs)})
+	if s.ctxDeadlines != ctxDeadlines {
+		t.Fatalf("store.ctxDeadlines = %v, want %v", s.ctxDeadlines, ctxDeadlines)
+	}
 	warmUp(t, s)
 	srv.signal(syscall.SIGSTOP)
 	start := time.Now()

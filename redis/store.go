@@ -40,7 +40,10 @@ var ErrUnavailable = errors.New("redis unavailable")
 type Config struct {
 	// Client is the Redis connection: a *goredis.Client, a
 	// *goredis.ClusterClient or a failover client. The Store does not
-	// close it.
+	// close it. When the client's options set ContextTimeoutEnabled, the
+	// Store hands its deadline to go-redis directly (cheaper, and a
+	// connection stuck on a frozen server is dropped at the deadline);
+	// otherwise it keeps the deadline itself.
 	Client goredis.UniversalClient
 	// Prefix starts every key. It must not contain '{' or '}', which would
 	// move the hash tag. Default: DefaultPrefix.
@@ -84,6 +87,7 @@ type Config struct {
 // use.
 type Store struct {
 	client         goredis.UniversalClient
+	ctxDeadlines   bool // client honours context deadlines
 	script         *goredis.Script
 	prefix         string
 	failClosed     bool
@@ -136,8 +140,16 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Fallback == nil {
 		cfg.Fallback = limit.NewMemoryStore(limit.MemoryConfig{MaxKeys: DefaultFallbackKeys})
 	}
+	var ctxDeadlines bool
+	switch c := cfg.Client.(type) {
+	case *goredis.Client:
+		ctxDeadlines = c.Options().ContextTimeoutEnabled
+	case *goredis.ClusterClient:
+		ctxDeadlines = c.Options().ContextTimeoutEnabled
+	}
 	return &Store{
 		client:         cfg.Client,
+		ctxDeadlines:   ctxDeadlines,
 		script:         goredis.NewScript(decideSource),
 		prefix:         cfg.Prefix,
 		failClosed:     cfg.FailClosed,
@@ -255,14 +267,21 @@ type answer struct {
 
 // run runs the script with a deadline of s.timeout. go-redis honours a
 // context's deadline only when the client has ContextTimeoutEnabled, and
-// otherwise waits for its ReadTimeout (3s by default), so the wait is
-// bounded here whatever the client's options: the call runs in its own
-// goroutine, which finishes by itself when the client gives up. Like any
-// timeout, this cannot tell whether a late script ran: a decision that
-// times out may still have consumed quota on Redis.
+// otherwise waits for its ReadTimeout (3s by default), so for such a
+// client the wait is bounded here: the call runs in its own goroutine,
+// which finishes by itself when the client gives up. Like any timeout,
+// this cannot tell whether a late script ran: a decision that times out
+// may still have consumed quota on Redis.
 func (s *Store) run(ctx context.Context, keys []string, args []any) ([]int64, error) {
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
+	if s.ctxDeadlines {
+		out, err := s.script.Run(rctx, s.client, keys, args...).Int64Slice()
+		if err != nil && rctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no answer within %v: %w", s.timeout, err)
+		}
+		return out, err
+	}
 	ch := make(chan answer, 1)
 	go func() {
 		out, err := s.script.Run(rctx, s.client, keys, args...).Int64Slice()

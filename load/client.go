@@ -28,6 +28,11 @@ type ClientConfig struct {
 
 // NewClient returns the client for a run. With Auth it fetches the first
 // token now, so that bad credentials fail before any load is sent.
+//
+// Without Auth, Run sends requests to http:// targets of this client over
+// connections its workers drive themselves (see http1_perf.go), with the
+// same timeout, connection cap and keep-alive setting; everything else,
+// and any other use of the client, goes through a standard http.Transport.
 func NewClient(ctx context.Context, cfg ClientConfig) (*http.Client, error) {
 	timeout := cfg.Timeout
 	if timeout <= 0 {
@@ -37,9 +42,10 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*http.Client, error) {
 	if idle <= 0 {
 		idle = 10_000
 	}
+	dialer := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		Proxy:               nil, // a load test goes straight to its target
-		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dialer.DialContext,
 		MaxConnsPerHost:     cfg.Connections,
 		MaxIdleConns:        idle,
 		MaxIdleConnsPerHost: idle,
@@ -53,6 +59,8 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*http.Client, error) {
 		// A redirect is a result of its own, not something to follow.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	if cfg.Auth.TokenURL == "" {
+		client.Transport = &transport{base: tr, timeout: timeout, idle: tr.IdleConnTimeout,
+			maxConns: cfg.Connections, keepAlive: !cfg.DisableKeepAlive, dialer: dialer}
 		return client, nil
 	}
 	cc := &clientcredentials.Config{

@@ -5,13 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"ratelab/limit"
 )
@@ -52,6 +59,44 @@ type Stats struct {
 	// Interrupted is true when the context was cancelled before the run
 	// finished (Ctrl-C).
 	Interrupted bool
+	// SendLag is how late paced requests went out: Start − Intended of
+	// every request whose send time a schedule or timer set.
+	SendLag LagStats
+}
+
+// LagStats summarizes send lags (actual minus intended send time) at
+// microsecond resolution. The zero LagStats means no paced request.
+type LagStats struct {
+	Count              int64
+	P50, P90, P99, Max time.Duration
+}
+
+// lagHist records send lags; it is safe for concurrent use.
+type lagHist struct {
+	mu sync.Mutex
+	h  *hdrhistogram.Histogram
+}
+
+func newLagHist() *lagHist {
+	return &lagHist{h: hdrhistogram.New(1, int64(time.Hour/time.Microsecond), 3)}
+}
+
+func (l *lagHist) record(d time.Duration) {
+	us := min(max(int64(d/time.Microsecond), 0), int64(time.Hour/time.Microsecond))
+	l.mu.Lock()
+	_ = l.h.RecordValue(us) // clamped into range: cannot fail
+	l.mu.Unlock()
+}
+
+func (l *lagHist) stats() LagStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	q := func(p float64) time.Duration { return time.Duration(l.h.ValueAtQuantile(p)) * time.Microsecond }
+	if l.h.TotalCount() == 0 {
+		return LagStats{}
+	}
+	return LagStats{Count: l.h.TotalCount(), P50: q(50), P90: q(90), P99: q(99),
+		Max: time.Duration(l.h.Max()) * time.Microsecond}
 }
 
 // DefaultMaxWorkers bounds the open model's worker pool when
@@ -87,7 +132,10 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &runner{cfg: cfg, log: log}
+	r := &runner{cfg: cfg, log: log, lag: newLagHist()}
+	if tr, ok := cfg.Client.Transport.(*transport); ok {
+		r.fast = tr
+	}
 	if w := cfg.Workload; w.Throughput.Count > 0 {
 		r.timer = NewThroughputTimer(w.Throughput, w.ThroughputMode)
 	}
@@ -101,7 +149,7 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		r.runClosed(ctx)
 	}
 	st := Stats{Start: r.start, End: time.Now(), Sent: r.sent.Load(), Dropped: r.dropped.Load(),
-		Workers: int(r.workers.Load()), Interrupted: ctx.Err() != nil}
+		Workers: int(r.workers.Load()), Interrupted: ctx.Err() != nil, SendLag: r.lag.stats()}
 	log.Info("run finished", "sent", st.Sent, "dropped", st.Dropped, "interrupted", st.Interrupted)
 	return st, nil
 }
@@ -111,6 +159,10 @@ type runner struct {
 	log   *slog.Logger
 	start time.Time
 	timer *ThroughputTimer
+	// fast, when the client is NewClient's, sends http:// requests over
+	// worker-driven connections (http1_perf.go).
+	fast *transport
+	lag  *lagHist
 
 	seq     atomic.Uint64
 	sent    atomic.Uint64
@@ -274,9 +326,11 @@ func (s *sleeper) until(ctx context.Context, t time.Time) bool {
 }
 
 // worker is one virtual user (closed model) or pool worker (open model).
-// Its buffers and its Result are reused from request to request.
+// Its buffers, its Result and its request are reused from request to
+// request.
 type worker struct {
 	r      *runner
+	ctx    context.Context
 	thread int
 	sleep  *sleeper
 	vars   Vars
@@ -284,31 +338,62 @@ type worker struct {
 	tt     ThroughputThread
 	// pendingWait is the Retry-After the last response asked for.
 	pendingWait time.Duration
+	bodyBuf     []byte // 429 bodies
 
+	// The net/http path: a trace made on first use, and what it saw.
 	traceCtx  context.Context
-	bodyBuf   []byte
 	connStart atomic.Int64
 	gotConn   atomic.Int64
 	reused    atomic.Bool
 	firstByte atomic.Int64
+
+	// The worker-driven path (http1_perf.go).
+	req       http.Request
+	buildBuf  []byte // templated bodies
+	wireBuf   []byte // requests of templated targets
+	poolAddr  string
+	pool      *hostPool
+	inflight  atomic.Pointer[conn]
+	stopAbort func() bool
 }
 
 func (r *runner) newWorker(ctx context.Context, thread int) *worker {
-	w := &worker{r: r, thread: thread, sleep: newSleeper()}
+	w := &worker{r: r, ctx: ctx, thread: thread, sleep: newSleeper()}
 	w.vars.Thread = thread
-	trace := &httptrace.ClientTrace{
-		ConnectStart: func(string, string) { w.connStart.CompareAndSwap(0, time.Now().UnixNano()) },
-		GotConn: func(info httptrace.GotConnInfo) {
-			w.reused.Store(info.Reused)
-			w.gotConn.Store(time.Now().UnixNano())
-		},
-		GotFirstResponseByte: func() { w.firstByte.Store(time.Now().UnixNano()) },
+	if r.fast != nil {
+		// Ctrl-C abandons the request in flight, as cancelling a
+		// net/http request would: its connection's deadline passes now.
+		w.stopAbort = context.AfterFunc(ctx, func() {
+			if c := w.inflight.Load(); c != nil {
+				c.nc.SetDeadline(time.Unix(1, 0))
+			}
+		})
 	}
-	w.traceCtx = httptrace.WithClientTrace(ctx, trace)
 	return w
 }
 
-func (w *worker) close() { w.sleep.t.Stop() }
+// trace returns the context that traces the worker's net/http requests.
+func (w *worker) trace() context.Context {
+	if w.traceCtx == nil {
+		trace := &httptrace.ClientTrace{
+			ConnectStart: func(string, string) { w.connStart.CompareAndSwap(0, time.Now().UnixNano()) },
+			GotConn: func(info httptrace.GotConnInfo) {
+				w.reused.Store(info.Reused)
+				w.gotConn.Store(time.Now().UnixNano())
+			},
+			GotFirstResponseByte: func() { w.firstByte.Store(time.Now().UnixNano()) },
+		}
+		w.traceCtx = httptrace.WithClientTrace(w.ctx, trace)
+	}
+	return w.traceCtx
+}
+
+func (w *worker) close() {
+	w.sleep.t.Stop()
+	if w.stopAbort != nil {
+		w.stopAbort()
+	}
+}
 
 func (w *worker) sleepUntil(ctx context.Context, t time.Time) bool { return w.sleep.until(ctx, t) }
 
@@ -370,34 +455,45 @@ func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited
 		Method: t.Method, Waited: waited, ActiveThreads: int(r.active.Load())}
 	res.Seq = r.seq.Add(1) - 1
 	w.vars.Seq = res.Seq
-	now := time.Now()
-	w.vars.Now = now
-	u, h, body, err := t.Build(&w.vars, nil)
+	// A static URL says now whether the request can take the
+	// worker-driven path; a templated one says once it is built.
+	fast := r.fast != nil && (t.staticURL == nil || t.staticURL.Scheme == "http")
+	var now time.Time
+	if t.wire == nil || !fast {
+		// Templates may use {{now}}; a static target needs no clock here.
+		now = time.Now()
+		w.vars.Now = now
+	}
+	var buf []byte
+	if fast {
+		// The worker-driven path writes the body before send returns, so
+		// the buffer is free again for the next request; net/http may still
+		// be reading a body after the response arrived.
+		buf = w.buildBuf
+	}
+	u, h, body, err := t.Build(&w.vars, buf)
 	if err != nil {
 		res.Start, res.Intended, res.Error = now, now, err.Error()
 		w.deliver(res)
 		return
 	}
+	if fast && t.staticBody == nil && cap(body) <= maxRateLimitBody {
+		w.buildBuf = body[:0]
+	}
 	res.URL = t.URLString(u)
-	req := &http.Request{Method: t.Method, URL: u, Host: u.Host, Header: h,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
-	if len(body) > 0 {
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		req.ContentLength = int64(len(body))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-		res.BytesOut = int64(len(body))
+	res.BytesOut = int64(len(body))
+
+	var resp *http.Response
+	var c *conn
+	var start time.Time
+	if fast && u.Scheme == "http" {
+		resp, c, start, err = w.doFast(ctx, t, u, h, body, res, intended)
+	} else {
+		if buf != nil && t.staticBody == nil {
+			body = bytes.Clone(body) // the buffer is reused by the next request
+		}
+		resp, start, err = w.doStd(t, u, h, body, res, intended)
 	}
-	req = req.WithContext(w.traceCtx)
-	w.connStart.Store(0)
-	w.firstByte.Store(0)
-	w.reused.Store(true)
-	start := time.Now()
-	res.Start = start
-	res.Intended = intended
-	if intended.IsZero() || intended.After(start) {
-		res.Intended = start
-	}
-	resp, err := r.cfg.Client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return // interrupted: not a result of the target
@@ -410,26 +506,25 @@ func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited
 	res.Status = resp.StatusCode
 	adv := limit.ParseHeaders(resp.Header, start)
 	if resp.StatusCode == http.StatusTooManyRequests {
-		res.BytesIn, res.Policy, res.RetryAfter = w.readRateLimitBody(resp.Body)
+		res.BytesIn, res.Policy, res.RetryAfter, err = w.readRateLimitBody(resp.Body)
 	} else {
 		res.BytesIn, err = io.Copy(io.Discard, resp.Body)
 	}
 	resp.Body.Close()
 	end := time.Now()
 	res.Elapsed = end.Sub(start)
+	if c != nil {
+		w.inflight.Store(nil)
+		c.pool.put(c, err == nil && !resp.Close && ctx.Err() == nil, end)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return
 		}
 		res.Error = "read body: " + err.Error()
 	}
-	if fb := w.firstByte.Load(); fb > 0 {
-		res.TTFB = time.Duration(fb - start.UnixNano())
-	}
-	if !w.reused.Load() {
-		if cs, gc := w.connStart.Load(), w.gotConn.Load(); cs > 0 && gc >= cs {
-			res.Connect = time.Duration(gc - cs)
-		}
+	if c == nil {
+		w.traced(res, start)
 	}
 	if res.Policy == "" {
 		res.Policy = adv.Policy
@@ -457,6 +552,123 @@ func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited
 	w.deliver(res)
 }
 
+// started sets the result's send times: Start is now, Intended the
+// schedule's instant (Start when nothing paced the request), and the lag
+// between the two is recorded.
+func (w *worker) started(res *Result, intended time.Time) time.Time {
+	start := time.Now()
+	res.Start = start
+	res.Intended = start
+	if !intended.IsZero() {
+		if intended.Before(start) {
+			res.Intended = intended
+		}
+		w.r.lag.record(start.Sub(res.Intended))
+	}
+	return start
+}
+
+// doStd sends the request through the run's http.Client.
+func (w *worker) doStd(t *Target, u *url.URL, h http.Header, body []byte, res *Result, intended time.Time) (*http.Response, time.Time, error) {
+	req := &http.Request{Method: t.Method, URL: u, Host: u.Host, Header: h,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+	if len(body) > 0 {
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	req = req.WithContext(w.trace())
+	w.connStart.Store(0)
+	w.firstByte.Store(0)
+	w.reused.Store(true)
+	start := w.started(res, intended)
+	resp, err := w.r.cfg.Client.Do(req)
+	return resp, start, err
+}
+
+// traced sets TTFB and Connect from what the trace of a net/http request
+// saw.
+func (w *worker) traced(res *Result, start time.Time) {
+	if fb := w.firstByte.Load(); fb > 0 {
+		res.TTFB = time.Duration(fb - start.UnixNano())
+	}
+	if !w.reused.Load() {
+		if cs, gc := w.connStart.Load(), w.gotConn.Load(); cs > 0 && gc >= cs {
+			res.Connect = time.Duration(gc - cs)
+		}
+	}
+}
+
+// doFast sends the request over a worker-driven connection and returns
+// the response with its body unread, and the connection, which the
+// caller returns to its pool once the body is read.
+func (w *worker) doFast(ctx context.Context, t *Target, u *url.URL, h http.Header, body []byte, res *Result, intended time.Time) (*http.Response, *conn, time.Time, error) {
+	r := w.r
+	req := &w.req
+	*req = http.Request{Method: t.Method, URL: u, Host: u.Host, Header: h,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Close: !r.fast.keepAlive}
+	wire := t.wire
+	if wire == nil || req.Close {
+		wire = t.appendWire(w.wireBuf[:0], u, h, body, req.Close)
+		if wire == nil {
+			// net/http cannot write it either: let it say why.
+			resp, start, err := w.doStd(t, u, h, body, res, intended)
+			return resp, nil, start, err
+		}
+		if cap(wire) <= maxRateLimitBody {
+			w.wireBuf = wire[:0]
+		}
+	}
+	pool := w.poolFor(u)
+	start := w.started(res, intended)
+	for {
+		c, dial, err := pool.get(ctx, start)
+		if err != nil {
+			return nil, nil, start, urlError(req, res.URL, r.fast.timeout, err)
+		}
+		w.inflight.Store(c)
+		if ctx.Err() != nil {
+			w.inflight.Store(nil)
+			c.close()
+			return nil, nil, start, ctx.Err()
+		}
+		resp, ttfb, err := c.roundTrip(req, wire, start)
+		if err == nil {
+			res.Connect, res.TTFB = dial, ttfb
+			return resp, c, start, nil
+		}
+		w.inflight.Store(nil)
+		c.close()
+		if err != errNoResponse {
+			return nil, nil, start, urlError(req, res.URL, r.fast.timeout, err)
+		}
+		// The server had closed the reused connection: send again.
+	}
+}
+
+// poolFor returns the connection pool of u's host, cached for the
+// worker's last host.
+func (w *worker) poolFor(u *url.URL) *hostPool {
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	if w.pool == nil || addr != w.poolAddr {
+		w.pool, w.poolAddr = w.r.fast.pool(addr), addr
+	}
+	return w.pool
+}
+
+// urlError words a failure of the worker-driven path as net/http's
+// Client would: the method, the URL and the cause.
+func urlError(req *http.Request, urlStr string, timeout time.Duration, err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("timeout after %v (%w)", timeout, err)
+	}
+	op := req.Method[:1] + strings.ToLower(req.Method[1:])
+	return &url.Error{Op: op, URL: urlStr, Err: err}
+}
+
 func (w *worker) deliver(res *Result) {
 	w.r.sent.Add(1)
 	w.r.cfg.Sink(res)
@@ -473,13 +685,16 @@ type rateLimitBody struct {
 
 // readRateLimitBody reads up to 64 KiB of a 429's body for the policy and
 // retry delay, and discards the rest.
-func (w *worker) readRateLimitBody(body io.Reader) (n int64, policy string, retry time.Duration) {
+func (w *worker) readRateLimitBody(body io.Reader) (n int64, policy string, retry time.Duration, err error) {
 	if w.bodyBuf == nil {
 		w.bodyBuf = make([]byte, 0, 4096)
 	}
 	buf := bytes.NewBuffer(w.bodyBuf[:0])
-	n, _ = buf.ReadFrom(io.LimitReader(body, maxRateLimitBody))
-	rest, _ := io.Copy(io.Discard, body)
+	n, err = buf.ReadFrom(io.LimitReader(body, maxRateLimitBody))
+	rest, err2 := io.Copy(io.Discard, body)
+	if err == nil {
+		err = err2
+	}
 	if buf.Cap() <= maxRateLimitBody {
 		w.bodyBuf = buf.Bytes()[:0]
 	}
@@ -490,5 +705,5 @@ func (w *worker) readRateLimitBody(body io.Reader) (n int64, policy string, retr
 			retry = time.Duration(*ms * float64(time.Millisecond))
 		}
 	}
-	return n + rest, policy, retry
+	return n + rest, policy, retry, err
 }

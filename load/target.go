@@ -1,8 +1,10 @@
 package load
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -60,6 +62,9 @@ type Target struct {
 	staticURLStr string      // its text, for results
 	staticHeader http.Header // when every header is static; shared, read-only
 	staticBody   []byte      // when Body is static
+	// wire is the whole request as sent on an HTTP/1.1 keep-alive
+	// connection, when URL, headers and body are all static.
+	wire []byte
 }
 
 type compiledHeader struct {
@@ -142,6 +147,9 @@ func CompileTarget(spec RequestSpec, common []Header, data *DataSet) (*Target, e
 	if allStatic {
 		t.staticHeader = t.buildHeader(nil)
 	}
+	if t.staticURL != nil && t.staticHeader != nil && t.Body.Static() {
+		t.wire = t.appendWire(nil, t.staticURL, t.staticHeader, t.staticBody, false)
+	}
 	t.Name = spec.Name
 	if t.Name == "" {
 		path := spec.URL
@@ -184,6 +192,26 @@ func (t *Target) buildHeader(v *Vars) http.Header {
 	return h
 }
 
+// appendWire appends the request for u, h and body to buf in HTTP/1.1
+// wire format, as net/http's Transport writes it (Request.Write: Host,
+// default User-Agent, Content-Length; header values with line breaks
+// flattened), with "Connection: close" when close is set. It returns nil
+// when net/http cannot write the request (an invalid host, say), so that
+// the request goes through net/http and fails there with its error.
+func (t *Target) appendWire(buf []byte, u *url.URL, h http.Header, body []byte, close bool) []byte {
+	req := &http.Request{Method: t.Method, URL: u, Host: u.Host, Header: h,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Close: close}
+	if len(body) > 0 {
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+	}
+	w := bytes.NewBuffer(buf)
+	if err := req.Write(w); err != nil {
+		return nil
+	}
+	return w.Bytes()
+}
+
 // URLString returns the text of u, built by Build for this target,
 // without formatting it again when the URL is static.
 func (t *Target) URLString(u *url.URL) string {
@@ -223,3 +251,4 @@ type Plan struct {
 	// Data supplies CSV rows, one per thread iteration; nil for none.
 	Data *DataSet
 }
+

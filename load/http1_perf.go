@@ -1,0 +1,248 @@
+package load
+
+// The send path of plain-HTTP targets.
+//
+// net/http's Transport runs two goroutines per connection (a reader and a
+// writer) and hands every request and response between them and the
+// caller over channels; http.Client adds a timer, a context and a goroutine
+// per request when it has a timeout. For a load generator that is most of
+// its CPU per request. Requests to http:// targets therefore go over
+// connections that the sending worker drives itself: it writes the request
+// (bytes prepared once for a static target), reads the response with
+// net/http's own parser (http.ReadResponse, so framing, chunking and
+// keep-alive rules are the standard library's), discards the body and
+// returns the connection to its host's pool. The only per-request extras
+// are a deadline on the connection and a pool hand-off. https, HTTP/2 and
+// clients that are not NewClient's (OAuth, a caller's own) use net/http.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// checkIdleAfter is how long a pooled connection may sit idle before it
+// is checked for a close by the server before reuse (one non-blocking
+// peek); a connection in steady use is never checked.
+const checkIdleAfter = 100 * time.Millisecond
+
+// transport is NewClient's RoundTripper. RoundTrip delegates to base; the
+// executor uses the pools directly for http:// targets. It is safe for
+// concurrent use.
+type transport struct {
+	base      *http.Transport
+	timeout   time.Duration
+	idle      time.Duration
+	maxConns  int
+	keepAlive bool
+	dialer    net.Dialer
+
+	mu    sync.Mutex
+	hosts map[string]*hostPool
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.base.RoundTrip(req)
+}
+
+// CloseIdleConnections closes the idle connections of both paths.
+func (t *transport) CloseIdleConnections() {
+	t.base.CloseIdleConnections()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range t.hosts {
+		for {
+			select {
+			case c := <-p.idle:
+				c.close()
+				continue
+			default:
+			}
+			break
+		}
+	}
+}
+
+// pool returns the connection pool of addr (host:port).
+func (t *transport) pool(addr string) *hostPool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.hosts[addr]; ok {
+		return p
+	}
+	if t.hosts == nil {
+		t.hosts = make(map[string]*hostPool)
+	}
+	n := t.maxConns
+	if n <= 0 {
+		n = 10_000
+	}
+	p := &hostPool{t: t, addr: addr, idle: make(chan *conn, n)}
+	if t.maxConns > 0 {
+		p.sem = make(chan struct{}, t.maxConns)
+	}
+	t.hosts[addr] = p
+	return p
+}
+
+// hostPool holds the connections to one address: idle ones in a channel,
+// and a semaphore of MaxConnsPerHost slots when connections are capped.
+type hostPool struct {
+	t    *transport
+	addr string
+	idle chan *conn
+	sem  chan struct{} // nil without a cap
+}
+
+// conn is one HTTP/1.1 connection, used by one request at a time.
+type conn struct {
+	pool   *hostPool
+	nc     net.Conn
+	br     *bufio.Reader
+	used   time.Time // end of the last response
+	reused bool
+	closed bool
+}
+
+func (c *conn) close() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.nc.Close()
+	if c.pool.sem != nil {
+		<-c.pool.sem
+	}
+}
+
+// get returns an idle connection or a new one; with a cap it waits for
+// an idle connection or a free slot. dial is the time spent connecting (0
+// for a reused connection).
+func (p *hostPool) get(ctx context.Context, now time.Time) (c *conn, dial time.Duration, err error) {
+	for {
+		c, slot, err := p.take(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		if slot {
+			break
+		}
+		if p.usable(c, now) {
+			c.reused = true
+			return c, 0, nil
+		}
+		c.close() // frees its slot
+	}
+	begin := time.Now()
+	nc, err := p.t.dialer.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		if p.sem != nil {
+			<-p.sem
+		}
+		return nil, 0, err
+	}
+	return &conn{pool: p, nc: nc, br: bufio.NewReaderSize(nc, 4096)}, time.Since(begin), nil
+}
+
+// take returns an idle connection, or slot true when the caller may dial
+// a new one (holding one of the cap's slots).
+func (p *hostPool) take(ctx context.Context) (c *conn, slot bool, err error) {
+	select {
+	case c = <-p.idle:
+		return c, false, nil
+	default:
+	}
+	if p.sem == nil {
+		return nil, true, nil
+	}
+	select {
+	case c = <-p.idle:
+		return c, false, nil
+	case p.sem <- struct{}{}:
+		return nil, true, nil
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+}
+
+// usable reports whether an idle connection can carry a request: not idle
+// too long, and not closed by the server while it waited.
+func (p *hostPool) usable(c *conn, now time.Time) bool {
+	idle := now.Sub(c.used)
+	if p.t.idle > 0 && idle > p.t.idle {
+		return false
+	}
+	return idle < checkIdleAfter || (c.br.Buffered() == 0 && alive(c.nc))
+}
+
+// put returns c to the pool after a complete response, or closes it.
+func (p *hostPool) put(c *conn, reusable bool, now time.Time) {
+	if !reusable || !p.t.keepAlive {
+		c.close()
+		return
+	}
+	c.used = now
+	select {
+	case p.idle <- c:
+	default:
+		c.close()
+	}
+}
+
+// errNoResponse marks a failure before any byte of the response arrived
+// on a reused connection: the server had closed it, and the request may
+// be sent again on another.
+var errNoResponse = errors.New("connection closed before any response")
+
+// roundTrip sends wire (a complete request) on c and reads the response
+// head; TTFB is from start to the first response byte. On success the
+// caller reads and closes the body and then calls finish.
+func (c *conn) roundTrip(req *http.Request, wire []byte, start time.Time) (resp *http.Response, ttfb time.Duration, err error) {
+	if err := c.nc.SetDeadline(start.Add(c.pool.t.timeout)); err != nil {
+		return nil, 0, err
+	}
+	if _, err := c.nc.Write(wire); err != nil {
+		if c.reused {
+			return nil, 0, errNoResponse
+		}
+		return nil, 0, err
+	}
+	if _, err := c.br.Peek(1); err != nil {
+		if c.reused && (errors.Is(err, io.EOF) || isReset(err)) && replayable(req) {
+			return nil, 0, errNoResponse
+		}
+		return nil, 0, err
+	}
+	ttfb = time.Since(start)
+	for {
+		resp, err = http.ReadResponse(c.br, req)
+		if err != nil {
+			return nil, 0, err
+		}
+		// Skip informational responses as net/http does (101 is final).
+		if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, ttfb, nil
+		}
+	}
+}
+
+// replayable is net/http's rule for sending a request again after the
+// server closed a reused connection: idempotent methods only.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return req.Header.Get("Idempotency-Key") != "" || req.Header.Get("X-Idempotency-Key") != ""
+}
+
+// isReset reports a connection reset or broken pipe.
+func isReset(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && !op.Timeout()
+}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -211,9 +212,12 @@ func (p *pacer) waitLocked(pp *pacedPolicy, tk tierKey, now time.Time) time.Dura
 	T := pp.Interval()
 	tau := pp.Tolerance() - p.margin
 	if tau < T {
-		// A burst too small for the margin: pace at the sustained rate,
-		// a margin behind the server.
-		tau = T - p.margin
+		// A burst too small for the margin: wait until the margin has
+		// passed after the server's TAT.
+		if tat := p.tats[tk]; !tat.IsZero() {
+			return max(0, tat.Sub(now)+p.margin)
+		}
+		return 0
 	}
 	backlog := max(0, p.tats[tk].Sub(now))
 	return max(0, backlog+T-tau)
@@ -264,7 +268,10 @@ func (p *pacer) learn(kind string, scriptIDs []string, o observed, now time.Time
 	if len(adv.Policies) > 0 {
 		names := make([]string, 0, len(adv.Policies))
 		for _, ap := range adv.Policies {
-			names = append(names, ap.Name)
+			// A bulk lists a per-script policy once per script: keep one.
+			if !slices.Contains(names, ap.Name) {
+				names = append(names, ap.Name)
+			}
 			p.learnPolicyLocked(ap)
 		}
 		p.kinds[kind] = names
@@ -313,7 +320,7 @@ func (p *pacer) learn(kind string, scriptIDs []string, o observed, now time.Time
 		}
 		// The server admits the next request when TAT + T − now ≤ τ; make
 		// the local bucket reach that point exactly retry from now.
-		p.raiseTAT(tierKey{name, key}, now.Add(pp.Tolerance()-pp.Interval()+retry))
+		p.raiseTAT(tierKey{name, key}, now.Add(pp.Tolerance()-pp.Interval()+retry), now)
 		return
 	}
 	if adv.Policy == "" || adv.Remaining < 0 {
@@ -331,12 +338,13 @@ func (p *pacer) learn(kind string, scriptIDs []string, o observed, now time.Time
 		key = scriptIDs[0]
 	}
 	// r requests remain: the server's backlog is at least τ − r·T.
-	p.raiseTAT(tierKey{adv.Policy, key}, now.Add(pp.Tolerance()-time.Duration(adv.Remaining)*pp.Interval()))
+	p.raiseTAT(tierKey{adv.Policy, key}, now.Add(pp.Tolerance()-time.Duration(adv.Remaining)*pp.Interval()), now)
 }
 
-// raiseTAT moves a bucket's TAT forward to tat, never back.
-func (p *pacer) raiseTAT(tk tierKey, tat time.Time) {
-	if tat.After(p.tats[tk]) {
+// raiseTAT moves a bucket's TAT forward to tat, never back; a tat not
+// after now says the bucket is full, which is no news.
+func (p *pacer) raiseTAT(tk tierKey, tat, now time.Time) {
+	if tat.After(now) && tat.After(p.tats[tk]) {
 		p.tats[tk] = tat
 	}
 }
@@ -396,7 +404,7 @@ func (p *pacer) learnAll(states []LimitState, now time.Time) {
 		if pp == nil || !pp.exact || pp.Shadow || ls.Scope == ScopeOrgScript {
 			continue
 		}
-		p.raiseTAT(tierKey{ls.Policy, ""}, now.Add(pp.Tolerance()-time.Duration(ls.Remaining)*pp.Interval()))
+		p.raiseTAT(tierKey{ls.Policy, ""}, now.Add(pp.Tolerance()-time.Duration(ls.Remaining)*pp.Interval()), now)
 	}
 }
 

@@ -470,7 +470,10 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 		mode = "vary " + p.varyNames()
 	}
 	remaining := p.cfg.Budget - int(p.s.used.Load())
-	if capN <= 0 || capN > remaining/2 {
+	byBudget := capN <= 0 || capN > remaining/2
+	if byBudget {
+		// Half of what is left, so that the burst and scope steps still
+		// have their share.
 		capN = max(remaining/2, 1)
 	}
 	waited, err := p.wait(ctx)
@@ -496,6 +499,9 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 		f.lim.Burst = int64(be.Admitted)
 		ev.Notes = append(ev.Notes, fmt.Sprintf("%d admissions after the first 429 within the step's bounds: too few to time the rate; burst %d is an upper bound", re.Admissions, be.Admitted))
 		p.finish(f)
+		if err == nil && ex.capped && byBudget {
+			err = fmt.Errorf("%w: %d requests left the rate unmeasured", ErrBudget, p.cfg.Budget)
+		}
 		return f, err
 	}
 	f.lim.RatePerS, f.lim.RateLow, f.lim.RateHigh = re.Rate, re.Low, re.High

@@ -1,0 +1,110 @@
+package probe_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"ratelab/limit"
+	"ratelab/load"
+	"ratelab/probe"
+)
+
+func plainConfig(t *testing.T, srv *plainServer, maxRate string, budget int) probe.Config {
+	return probe.Config{
+		Request: load.RequestSpec{URL: srv.url + "/things/1"},
+		Client:  &http.Client{Timeout: 5 * time.Second},
+		MaxRate: mustRate(t, maxRate),
+		Budget:  budget,
+	}
+}
+
+func TestProbeRefusesWithoutBounds(t *testing.T) {
+	srv := newPlainServer(t, policy(t, "p", "2/s", 5), nil)
+	for name, mod := range map[string]func(*probe.Config){
+		"no max rate": func(c *probe.Config) { c.MaxRate = limit.Rate{} },
+		"no budget":   func(c *probe.Config) { c.Budget = 0 },
+	} {
+		cfg := plainConfig(t, srv, "100/s", 100)
+		mod(&cfg)
+		if _, err := probe.Run(context.Background(), cfg); err == nil {
+			t.Errorf("%s: probe started", name)
+		}
+	}
+	if n := srv.count.Load(); n != 0 {
+		t.Errorf("server received %d requests from refused probes", n)
+	}
+}
+
+func TestProbeBudgetIsHard(t *testing.T) {
+	// A slow limit: measuring it needs far more than 40 requests.
+	srv := newPlainServer(t, policy(t, "p", "1/s", 3), nil)
+	rep, err := probe.Run(context.Background(), plainConfig(t, srv, "100/s", 40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.count.Load(); n > 40 || rep.RequestsUsed != n {
+		t.Errorf("server counted %d requests, report %d, budget 40", n, rep.RequestsUsed)
+	}
+	if !strings.Contains(rep.Stopped, "budget") {
+		t.Errorf("stopped %q, want the budget named", rep.Stopped)
+	}
+}
+
+func TestProbeMaxRateIsHard(t *testing.T) {
+	srv := newPlainServer(t, policy(t, "p", "20/s", 10), nil)
+	rep, err := probe.Run(context.Background(), plainConfig(t, srv, "100/s", 2000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Stopped != "" {
+		t.Fatalf("stopped: %s", rep.Stopped)
+	}
+	// At 100/s (k = 1) sends are 10 ms apart: any 100 ms holds at most 11,
+	// and any second at most 101; allow one more for arrival jitter.
+	if got := srv.maxInWindow(time.Second); got > 102 {
+		t.Errorf("%d requests arrived within one second at max-rate 100/s", got)
+	}
+	if got := srv.maxInWindow(100 * time.Millisecond); got > 12 {
+		t.Errorf("%d requests arrived within 100 ms at max-rate 100/s", got)
+	}
+}
+
+func TestProbeStopsOnServerErrors(t *testing.T) {
+	srv := newPlainServer(t, policy(t, "p", "2/s", 5), nil)
+	srv.fail.Store(true)
+	rep, err := probe.Run(context.Background(), plainConfig(t, srv, "100/s", 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rep.Stopped, "consecutive server or network errors") || !strings.Contains(rep.Stopped, "500") {
+		t.Errorf("stopped %q, want the error run and its status", rep.Stopped)
+	}
+	// Five errors stop it; requests already in flight may add a few.
+	if n := srv.count.Load(); n > 5+10 {
+		t.Errorf("%d requests against a failing server", n)
+	}
+}
+
+func TestProbeInterruptReportsSoFar(t *testing.T) {
+	srv := newPlainServer(t, policy(t, "p", "5/s", 5), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	// The explore step ends after about 1 s; the refill wait comes next.
+	time.AfterFunc(1500*time.Millisecond, cancel)
+	start := time.Now()
+	rep, err := probe.Run(ctx, plainConfig(t, srv, "100/s", 2000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Errorf("took %v after the interrupt", time.Since(start))
+	}
+	if !strings.Contains(rep.Stopped, probe.ErrInterrupted.Error()) {
+		t.Errorf("stopped %q, want interrupted", rep.Stopped)
+	}
+	if len(rep.Limits) != 1 || rep.Limits[0].RatePerS < 4.75 || rep.Limits[0].RatePerS > 5.25 {
+		t.Errorf("limits %+v: want the rate learned before the interrupt", rep.Limits)
+	}
+}

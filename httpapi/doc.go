@@ -18,6 +18,10 @@
 //	           "window": "1s", "burst": 4, "remaining": 0, "resetAfterMs": 2000, "retryAfterMs": 430},
 //	 "violatedPolicies": ["script-writes-per-script"]}
 //
+// PUT is a compare-and-swap with If-Match (ETag "<version>"; a mismatch
+// is a 412) or a version in the body (a mismatch is a 409); both carry
+// the current ETag so that a client can retry without another GET.
+//
 // Errors have one shape everywhere, {"message", "code", "status"}, and one
 // table maps ratelab error codes to statuses (StatusOf).
 //

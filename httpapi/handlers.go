@@ -272,8 +272,10 @@ func (s *Server) handlePutScript(c *call) error {
 			case ifMatch == -1:
 				ifMatch = cur.Version
 			case ifMatch != cur.Version:
+				c.w.Header().Set("ETag", etag(cur.Version))
 				return ratelab.Errorf(ratelab.EPRECONDITION, "If-Match %s does not match the current version %d.", c.r.Header.Get("If-Match"), cur.Version)
 			default:
+				c.w.Header().Set("ETag", etag(cur.Version))
 				return ratelab.Errorf(ratelab.ECONFLICT, "version %d in the body does not match the current version %d.", *body.Version, cur.Version)
 			}
 		}
@@ -283,7 +285,7 @@ func (s *Server) handlePutScript(c *call) error {
 	}
 	sc, created, err := s.scripts.PutScript(ctx, orgID, upd)
 	if ratelab.ErrorCode(err) == ratelab.ECONFLICT {
-		return ratelab.Errorf(conflictCode, "%s", conflictMessage(ctx, s, orgID, id, upd.IfVersion, hasIfMatch))
+		return s.conflict(c, conflictCode, upd.IfVersion, hasIfMatch)
 	}
 	if err != nil {
 		return err
@@ -296,18 +298,20 @@ func (s *Server) handlePutScript(c *call) error {
 	return nil
 }
 
-// conflictMessage says why a compare-and-swap failed, naming the current
-// version when the script exists.
-func conflictMessage(ctx context.Context, s *Server, orgID, id string, want int64, ifMatch bool) string {
+// conflict builds the 409 or 412 of a failed compare-and-swap. It names
+// the current version and, when the script exists, sends its ETag, so a
+// client can retry without another GET.
+func (s *Server) conflict(c *call, code string, want int64, ifMatch bool) error {
 	what := "version " + strconv.FormatInt(want, 10) + " in the body"
 	if ifMatch {
 		what = "If-Match " + etag(want)
 	}
-	cur, err := s.scripts.FindScript(ctx, orgID, id)
+	cur, err := s.scripts.FindScript(c.r.Context(), c.client.OrgID, c.r.PathValue("scriptId"))
 	if err != nil {
-		return what + " does not match: the script does not exist."
+		return ratelab.Errorf(code, "%s does not match: the script does not exist.", what)
 	}
-	return what + " does not match the current version " + strconv.FormatInt(cur.Version, 10) + "."
+	c.w.Header().Set("ETag", etag(cur.Version))
+	return ratelab.Errorf(code, "%s does not match the current version %d.", what, cur.Version)
 }
 
 func (s *Server) handleDeleteScript(c *call) error {

@@ -44,7 +44,14 @@ type contender struct {
 // Every decision reads the clock once (time.Now), as the peers do inside.
 func BenchmarkMemory(b *testing.B) {
 	w := newWorkload()
-	for _, c := range []contender{
+	for _, c := range memoryContenders() {
+		runContender(b, w, c)
+	}
+}
+
+// memoryContenders returns the in-process limiters under test.
+func memoryContenders() []contender {
+	return []contender{
 		ratelabMemory("ratelab-1tier", 1, 0),
 		ratelabMemory("ratelab-4tiers", 4, 0),
 		// With a key cap the store keeps an exact LRU list, updated on
@@ -54,8 +61,6 @@ func BenchmarkMemory(b *testing.B) {
 		xtimerateMap("xtimerate-map", 1),
 		xtimerateMap("xtimerate-map-4tiers", 4),
 		goLimiter(),
-	} {
-		runContender(b, w, c)
 	}
 }
 

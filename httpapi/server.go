@@ -29,7 +29,8 @@ const (
 	DefaultTokenTTL = 24 * time.Hour
 )
 
-// Config configures a Server. Scripts and Auth are required.
+// Config configures a Server. Scripts and Auth are required; every other
+// field has a usable zero value.
 type Config struct {
 	Scripts ratelab.ScriptService
 	Auth    ratelab.AuthService
@@ -64,8 +65,9 @@ type degrader interface {
 	Degraded() bool
 }
 
-// Server is the ratelab HTTP API. Create it with NewServer, then either
-// Open it on an address or use it as an http.Handler. It is safe for
+// Server is the ratelab HTTP API. The zero Server is not usable: create
+// it with NewServer, then either Open it on an address or use it as an
+// http.Handler. It is safe for
 // concurrent use; SetPolicies and Reload swap the policies atomically
 // without dropping requests.
 type Server struct {

@@ -520,11 +520,14 @@ func compareClientNaive(t *testing.T, ps *httpapi.Policies, waves bool) float64 
 
 	status, _, sent := cnt.snapshot()
 	ratio := naiveTime.Seconds() / clientTime.Seconds()
-	t.Logf("policies %s: %d updates over %d scripts: client %v (%d write requests, responses %v, stats %+v); client in waves of %d, batching without merging, %v (stats %+v); naive %v (%d × 429); ratio %.1f× (waves %.1f×)",
-		ps.Source, n, scripts, clientTime.Round(time.Millisecond), sent, status, c.Stats(), scripts, wavesTime.Round(time.Millisecond), wavesStats,
-		naiveTime.Round(time.Millisecond), naive429, ratio, naiveTime.Seconds()/wavesTime.Seconds())
-	if wr := naiveTime.Seconds() / wavesTime.Seconds(); waves && wr < 2 {
-		t.Errorf("batching alone only %.1f× faster than naive", wr)
+	t.Logf("policies %s: %d updates over %d scripts: client %v (%d write requests, responses %v, stats %+v); naive %v (%d × 429); ratio %.1f×",
+		ps.Source, n, scripts, clientTime.Round(time.Millisecond), sent, status, c.Stats(), naiveTime.Round(time.Millisecond), naive429, ratio)
+	if waves {
+		wr := naiveTime.Seconds() / wavesTime.Seconds()
+		t.Logf("client in waves of %d (batching without merging): %v (stats %+v); ratio to naive %.1f×", scripts, wavesTime.Round(time.Millisecond), wavesStats, wr)
+		if wr < 2 {
+			t.Errorf("batching alone only %.1f× faster than naive", wr)
+		}
 	}
 	if status[429] != 0 {
 		t.Errorf("client got %d responses of 429, want 0", status[429])

@@ -71,24 +71,34 @@ type LagStats struct {
 	P50, P90, P99, Max time.Duration
 }
 
-// lagHist records send lags; it is safe for concurrent use.
+// lagHist records send lags; it is safe for concurrent use. A nil
+// *lagHist records nothing (an unpaced run).
 type lagHist struct {
 	mu sync.Mutex
 	h  *hdrhistogram.Histogram
 }
 
+// maxLag is the largest lag recorded as itself; longer ones count as it.
+const maxLag = 10 * time.Minute
+
 func newLagHist() *lagHist {
-	return &lagHist{h: hdrhistogram.New(1, int64(time.Hour/time.Microsecond), 3)}
+	return &lagHist{h: hdrhistogram.New(1, int64(maxLag/time.Microsecond), 3)}
 }
 
 func (l *lagHist) record(d time.Duration) {
-	us := min(max(int64(d/time.Microsecond), 0), int64(time.Hour/time.Microsecond))
+	if l == nil {
+		return
+	}
+	us := min(max(int64(d/time.Microsecond), 0), int64(maxLag/time.Microsecond))
 	l.mu.Lock()
 	_ = l.h.RecordValue(us) // clamped into range: cannot fail
 	l.mu.Unlock()
 }
 
 func (l *lagHist) stats() LagStats {
+	if l == nil {
+		return LagStats{}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	q := func(p float64) time.Duration { return time.Duration(l.h.ValueAtQuantile(p)) * time.Microsecond }
@@ -132,12 +142,15 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &runner{cfg: cfg, log: log, lag: newLagHist()}
+	r := &runner{cfg: cfg, log: log}
 	if tr, ok := cfg.Client.Transport.(*transport); ok {
 		r.fast = tr
 	}
 	if w := cfg.Workload; w.Throughput.Count > 0 {
 		r.timer = NewThroughputTimer(w.Throughput, w.ThroughputMode)
+	}
+	if r.timer != nil || cfg.Workload.Open() {
+		r.lag = newLagHist()
 	}
 	r.start = time.Now()
 	if cfg.Started != nil {
@@ -162,7 +175,7 @@ type runner struct {
 	// fast, when the client is NewClient's, sends http:// requests over
 	// worker-driven connections (http1_perf.go).
 	fast *transport
-	lag  *lagHist
+	lag  *lagHist // nil when nothing paces requests
 
 	seq     atomic.Uint64
 	sent    atomic.Uint64
@@ -251,6 +264,7 @@ func (r *runner) runOpen(ctx context.Context) {
 		spawn()
 	}
 	pacer := newSleeper()
+	pacer.precise = true
 	var shift time.Duration // accumulated Retry-After pauses
 	for i := uint64(0); w.Loops == 0 || i < uint64(w.Loops); i++ {
 		off, ok := sched.At(i)
@@ -301,7 +315,12 @@ func (r *runner) runOpen(ctx context.Context) {
 }
 
 // sleeper sleeps until instants on a reused timer.
-type sleeper struct{ t *time.Timer }
+type sleeper struct {
+	t *time.Timer
+	// precise ends each wait with sleepPrecise instead of the timer: the
+	// open model's pacer, a single goroutine, sleeps this way.
+	precise bool
+}
 
 func newSleeper() *sleeper {
 	t := time.NewTimer(time.Hour)
@@ -309,12 +328,32 @@ func newSleeper() *sleeper {
 	return &sleeper{t: t}
 }
 
+// preciseSpan is the last stretch of a precise wait that is slept in the
+// kernel rather than on a Go timer (which may be a millisecond late).
+const preciseSpan = 1500 * time.Microsecond
+
 // until sleeps until t and reports false if ctx ended first.
 func (s *sleeper) until(ctx context.Context, t time.Time) bool {
 	d := time.Until(t)
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
+	if s.precise {
+		if d > preciseSpan {
+			if !s.sleep(ctx, d-preciseSpan) {
+				return false
+			}
+		}
+		if d = time.Until(t); d > 0 {
+			sleepPrecise(d)
+		}
+		return ctx.Err() == nil
+	}
+	return s.sleep(ctx, d)
+}
+
+// sleep waits d on the timer, or until ctx ends.
+func (s *sleeper) sleep(ctx context.Context, d time.Duration) bool {
 	s.t.Reset(d)
 	select {
 	case <-s.t.C:

@@ -251,4 +251,3 @@ type Plan struct {
 	// Data supplies CSV rows, one per thread iteration; nil for none.
 	Data *DataSet
 }
-

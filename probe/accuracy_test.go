@@ -19,16 +19,13 @@ type accuracyCase struct {
 	burst   int64
 	maxRate string
 	slow    bool // skipped with -short
-	// fast needs a client and server that sustain 2000 requests/s in one
-	// process: skipped under the race detector (run it without -race).
-	fast bool
 }
 
 var accuracyCases = []accuracyCase{
 	{name: "0.5/s burst 1", rate: "0.5/s", perS: 0.5, burst: 1, maxRate: "50/s", slow: true},
 	{name: "2/s burst 5", rate: "2/s", perS: 2, burst: 5, maxRate: "100/s"},
 	{name: "50/s burst 20", rate: "50/s", perS: 50, burst: 20, maxRate: "500/s"},
-	{name: "500/s burst 100", rate: "500/s", perS: 500, burst: 100, maxRate: "2000/s", fast: true},
+	{name: "500/s burst 100", rate: "500/s", perS: 500, burst: 100, maxRate: "2000/s"},
 }
 
 // checkLimit fails unless l has the burst (±1) and the rate (±5 %).
@@ -46,13 +43,11 @@ func checkLimit(t *testing.T, l probe.Limit, rate float64, burst int64) {
 }
 
 func TestProbePlainServerAccuracy(t *testing.T) {
+	skipTimingUnderRace(t)
 	for _, c := range accuracyCases {
 		t.Run(c.name, func(t *testing.T) {
 			if c.slow && testing.Short() {
 				t.Skip("slow case: runs without -short (CI)")
-			}
-			if c.fast && raceEnabled {
-				t.Skip("needs 2000 requests/s in one process: run without -race")
 			}
 			srv := newPlainServer(t, policy(t, "per-resource", c.rate, c.burst), nil)
 			start := time.Now()

@@ -2,5 +2,7 @@
 
 package probe_test
 
-// raceEnabled reports whether the race detector is on.
-const raceEnabled = false
+import "testing"
+
+// skipTimingUnderRace does nothing without the race detector.
+func skipTimingUnderRace(*testing.T) {}

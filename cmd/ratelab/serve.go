@@ -119,6 +119,10 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 		if err != nil {
 			return errors.New("--redis: want a redis:// or rediss:// URL")
 		}
+		// The limiter bounds every round trip (about 50 ms) before it falls
+		// back to local limits; with this go-redis honours that deadline
+		// itself instead of waiting out its 3 s read timeout.
+		opts.ContextTimeoutEnabled = true
 		client := goredis.NewClient(opts)
 		defer client.Close()
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)

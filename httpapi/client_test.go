@@ -658,8 +658,10 @@ func TestClientRefreshesToken(t *testing.T) {
 	if status[401] != 0 {
 		t.Errorf("%d responses of 401", status[401])
 	}
-	if tokens < 3 {
-		t.Errorf("%d token requests in 2 s with tokens good for 0.5 s", tokens)
+	// Tokens count as stale 0.5 s after issue: a 2 s loop needs at least
+	// one refresh however slow the machine (a loose bound on purpose).
+	if tokens < 2 {
+		t.Errorf("%d token requests in 2 s with tokens good for 0.5 s: never refreshed", tokens)
 	}
 }
 

@@ -3,6 +3,7 @@ package ratelab_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 	"testing"
@@ -76,6 +77,49 @@ func TestValidateScript(t *testing.T) {
 	} {
 		if ratelab.ErrorCode(ratelab.ValidateScript(c.name, c.text)) != ratelab.EUNPROCESSABLE {
 			t.Errorf("name %d bytes, text %d bytes: not unprocessable", len(c.name), len(c.text))
+		}
+	}
+}
+
+func TestNewOrgUsers(t *testing.T) {
+	for in, want := range map[string]string{
+		"Acme Corp":   "ada.lovelace@acme-corp.example",
+		"default":     "ada.lovelace@default.example",
+		"  ÜBER--co ": "ada.lovelace@ber-co.example",
+		"!!!":         "ada.lovelace@org.example",
+	} {
+		users := ratelab.NewOrgUsers(in)
+		if len(users) != 3 || users[0].Email != want || users[0].Name != "Ada Lovelace" {
+			t.Errorf("NewOrgUsers(%q) = %+v, want 3 users, the first %s", in, users, want)
+		}
+	}
+}
+
+func TestPageLimitOffset(t *testing.T) {
+	for _, c := range []struct {
+		page          ratelab.Page
+		limit, offset int64
+		ok            bool
+	}{
+		{ratelab.Page{}, 25, 0, true},
+		{ratelab.Page{Size: 10, Number: 3}, 10, 20, true},
+		{ratelab.Page{Size: 10_000, Number: 2}, 500, 500, true},
+		{ratelab.Page{Size: 1, Number: math.MaxInt}, 1, 0, false},
+	} {
+		l, o, ok := c.page.LimitOffset()
+		if l != c.limit || o != c.offset || ok != c.ok {
+			t.Errorf("%+v: %d %d %v, want %d %d %v", c.page, l, o, ok, c.limit, c.offset, c.ok)
+		}
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"s1": true, "00000000-0000-0000-0000-000000000001": true, "a.b_c-d": true,
+		"": false, "a/b": false, "a b": false, "a:b": false, strings.Repeat("x", 101): false,
+	} {
+		if got := ratelab.ValidID(id); got != want {
+			t.Errorf("ValidID(%q) = %v", id, got)
 		}
 	}
 }

@@ -191,14 +191,8 @@ func (s *Server) handleGetScript(c *call) error {
 // validID checks a script id a client chooses: 1–100 bytes of letters,
 // digits, '-', '_' and '.'.
 func validID(id string) error {
-	if id == "" || len(id) > maxIDLen {
-		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "id must be 1 to %d characters.", maxIDLen)
-	}
-	for i := 0; i < len(id); i++ {
-		b := id[i]
-		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.') {
-			return ratelab.Errorf(ratelab.EUNPROCESSABLE, "id may hold only letters, digits, '-', '_' and '.'.")
-		}
+	if !ratelab.ValidID(id) {
+		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "id must be 1 to %d characters of letters, digits, '-', '_' and '.'.", maxIDLen)
 	}
 	return nil
 }

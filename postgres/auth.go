@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,47 +11,10 @@ import (
 	"ratelab"
 )
 
-// orgUsers are the users that EnsureOrg creates in a new org; their email
-// addresses are at the org's domain (see orgDomain).
-var orgUsers = [...]struct{ name, local string }{
-	{"Ada Lovelace", "ada.lovelace"},
-	{"Grace Hopper", "grace.hopper"},
-	{"Alan Turing", "alan.turing"},
-}
-
-// orgDomain derives an email domain from an org name: its letters and
-// digits, lowercased, with other runs of characters turned into '-', under
-// the reserved .example top-level domain.
-func orgDomain(name string) string {
-	var b strings.Builder
-	dash := false
-	for _, r := range strings.ToLower(name) {
-		if 'a' <= r && r <= 'z' || '0' <= r && r <= '9' {
-			b.WriteRune(r)
-			dash = false
-		} else if !dash && b.Len() > 0 {
-			b.WriteByte('-')
-			dash = true
-		}
-	}
-	d := strings.TrimSuffix(b.String(), "-")
-	if d == "" {
-		d = "org"
-	}
-	return d + ".example"
-}
-
-func validOrgName(name string) error {
-	if strings.TrimSpace(name) == "" || len(name) > 100 {
-		return ratelab.Errorf(ratelab.EINVALID, "org name must be 1 to 100 bytes and not blank")
-	}
-	return nil
-}
-
 // EnsureOrg returns the org with this name, creating it with three users
 // when it does not exist.
 func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) {
-	if err := validOrgName(name); err != nil {
+	if err := ratelab.ValidateOrgName(name); err != nil {
 		return nil, err
 	}
 	const find = `SELECT id, created_at FROM orgs WHERE name = $1`
@@ -78,10 +40,9 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 			return tx.QueryRow(ctx, find, name).Scan(&org.ID, &org.CreatedAt)
 		}
 		org.ID, org.CreatedAt = id, now
-		domain := orgDomain(name)
-		for _, u := range orgUsers {
+		for _, u := range ratelab.NewOrgUsers(name) {
 			if _, err := tx.Exec(ctx, `INSERT INTO users (id, org_id, name, email) VALUES ($1, $2, $3, $4)`,
-				ratelab.NewID(), id, u.name, u.local+"@"+domain); err != nil {
+				ratelab.NewID(), id, u.Name, u.Email); err != nil {
 				return fmt.Errorf("insert user: %w", err)
 			}
 		}
@@ -101,8 +62,8 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*ratelab.Client, string, error) {
 	if id == "" {
 		id = ratelab.NewID()
-	} else if !validID(id) {
-		return nil, "", ratelab.Errorf(ratelab.EINVALID, "client id must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	} else if err := ratelab.ValidateClientID(id); err != nil {
+		return nil, "", err
 	}
 	if secret == "" {
 		secret = ratelab.NewSecret()
@@ -145,10 +106,6 @@ func (db *DB) CountClients(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func badCredentials() error {
-	return ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid client credentials")
-}
-
 // Authenticate returns the client when secret matches its stored hash, and
 // EUNAUTHORIZED otherwise. An unknown id costs the same hash computation
 // as a wrong secret, so response times do not reveal which ids exist.
@@ -160,11 +117,11 @@ func (db *DB) Authenticate(ctx context.Context, clientID, secret string) (*ratel
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		ratelab.VerifySecret(db.dummyHash, secret)
-		return nil, badCredentials()
+		return nil, ratelab.BadCredentials()
 	case err != nil:
 		return nil, fmt.Errorf("postgres: authenticate: %w", err)
 	case !ratelab.VerifySecret(hash, secret):
-		return nil, badCredentials()
+		return nil, ratelab.BadCredentials()
 	}
 	c.CreatedAt = c.CreatedAt.UTC()
 	return c, nil

@@ -11,60 +11,6 @@ import (
 	"ratelab"
 )
 
-// Paging defaults and bounds for FindScripts and ScriptVersions.
-const (
-	DefaultPageSize = 25
-	MaxPageSize     = 500
-)
-
-// validID reports whether id is an acceptable script or client id: 1 to
-// 100 characters of [A-Za-z0-9._-].
-func validID(id string) bool {
-	if len(id) == 0 || len(id) > 100 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// limitOffset applies the paging defaults and returns the SQL LIMIT and
-// OFFSET of a page; ok is false when the page lies beyond any possible
-// row.
-func limitOffset(p ratelab.Page) (limit, offset int64, ok bool) {
-	limit = int64(p.Size)
-	if limit <= 0 {
-		limit = DefaultPageSize
-	}
-	limit = min(limit, MaxPageSize)
-	n := int64(p.Number)
-	if n <= 0 {
-		n = 1
-	}
-	if n-1 > (1<<62)/limit {
-		return limit, 0, false
-	}
-	return limit, (n - 1) * limit, true
-}
-
-func validateUpdate(upd ratelab.ScriptUpdate) error {
-	if !validID(upd.ID) {
-		return ratelab.Errorf(ratelab.EINVALID, "script id must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
-	}
-	if upd.IfVersion < 0 {
-		return ratelab.Errorf(ratelab.EINVALID, "version must be positive")
-	}
-	return ratelab.ValidateScript(upd.Name, upd.Text)
-}
-
-func scriptNotFound(id string) error {
-	return ratelab.Errorf(ratelab.ENOTFOUND, "script %q not found", id)
-}
-
 const scriptColumns = `id, name, text, version, created_at, modified_at`
 
 func scanScript(row pgx.Row) (*ratelab.Script, error) {
@@ -82,7 +28,7 @@ func (db *DB) FindScript(ctx context.Context, orgID, id string) (*ratelab.Script
 		`SELECT `+scriptColumns+` FROM scripts WHERE org_id = $1 AND id = $2`, orgID, id))
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return nil, scriptNotFound(id)
+		return nil, ratelab.ScriptNotFound(id)
 	case err != nil:
 		return nil, fmt.Errorf("postgres: find script: %w", err)
 	}
@@ -102,7 +48,7 @@ func (db *DB) FindScripts(ctx context.Context, orgID string, page ratelab.Page) 
 	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM scripts WHERE org_id = $1`, orgID).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("postgres: count scripts: %w", err)
 	}
-	limit, offset, ok := limitOffset(page)
+	limit, offset, ok := page.LimitOffset()
 	if !ok {
 		return []*ratelab.Script{}, total, nil
 	}
@@ -132,7 +78,7 @@ func (db *DB) CreateScript(ctx context.Context, orgID string, name, text, client
 // compare-and-swap that fails with ECONFLICT unless the script exists at
 // that version. Each accepted write adds a version.
 func (db *DB) PutScript(ctx context.Context, orgID string, upd ratelab.ScriptUpdate) (*ratelab.Script, bool, error) {
-	if err := validateUpdate(upd); err != nil {
+	if err := ratelab.ValidateUpdate(upd); err != nil {
 		return nil, false, err
 	}
 	var s *ratelab.Script
@@ -230,7 +176,7 @@ func (db *DB) UpdateScripts(ctx context.Context, orgID string, upds []ratelab.Sc
 	now := db.clock()
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		for i, upd := range upds {
-			if err := validateUpdate(upd); err != nil {
+			if err := ratelab.ValidateUpdate(upd); err != nil {
 				results[i].Err = err
 				continue
 			}
@@ -266,7 +212,7 @@ func (db *DB) DeleteScript(ctx context.Context, orgID, id string) error {
 		return fmt.Errorf("postgres: delete script: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return scriptNotFound(id)
+		return ratelab.ScriptNotFound(id)
 	}
 	return nil
 }
@@ -286,11 +232,11 @@ func (db *DB) ScriptVersions(ctx context.Context, orgID, id string, page ratelab
 		FROM scripts s WHERE org_id = $1 AND id = $2`, orgID, id).Scan(&seq, &total)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return nil, 0, scriptNotFound(id)
+		return nil, 0, ratelab.ScriptNotFound(id)
 	case err != nil:
 		return nil, 0, fmt.Errorf("postgres: script versions: %w", err)
 	}
-	limit, offset, ok := limitOffset(page)
+	limit, offset, ok := page.LimitOffset()
 	if !ok {
 		return []*ratelab.ScriptVersion{}, total, nil
 	}

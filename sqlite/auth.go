@@ -5,53 +5,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"ratelab"
 )
 
-// orgUsers are the users that EnsureOrg creates in a new org; their email
-// addresses are at the org's domain (see orgDomain).
-var orgUsers = [...]struct{ name, local string }{
-	{"Ada Lovelace", "ada.lovelace"},
-	{"Grace Hopper", "grace.hopper"},
-	{"Alan Turing", "alan.turing"},
-}
-
-// orgDomain derives an email domain from an org name: its letters and
-// digits, lowercased, with other runs of characters turned into '-', under
-// the reserved .example top-level domain.
-func orgDomain(name string) string {
-	var b strings.Builder
-	dash := false
-	for _, r := range strings.ToLower(name) {
-		if 'a' <= r && r <= 'z' || '0' <= r && r <= '9' {
-			b.WriteRune(r)
-			dash = false
-		} else if !dash && b.Len() > 0 {
-			b.WriteByte('-')
-			dash = true
-		}
-	}
-	d := strings.TrimSuffix(b.String(), "-")
-	if d == "" {
-		d = "org"
-	}
-	return d + ".example"
-}
-
-func validOrgName(name string) error {
-	if strings.TrimSpace(name) == "" || len(name) > 100 {
-		return ratelab.Errorf(ratelab.EINVALID, "org name must be 1 to 100 bytes and not blank")
-	}
-	return nil
-}
-
 // EnsureOrg returns the org with this name, creating it with three users
 // when it does not exist.
 func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) {
-	if err := validOrgName(name); err != nil {
+	if err := ratelab.ValidateOrgName(name); err != nil {
 		return nil, err
 	}
 	const q = `SELECT id, created_at FROM orgs WHERE name = ?`
@@ -84,10 +46,9 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 		org.ID, name, org.CreatedAt.UnixMicro()); err != nil {
 		return nil, fmt.Errorf("sqlite: insert org: %w", err)
 	}
-	domain := orgDomain(name)
-	for _, u := range orgUsers {
+	for _, u := range ratelab.NewOrgUsers(name) {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO users (id, org_id, name, email) VALUES (?, ?, ?, ?)`,
-			ratelab.NewID(), org.ID, u.name, u.local+"@"+domain); err != nil {
+			ratelab.NewID(), org.ID, u.Name, u.Email); err != nil {
 			return nil, fmt.Errorf("sqlite: insert user: %w", err)
 		}
 	}
@@ -104,8 +65,8 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*ratelab.Client, string, error) {
 	if id == "" {
 		id = ratelab.NewID()
-	} else if !validID(id) {
-		return nil, "", ratelab.Errorf(ratelab.EINVALID, "client id must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	} else if err := ratelab.ValidateClientID(id); err != nil {
+		return nil, "", err
 	}
 	if secret == "" {
 		secret = ratelab.NewSecret()
@@ -150,10 +111,6 @@ func (db *DB) CountClients(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func badCredentials() error {
-	return ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid client credentials")
-}
-
 // Authenticate returns the client when secret matches its stored hash, and
 // EUNAUTHORIZED otherwise. An unknown id costs the same hash computation
 // as a wrong secret, so response times do not reveal which ids exist.
@@ -166,11 +123,11 @@ func (db *DB) Authenticate(ctx context.Context, clientID, secret string) (*ratel
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		ratelab.VerifySecret(db.dummyHash, secret)
-		return nil, badCredentials()
+		return nil, ratelab.BadCredentials()
 	case err != nil:
 		return nil, fmt.Errorf("sqlite: authenticate: %w", err)
 	case !ratelab.VerifySecret(hash, secret):
-		return nil, badCredentials()
+		return nil, ratelab.BadCredentials()
 	}
 	c.CreatedAt = fromMicros(created)
 	return c, nil

@@ -154,19 +154,6 @@ func TestOpenRejects(t *testing.T) {
 	}
 }
 
-func TestOrgDomain(t *testing.T) {
-	for in, want := range map[string]string{
-		"Acme Corp":   "acme-corp.example",
-		"default":     "default.example",
-		"  ÜBER--co ": "ber-co.example",
-		"!!!":         "org.example",
-	} {
-		if got := orgDomain(in); got != want {
-			t.Errorf("orgDomain(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestOnlyHashesStored checks that neither a client secret nor an access
 // token is stored in plain form.
 func TestOnlyHashesStored(t *testing.T) {

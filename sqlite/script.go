@@ -10,60 +10,6 @@ import (
 	"ratelab"
 )
 
-// Paging defaults and bounds for FindScripts and ScriptVersions.
-const (
-	DefaultPageSize = 25
-	MaxPageSize     = 500
-)
-
-// validID reports whether id is an acceptable script or client id: 1 to
-// 100 characters of [A-Za-z0-9._-].
-func validID(id string) bool {
-	if len(id) == 0 || len(id) > 100 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// limitOffset applies the paging defaults and returns the SQL LIMIT and
-// OFFSET of a page; ok is false when the page lies beyond any possible
-// row.
-func limitOffset(p ratelab.Page) (limit, offset int64, ok bool) {
-	limit = int64(p.Size)
-	if limit <= 0 {
-		limit = DefaultPageSize
-	}
-	limit = min(limit, MaxPageSize)
-	n := int64(p.Number)
-	if n <= 0 {
-		n = 1
-	}
-	if n-1 > (1<<62)/limit {
-		return limit, 0, false
-	}
-	return limit, (n - 1) * limit, true
-}
-
-func validateUpdate(upd ratelab.ScriptUpdate) error {
-	if !validID(upd.ID) {
-		return ratelab.Errorf(ratelab.EINVALID, "script id must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
-	}
-	if upd.IfVersion < 0 {
-		return ratelab.Errorf(ratelab.EINVALID, "version must be positive")
-	}
-	return ratelab.ValidateScript(upd.Name, upd.Text)
-}
-
-func scriptNotFound(id string) error {
-	return ratelab.Errorf(ratelab.ENOTFOUND, "script %q not found", id)
-}
-
 type scanner interface{ Scan(dest ...any) error }
 
 func scanScript(row scanner) (*ratelab.Script, error) {
@@ -84,7 +30,7 @@ func (db *DB) FindScript(ctx context.Context, orgID, id string) (*ratelab.Script
 		`SELECT `+scriptColumns+` FROM scripts WHERE org_id = ? AND id = ?`, orgID, id))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return nil, scriptNotFound(id)
+		return nil, ratelab.ScriptNotFound(id)
 	case err != nil:
 		return nil, fmt.Errorf("sqlite: find script: %w", err)
 	}
@@ -103,7 +49,7 @@ func (db *DB) FindScripts(ctx context.Context, orgID string, page ratelab.Page) 
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM scripts WHERE org_id = ?`, orgID).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("sqlite: count scripts: %w", err)
 	}
-	limit, offset, ok := limitOffset(page)
+	limit, offset, ok := page.LimitOffset()
 	if !ok {
 		return []*ratelab.Script{}, total, nil
 	}
@@ -138,7 +84,7 @@ func (db *DB) CreateScript(ctx context.Context, orgID string, name, text, client
 // compare-and-swap that fails with ECONFLICT unless the script exists at
 // that version. Each accepted write adds a version.
 func (db *DB) PutScript(ctx context.Context, orgID string, upd ratelab.ScriptUpdate) (*ratelab.Script, bool, error) {
-	if err := validateUpdate(upd); err != nil {
+	if err := ratelab.ValidateUpdate(upd); err != nil {
 		return nil, false, err
 	}
 	tx, err := db.write.BeginTx(ctx, nil)
@@ -210,7 +156,7 @@ func (db *DB) UpdateScripts(ctx context.Context, orgID string, upds []ratelab.Sc
 	defer tx.Rollback()
 	now := db.clock()
 	for i, upd := range upds {
-		if err := validateUpdate(upd); err != nil {
+		if err := ratelab.ValidateUpdate(upd); err != nil {
 			results[i].Err = err
 			continue
 		}
@@ -248,7 +194,7 @@ func (db *DB) DeleteScript(ctx context.Context, orgID, id string) error {
 		return fmt.Errorf("sqlite: delete script: %w", err)
 	}
 	if n == 0 {
-		return scriptNotFound(id)
+		return ratelab.ScriptNotFound(id)
 	}
 	return nil
 }
@@ -267,11 +213,11 @@ func (db *DB) ScriptVersions(ctx context.Context, orgID, id string, page ratelab
 		FROM scripts s WHERE org_id = ? AND id = ?`, orgID, id).Scan(&seq, &total)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return nil, 0, scriptNotFound(id)
+		return nil, 0, ratelab.ScriptNotFound(id)
 	case err != nil:
 		return nil, 0, fmt.Errorf("sqlite: script versions: %w", err)
 	}
-	limit, offset, ok := limitOffset(page)
+	limit, offset, ok := page.LimitOffset()
 	if !ok {
 		return []*ratelab.ScriptVersion{}, total, nil
 	}

@@ -1,0 +1,116 @@
+package ratelab
+
+import "strings"
+
+// The rules every storage implementation applies the same way, so that
+// SQLite and PostgreSQL answer alike; the conformance suite in
+// internal/storetest checks them on both.
+
+// Paging defaults and bounds for listings.
+const (
+	DefaultPageSize = 25
+	MaxPageSize     = 500
+)
+
+// LimitOffset applies the paging defaults (size 25, at most 500; page 1)
+// and returns the LIMIT and OFFSET of the page. ok is false when the page
+// lies beyond any possible row.
+func (p Page) LimitOffset() (limit, offset int64, ok bool) {
+	limit = int64(p.Size)
+	if limit <= 0 {
+		limit = DefaultPageSize
+	}
+	limit = min(limit, MaxPageSize)
+	n := int64(p.Number)
+	if n <= 0 {
+		n = 1
+	}
+	if n-1 > (1<<62)/limit {
+		return limit, 0, false
+	}
+	return limit, (n - 1) * limit, true
+}
+
+// ValidID reports whether id is an acceptable script or client id: 1 to
+// 100 characters of [A-Za-z0-9._-], safe in a URL path and in HTTP Basic.
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > 100 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidateUpdate checks a script update: its id, its version and its
+// fields (ValidateScript).
+func ValidateUpdate(upd ScriptUpdate) error {
+	if !ValidID(upd.ID) {
+		return Errorf(EINVALID, "script id must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	}
+	if upd.IfVersion < 0 {
+		return Errorf(EINVALID, "version must be positive")
+	}
+	return ValidateScript(upd.Name, upd.Text)
+}
+
+// ValidateClientID checks a client id chosen by the caller.
+func ValidateClientID(id string) error {
+	if !ValidID(id) {
+		return Errorf(EINVALID, "client id must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	}
+	return nil
+}
+
+// ValidateOrgName checks an org's name.
+func ValidateOrgName(name string) error {
+	if strings.TrimSpace(name) == "" || len(name) > 100 {
+		return Errorf(EINVALID, "org name must be 1 to 100 bytes and not blank")
+	}
+	return nil
+}
+
+// ScriptNotFound is the error for a script that does not exist in the
+// caller's org (another org's script does not exist either).
+func ScriptNotFound(id string) error { return Errorf(ENOTFOUND, "script %q not found", id) }
+
+// BadCredentials is the error for any wrong client id or secret; it says
+// nothing about which was wrong.
+func BadCredentials() error { return Errorf(EUNAUTHORIZED, "invalid client credentials") }
+
+// NewOrgUsers returns the users a new org starts with (without ids): three
+// people with email addresses at a domain derived from the org's name
+// under the reserved .example top-level domain.
+func NewOrgUsers(orgName string) []User {
+	domain := orgDomain(orgName)
+	return []User{
+		{Name: "Ada Lovelace", Email: "ada.lovelace@" + domain},
+		{Name: "Grace Hopper", Email: "grace.hopper@" + domain},
+		{Name: "Alan Turing", Email: "alan.turing@" + domain},
+	}
+}
+
+// orgDomain derives an email domain from an org name: its letters and
+// digits, lowercased, with other runs of characters turned into '-'.
+func orgDomain(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		if 'a' <= r && r <= 'z' || '0' <= r && r <= '9' {
+			b.WriteRune(r)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	d := strings.TrimSuffix(b.String(), "-")
+	if d == "" {
+		d = "org"
+	}
+	return d + ".example"
+}

@@ -7,8 +7,19 @@ import (
 )
 
 // BenchmarkSendLoop measures the closed model's send loop against a
-// loopback server: one virtual user, b.N requests.
+// loopback server: one virtual user, b.N requests, on NewClient's client
+// (the worker-driven HTTP/1.1 path).
 func BenchmarkSendLoop(b *testing.B) {
+	benchSendLoop(b, nil)
+}
+
+// BenchmarkSendLoopNetHTTP is the same loop through a plain net/http
+// client (the path of https targets and OAuth clients), for comparison.
+func BenchmarkSendLoopNetHTTP(b *testing.B) {
+	benchSendLoop(b, &http.Client{Transport: &http.Transport{DisableCompression: true}})
+}
+
+func benchSendLoop(b *testing.B, client *http.Client) {
 	url := serveB(b, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
 	s := &Scenario{Requests: []RequestSpec{{URL: url + "/x"}}}
 	p, err := s.Compile(nil)
@@ -17,7 +28,11 @@ func BenchmarkSendLoop(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	if _, err := Run(context.Background(), Config{Plan: p, Workload: Workload{Threads: 1, Loops: b.N}, Sink: func(*Result) {}}); err != nil {
+	st, err := Run(context.Background(), Config{Plan: p, Workload: Workload{Threads: 1, Loops: b.N}, Client: client, Sink: func(*Result) {}})
+	if err != nil {
 		b.Fatal(err)
+	}
+	if st.Sent != uint64(b.N) {
+		b.Fatalf("sent %d of %d", st.Sent, b.N)
 	}
 }

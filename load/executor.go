@@ -264,7 +264,9 @@ func (r *runner) runOpen(ctx context.Context) {
 		spawn()
 	}
 	pacer := newSleeper()
-	pacer.precise = true
+	if pacer.precise = newPreciseClock(); pacer.precise != nil {
+		defer pacer.precise.close()
+	}
 	var shift time.Duration // accumulated Retry-After pauses
 	for i := uint64(0); w.Loops == 0 || i < uint64(w.Loops); i++ {
 		off, ok := sched.At(i)
@@ -317,9 +319,9 @@ func (r *runner) runOpen(ctx context.Context) {
 // sleeper sleeps until instants on a reused timer.
 type sleeper struct {
 	t *time.Timer
-	// precise ends each wait with sleepPrecise instead of the timer: the
-	// open model's pacer, a single goroutine, sleeps this way.
-	precise bool
+	// precise, when set, ends each wait on a precise clock instead of the
+	// timer: the open model's pacer, a single goroutine, sleeps this way.
+	precise *preciseClock
 }
 
 func newSleeper() *sleeper {
@@ -328,8 +330,8 @@ func newSleeper() *sleeper {
 	return &sleeper{t: t}
 }
 
-// preciseSpan is the last stretch of a precise wait that is slept in the
-// kernel rather than on a Go timer (which may be a millisecond late).
+// preciseSpan is the last stretch of a precise wait that is slept on the
+// precise clock rather than on a Go timer (which may be a millisecond late).
 const preciseSpan = 1500 * time.Microsecond
 
 // until sleeps until t and reports false if ctx ended first.
@@ -338,15 +340,13 @@ func (s *sleeper) until(ctx context.Context, t time.Time) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
-	if s.precise {
+	if s.precise != nil {
 		if d > preciseSpan {
 			if !s.sleep(ctx, d-preciseSpan) {
 				return false
 			}
 		}
-		if d = time.Until(t); d > 0 {
-			sleepPrecise(d)
-		}
+		s.precise.sleep(time.Until(t))
 		return ctx.Err() == nil
 	}
 	return s.sleep(ctx, d)

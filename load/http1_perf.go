@@ -56,7 +56,13 @@ func (t *transport) CloseIdleConnections() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, p := range t.hosts {
-		for {
+		p.mu.Lock()
+		for _, c := range p.stack {
+			c.close()
+		}
+		p.stack = nil
+		p.mu.Unlock()
+		for p.idle != nil {
 			select {
 			case c := <-p.idle:
 				c.close()
@@ -78,25 +84,28 @@ func (t *transport) pool(addr string) *hostPool {
 	if t.hosts == nil {
 		t.hosts = make(map[string]*hostPool)
 	}
-	n := t.maxConns
-	if n <= 0 {
-		n = 10_000
-	}
-	p := &hostPool{t: t, addr: addr, idle: make(chan *conn, n)}
+	p := &hostPool{t: t, addr: addr}
 	if t.maxConns > 0 {
+		p.idle = make(chan *conn, t.maxConns)
 		p.sem = make(chan struct{}, t.maxConns)
 	}
 	t.hosts[addr] = p
 	return p
 }
 
-// hostPool holds the connections to one address: idle ones in a channel,
-// and a semaphore of MaxConnsPerHost slots when connections are capped.
+// hostPool holds the connections to one address. Without a cap, idle
+// connections are a stack (the most recently used goes out first, so a
+// burst's surplus connections stay idle and age out instead of keeping
+// every connection lukewarm); with a cap, they wait in a channel, beside
+// a semaphore of MaxConnsPerHost slots.
 type hostPool struct {
 	t    *transport
 	addr string
-	idle chan *conn
-	sem  chan struct{} // nil without a cap
+	idle chan *conn    // with a cap
+	sem  chan struct{} // with a cap
+
+	mu    sync.Mutex
+	stack []*conn // without a cap
 }
 
 // conn is one HTTP/1.1 connection, used by one request at a time.
@@ -152,13 +161,21 @@ func (p *hostPool) get(ctx context.Context, now time.Time) (c *conn, dial time.D
 // take returns an idle connection, or slot true when the caller may dial
 // a new one (holding one of the cap's slots).
 func (p *hostPool) take(ctx context.Context) (c *conn, slot bool, err error) {
+	if p.sem == nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if n := len(p.stack); n > 0 {
+			c = p.stack[n-1]
+			p.stack[n-1] = nil
+			p.stack = p.stack[:n-1]
+			return c, false, nil
+		}
+		return nil, true, nil
+	}
 	select {
 	case c = <-p.idle:
 		return c, false, nil
 	default:
-	}
-	if p.sem == nil {
-		return nil, true, nil
 	}
 	select {
 	case c = <-p.idle:
@@ -187,6 +204,12 @@ func (p *hostPool) put(c *conn, reusable bool, now time.Time) {
 		return
 	}
 	c.used = now
+	if p.sem == nil {
+		p.mu.Lock()
+		p.stack = append(p.stack, c)
+		p.mu.Unlock()
+		return
+	}
 	select {
 	case p.idle <- c:
 	default:

@@ -195,7 +195,8 @@ func TestSendLagStats(t *testing.T) {
 
 func TestSleepPrecise(t *testing.T) {
 	s := newSleeper()
-	s.precise = true
+	s.precise = newPreciseClock()
+	defer s.precise.close()
 	for _, d := range []time.Duration{300 * time.Microsecond, 3 * time.Millisecond} {
 		begin := time.Now()
 		if !s.until(context.Background(), begin.Add(d)) {

@@ -4,5 +4,13 @@ package load
 
 import "time"
 
-// sleepPrecise sleeps for d; outside Linux it is time.Sleep.
-func sleepPrecise(d time.Duration) { time.Sleep(d) }
+// preciseClock is Go's timers outside Linux. A nil *preciseClock is
+// ready to use.
+type preciseClock struct{}
+
+func newPreciseClock() *preciseClock { return nil }
+
+// sleep sleeps for d.
+func (c *preciseClock) sleep(d time.Duration) { time.Sleep(d) }
+
+func (c *preciseClock) close() {}

@@ -219,6 +219,8 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"pct":  fpct,
 	"num":  fnum,
 	"css":  func(s string) template.CSS { return template.CSS(s) },
+	// ordinal turns a 0-based request index into the 1-based number people count.
+	"ordinal": func(i *uint64) uint64 { return *i + 1 },
 }).Parse(pageHTML))
 
 const pageHTML = `<!DOCTYPE html>
@@ -280,7 +282,7 @@ code { background:#eef2f7; padding:1px 5px; border-radius:4px; }
 <h2>Rate limits</h2>
 {{with .S.RateLimit}}<table id="ratelimits">
 <tr><th>429 responses</th><td>{{if .Count429}}{{.Count429}} ({{pct .Share429}}% of requests){{else}}none{{end}}</td></tr>
-{{if .First429Request}}<tr><th>First 429</th><td>after {{.First429Request}} requests, at {{sec .First429S}} s</td></tr>{{end}}
+{{if .First429Request}}<tr><th>First 429</th><td>request #{{ordinal .First429Request}}, {{sec .First429S}} s into the run</td></tr>{{end}}
 {{if $.Policies}}<tr><th>By policy</th><td>{{range $i, $p := $.Policies}}{{if $i}}, {{end}}<code>{{$p.Name}}</code> {{$p.Count}} ({{$p.Share}}){{end}}</td></tr>{{else if .Count429}}<tr><th>By policy</th><td>no 429 named its policy</td></tr>{{end}}
 {{with .RetryAfterS}}<tr><th>Retry-After</th><td>{{num .Min}}–{{num .Max}} s</td></tr>{{end}}
 {{with .RecoveryS}}<tr><th>Recovery after a 429</th><td>{{.Count}}× to the next success: {{sec .Min}}–{{sec .Max}} s (mean {{sec .Mean}} s)</td></tr>{{end}}

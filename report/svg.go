@@ -141,10 +141,12 @@ func timeLabel(s int) string {
 }
 
 func tickLabel(v float64) string {
+	// Ticks are sums of float steps (0.1 × 3 = 0.30000000000000004):
+	// round to a millionth before printing.
 	if v >= 10000 {
-		return strconv.FormatFloat(v/1000, 'f', -1, 64) + "k"
+		return strconv.FormatFloat(math.Round(v/1000*1e6)/1e6, 'f', -1, 64) + "k"
 	}
-	return strconv.FormatFloat(v, 'f', -1, 64)
+	return strconv.FormatFloat(math.Round(v*1e6)/1e6, 'f', -1, 64)
 }
 
 // stacked draws the series as stacked step areas, one step per second.

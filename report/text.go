@@ -53,7 +53,7 @@ func WriteText(w io.Writer, s *Summary) error {
 	} else {
 		p("  %-13s%d (%s%%)", "429", rl.Count429, fpct(rl.Share429))
 		if rl.First429Request != nil && rl.First429S != nil {
-			p(" first after %d requests at %s s", *rl.First429Request, fsec(*rl.First429S))
+			p(" first at request #%d, %s s in", *rl.First429Request+1, fsec(*rl.First429S))
 		}
 	}
 	p("\n")

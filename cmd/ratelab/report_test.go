@@ -59,7 +59,7 @@ func TestReportCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, errOut)
 	}
-	if !strings.Contains(out, "Requests     60 in ") || !strings.Contains(out, "429          20 (33.3%) first after 2 requests at 0.200 s") ||
+	if !strings.Contains(out, "Requests     60 in ") || !strings.Contains(out, "429          20 (33.3%) first at request #3, 0.200 s in") ||
 		!strings.Contains(out, "by policy    per-script 20") || !strings.Contains(out, "target 20.0/s") {
 		t.Errorf("text summary:\n%s", out)
 	}

@@ -36,6 +36,9 @@ func BenchmarkRedis(b *testing.B) {
 	if err != nil {
 		b.Fatalf("parse RATELAB_REDIS_URL: %v", err)
 	}
+	// As `ratelab serve` builds its client: go-redis honours the
+	// limiter's per-call deadline itself.
+	opt.ContextTimeoutEnabled = true
 	client := goredis.NewClient(opt)
 	defer client.Close()
 	ctx := context.Background()

@@ -2,76 +2,85 @@ package redis
 
 // decideSource is the Lua script that takes one decision over every tier.
 //
-//	KEYS[i]          the TAT key of tier i (all in one hash slot)
-//	ARGV[1], ARGV[2] now as unix seconds and nanoseconds within the second,
-//	                 or "" and "" to take now from Redis TIME
-//	ARGV[3]          the cost
-//	ARGV[4]          milliseconds added to every key's expiry (the grace
-//	                 of Config.FixedTimeGrace; 0 on Redis time)
-//	ARGV[5+3(i-1)]   tier i's emission interval T in nanoseconds
-//	ARGV[6+3(i-1)]   tier i's tolerance τ in nanoseconds
-//	ARGV[7+3(i-1)]   "1" when tier i is a shadow tier, "0" otherwise
+//	KEYS[i]       the TAT key of tier i (all in one hash slot)
+//	ARGV[2i-1]    tier i's increment cost·T in nanoseconds: 0 for a
+//	              request of cost 0, at most maxBacklog
+//	ARGV[2i]      tier i's tolerance τ in nanoseconds, written −1−τ for a
+//	              shadow tier
+//	ARGV[2n+1..3] only when the caller gives the instant: now as unix
+//	              seconds, nanoseconds within the second, and the
+//	              milliseconds added to every key's expiry (the grace of
+//	              Config.FixedTimeGrace); without them the script reads
+//	              Redis TIME and adds no grace
 //
-// It returns {allowed (0 or 1), now seconds, now nanoseconds, backlog 1,
-// …, backlog n}. Every number it handles is an integer below 2^53, so
-// Lua's doubles hold it exactly: absolute instants stay split in
-// (seconds, nanoseconds), and only offsets from now are ever formed. A
-// backlog is clamped at maxBacklog; such a tier rejects whatever the cost.
+// It returns {allowed (0 or 1), backlog 1, …, backlog n}. Every number it
+// handles is an integer below 2^53, so Lua's doubles hold it exactly:
+// absolute instants stay split in (seconds, nanoseconds), and only offsets
+// from now are ever formed. A backlog is clamped at maxBacklog; such a tier
+// rejects whatever the cost.
+//
+// The script is written for Redis's cost model rather than for beauty:
+// each redis.call, tonumber, string function and table growth costs Redis
+// a measurable fraction of a microsecond, and Redis runs one script at a
+// time. So it makes no table but the reply (sized in one step from the
+// MGET reply, whose slots then hold each tier's next TAT offset), passes
+// shadow in the tolerance's sign instead of an argument of its own, takes
+// cost·T precomputed, and leaves remaining, reset and retry-after to the
+// Go side.
 const decideSource = `
 if redis.replicate_commands then redis.replicate_commands() end
-local E9 = 1000000000
-local MAXB = 9007199254740992
-local now_s, now_ns
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now_s, now_ns = tonumber(t[1]), tonumber(t[2]) * 1000
-else
-  now_s, now_ns = tonumber(ARGV[1]), tonumber(ARGV[2])
-end
-local cost = tonumber(ARGV[3])
-local grace = tonumber(ARGV[4])
 local n = #KEYS
+local now_s, now_ns, grace
+if #ARGV > 2 * n then
+  now_s, now_ns, grace = tonumber(ARGV[2 * n + 1]), tonumber(ARGV[2 * n + 2]), tonumber(ARGV[2 * n + 3])
+else
+  local t = redis.call('TIME')
+  now_s, now_ns, grace = tonumber(t[1]), tonumber(t[2]) * 1000, 0
+end
 local tats = redis.call('MGET', unpack(KEYS))
-local backlog, nexts, ok = {}, {}, {}
-local allowed = 1
+local out = {1, unpack(tats)}
 for i = 1, n do
-  local b = 0
-  local v = tats[i]
+  local v, b = tats[i], 0
   if v then
-    local ts, tn = 0, tonumber(v)
+    local ds, tn = -now_s, tonumber(v)
     if #v > 9 then
-      ts, tn = tonumber(string.sub(v, 1, -10)), tonumber(string.sub(v, -9))
+      ds, tn = tonumber(string.sub(v, 1, -10)) - now_s, tonumber(string.sub(v, -9))
     end
-    local ds = ts - now_s
     if ds > 9000000 then
-      b = MAXB
+      b = 9007199254740992
     elseif ds > -9000000 then
-      b = ds * E9 + (tn - now_ns)
-      if b < 0 then b = 0 end
-      if b > MAXB then b = MAXB end
+      b = ds * 1000000000 + (tn - now_ns)
+      if b < 0 then b = 0 elseif b > 9007199254740992 then b = 9007199254740992 end
     end
   end
-  local j = 5 + 3 * (i - 1)
-  local nx = b + cost * tonumber(ARGV[j])
-  backlog[i], nexts[i] = b, nx
-  ok[i] = nx <= tonumber(ARGV[j + 1])
-  if not ok[i] and ARGV[j + 2] ~= '1' then allowed = 0 end
+  out[i + 1] = b
+  local inc, tol = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local nx = b + inc
+  if tol < 0 then
+    if nx > -1 - tol then nx = false end
+  elseif nx > tol then
+    out[1], nx = 0, false
+  end
+  if inc == 0 then nx = false end
+  tats[i] = nx
 end
-if allowed == 1 and cost > 0 then
+if out[1] == 1 then
   for i = 1, n do
-    if ok[i] then
-      local total = now_ns + nexts[i]
-      local carry = math.floor(total / E9)
-      local ns = total - carry * E9
-      if ns < 0 then ns, carry = ns + E9, carry - 1 end
-      if ns >= E9 then ns, carry = ns - E9, carry + 1 end
+    local nx = tats[i]
+    if nx then
+      local total = now_ns + nx
+      local carry = math.floor(total / 1000000000)
+      local ns = total - carry * 1000000000
+      if ns < 0 then
+        ns, carry = ns + 1000000000, carry - 1
+      elseif ns >= 1000000000 then
+        ns, carry = ns - 1000000000, carry + 1
+      end
       redis.call('SET', KEYS[i], string.format('%d%09d', now_s + carry, ns),
-        'PX', math.ceil(nexts[i] / 1000000) + grace)
+        'PX', math.ceil(nx / 1000000) + grace)
     end
   end
 end
-local out = {allowed, now_s, now_ns}
-for i = 1, n do out[3 + i] = backlog[i] end
 return out
 `
 

@@ -219,7 +219,7 @@ func TestNoScript(t *testing.T) {
 	if d := decide(t, s, hourlyReq("k")); !d.Allowed || d.Tiers[0].Remaining != 2 {
 		t.Fatalf("first: %+v", d.Tiers[0])
 	}
-	if ok := c.ScriptExists(ctx, s.script.Hash()).Val(); len(ok) != 1 || !ok[0] {
+	if ok := c.ScriptExists(ctx, goredis.NewScript(decideSource).Hash()).Val(); len(ok) != 1 || !ok[0] {
 		t.Fatal("script not cached after the first decision")
 	}
 	if err := c.ScriptFlush(ctx).Err(); err != nil {
@@ -232,7 +232,7 @@ func TestNoScript(t *testing.T) {
 	if _, eval := hook.scripts(); eval != evalBefore+1 {
 		t.Fatalf("EVAL sent %d times after NOSCRIPT, want once", eval-evalBefore)
 	}
-	if ok := c.ScriptExists(ctx, s.script.Hash()).Val(); len(ok) != 1 || !ok[0] {
+	if ok := c.ScriptExists(ctx, goredis.NewScript(decideSource).Hash()).Val(); len(ok) != 1 || !ok[0] {
 		t.Fatal("script not cached again after NOSCRIPT")
 	}
 	// Cached again: the next decision is a single EVALSHA.

@@ -88,7 +88,9 @@ type Config struct {
 type Store struct {
 	client         goredis.UniversalClient
 	ctxDeadlines   bool // client honours context deadlines
-	script         *goredis.Script
+	shaArg         any  // the script's SHA1, boxed once
+	srcArg         any  // decideSource, boxed once
+	calls          sync.Pool
 	prefix         string
 	failClosed     bool
 	timeout        time.Duration
@@ -150,7 +152,8 @@ func New(cfg Config) (*Store, error) {
 	return &Store{
 		client:         cfg.Client,
 		ctxDeadlines:   ctxDeadlines,
-		script:         goredis.NewScript(decideSource),
+		shaArg:         goredis.NewScript(decideSource).Hash(),
+		srcArg:         decideSource,
 		prefix:         cfg.Prefix,
 		failClosed:     cfg.FailClosed,
 		timeout:        cfg.Timeout,
@@ -219,44 +222,108 @@ func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 		limit.Evaluate(req, nil, d)
 		return nil
 	}
-	keys := make([]string, n)
-	args := make([]any, 4+3*n)
-	if req.Now.IsZero() {
-		args[0], args[1], args[3] = "", "", 0
-	} else {
-		args[0], args[1], args[3] = req.Now.Unix(), req.Now.Nanosecond(), s.graceMs
+	c, _ := s.calls.Get().(*call)
+	if c == nil {
+		c = new(call)
 	}
-	args[2] = req.Cost
-	var buf []byte
-	for i := range req.Tiers {
-		t := &req.Tiers[i]
-		buf = appendKey(buf[:0], s.prefix, req.Group, t.Policy.Name, t.Key)
-		keys[i] = string(buf)
-		shadow := "0"
-		if t.Policy.Shadow {
-			shadow = "1"
-		}
-		args[4+3*i] = int64(t.Policy.Interval())
-		args[5+3*i] = int64(t.Policy.Tolerance())
-		args[6+3*i] = shadow
-	}
-	out, err := s.run(ctx, keys, args)
+	c.build(s, req)
+	out, err := s.run(ctx, c)
 	if err != nil {
 		return fmt.Errorf("run script: %w", err)
 	}
-	if len(out) != 3+n {
-		return fmt.Errorf("script returned %d values, want %d", len(out), 3+n)
+	if len(out) != 1+n {
+		return fmt.Errorf("script returned %d values, want %d", len(out), 1+n)
 	}
 	var backlog [limit.MaxTiers]time.Duration
 	for i := range n {
-		backlog[i] = time.Duration(out[3+i])
+		backlog[i] = time.Duration(out[1+i])
 	}
 	limit.Evaluate(req, backlog[:n], d)
 	if d.Allowed != (out[0] == 1) {
-		return fmt.Errorf("script decided allowed=%v at %d.%09d, evaluate %v",
-			out[0] == 1, out[1], out[2], d.Allowed)
+		return fmt.Errorf("script decided allowed=%v, evaluate %v", out[0] == 1, d.Allowed)
 	}
 	return nil
+}
+
+// call is the argument list of one script run, kept in Store.calls and
+// reused, so that a decision boxes no value and builds no key string:
+// go-redis writes *int64 and encoding.BinaryMarshaler arguments as they
+// are, and pointers go into interfaces without allocating.
+type call struct {
+	args []any // evalsha, sha, numkeys, the keys, the numbers
+	keys []keyArg
+	nums []int64
+}
+
+// build fills c with the EVALSHA of decideSource for req.
+func (c *call) build(s *Store, req *limit.Request) {
+	n := len(req.Tiers)
+	nnums := 2 * n
+	if !req.Now.IsZero() {
+		nnums += 3
+	}
+	if cap(c.keys) < n {
+		c.keys = make([]keyArg, n)
+	}
+	if cap(c.nums) < nnums {
+		c.nums = make([]int64, nnums)
+	}
+	if cap(c.args) < 3+n+nnums {
+		c.args = make([]any, 3+n+nnums)
+	}
+	c.keys, c.nums, c.args = c.keys[:n], c.nums[:nnums], c.args[:3+n+nnums]
+	c.args[0], c.args[1], c.args[2] = "evalsha", s.shaArg, n
+	cost := req.Cost
+	for i := range req.Tiers {
+		t := &req.Tiers[i]
+		k := &c.keys[i]
+		k.b = appendKey(k.b[:0], s.prefix, req.Group, t.Policy.Name, t.Key)
+		c.args[3+i] = k
+		// cost·T and τ are below 2^53 for every tier that can admit the
+		// request (Validate caps cost at the burst of a non-shadow tier,
+		// and τ at limit.MaxWindow); a larger product, possible only on a
+		// shadow tier, is clamped where it still rejects.
+		interval := int64(t.Policy.Interval())
+		inc := int64(maxBacklog)
+		if cost <= maxBacklog/interval {
+			inc = cost * interval
+		}
+		tol := interval * t.Policy.Burst
+		if t.Policy.Shadow {
+			tol = -1 - tol
+		}
+		c.nums[2*i], c.nums[2*i+1] = inc, tol
+	}
+	if !req.Now.IsZero() {
+		c.nums[2*n], c.nums[2*n+1], c.nums[2*n+2] = req.Now.Unix(), int64(req.Now.Nanosecond()), s.graceMs
+	}
+	for i := range c.nums {
+		c.args[3+n+i] = &c.nums[i]
+	}
+}
+
+// keyArg is one key of a call, written by go-redis from its bytes.
+type keyArg struct{ b []byte }
+
+// MarshalBinary returns the key's bytes, which go-redis writes verbatim.
+func (k *keyArg) MarshalBinary() ([]byte, error) { return k.b, nil }
+
+// String returns the key; a ClusterClient hashes it to route the call.
+func (k *keyArg) String() string { return string(k.b) }
+
+// exec runs c on Redis: EVALSHA, and EVAL when Redis answers NOSCRIPT (as
+// after SCRIPT FLUSH or a restart), which loads the script again.
+func (s *Store) exec(ctx context.Context, c *call) ([]int64, error) {
+	cmd := goredis.NewIntSliceCmd(ctx, c.args...)
+	cmd.SetFirstKeyPos(3)
+	err := s.client.Process(ctx, cmd)
+	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		c.args[0], c.args[1] = "eval", s.srcArg
+		cmd = goredis.NewIntSliceCmd(ctx, c.args...)
+		cmd.SetFirstKeyPos(3)
+		err = s.client.Process(ctx, cmd)
+	}
+	return cmd.Val(), err
 }
 
 // answer is the outcome of one script run.
@@ -265,18 +332,20 @@ type answer struct {
 	err error
 }
 
-// run runs the script with a deadline of s.timeout. go-redis honours a
-// context's deadline only when the client has ContextTimeoutEnabled, and
-// otherwise waits for its ReadTimeout (3s by default), so for such a
-// client the wait is bounded here: the call runs in its own goroutine,
-// which finishes by itself when the client gives up. Like any timeout,
-// this cannot tell whether a late script ran: a decision that times out
-// may still have consumed quota on Redis.
-func (s *Store) run(ctx context.Context, keys []string, args []any) ([]int64, error) {
+// run runs c with a deadline of s.timeout and gives c back to s.calls once
+// nobody uses it. go-redis honours a context's deadline only when the
+// client has ContextTimeoutEnabled, and otherwise waits for its
+// ReadTimeout (3s by default), so for such a client the wait is bounded
+// here: the call runs in its own goroutine, which finishes by itself when
+// the client gives up. Like any timeout, this cannot tell whether a late
+// script ran: a decision that times out may still have consumed quota on
+// Redis.
+func (s *Store) run(ctx context.Context, c *call) ([]int64, error) {
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if s.ctxDeadlines {
-		out, err := s.script.Run(rctx, s.client, keys, args...).Int64Slice()
+		out, err := s.exec(rctx, c)
+		s.calls.Put(c)
 		if err != nil && rctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("no answer within %v: %w", s.timeout, err)
 		}
@@ -284,7 +353,8 @@ func (s *Store) run(ctx context.Context, keys []string, args []any) ([]int64, er
 	}
 	ch := make(chan answer, 1)
 	go func() {
-		out, err := s.script.Run(rctx, s.client, keys, args...).Int64Slice()
+		out, err := s.exec(rctx, c)
+		s.calls.Put(c)
 		ch <- answer{out, err}
 	}()
 	select {

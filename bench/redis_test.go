@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +26,8 @@ const redisParallelism = 8
 
 // BenchmarkRedis compares ratelab's Redis store deciding four tiers in one
 // round trip with go-redis/redis_rate deciding one, on the same Redis, the
-// same client options, the same keys and the same parallelism. Both take
+// same client (built as `ratelab serve` builds it), the same keys and the
+// same parallelism. Both take
 // the time from Redis (TIME) inside their script: ratelab leaves
 // Request.Now zero, which is its production mode, so that replicas with
 // skewed clocks agree.
@@ -32,30 +35,137 @@ const redisParallelism = 8
 // It needs RATELAB_REDIS_URL; without it, it is skipped, except under
 // CI=true or RATELAB_REQUIRE_SERVICES=1, where it fails.
 func BenchmarkRedis(b *testing.B) {
+	client := redisClient(b)
+	w := newWorkload()
+	for _, c := range redisContenders(client) {
+		runRedisContender(b, w, c)
+	}
+}
+
+// redisClient returns a client on RATELAB_REDIS_URL built as `ratelab
+// serve` builds its own: go-redis honours the limiter's per-call deadline
+// itself (ContextTimeoutEnabled). It is closed when b ends.
+func redisClient(b *testing.B) *goredis.Client {
 	opt, err := goredis.ParseURL(testenv.RedisURL(b))
 	if err != nil {
 		b.Fatalf("parse RATELAB_REDIS_URL: %v", err)
 	}
-	// As `ratelab serve` builds its client: go-redis honours the
-	// limiter's per-call deadline itself.
 	opt.ContextTimeoutEnabled = true
 	client := goredis.NewClient(opt)
-	defer client.Close()
-	ctx := context.Background()
-	if err := client.Ping(ctx).Err(); err != nil {
+	b.Cleanup(func() { client.Close() })
+	if err := client.Ping(context.Background()).Err(); err != nil {
 		b.Fatalf("ping redis: %v", err)
 	}
-	w := newWorkload()
-	// A prefix of its own per run keeps this run's keys apart from any
-	// other user of the same Redis; every key expires on its own within
-	// the policies' 100ms window.
+	return client
+}
+
+// redisContenders are the Redis contenders on client. A prefix of its own
+// per run keeps this run's keys apart from any other user of the same
+// Redis; every key expires on its own within the policies' 100ms window.
+func redisContenders(client *goredis.Client) []contender {
 	prefix := fmt.Sprintf("ratelab-bench:%x:", rand.Uint64())
-	for _, c := range []contender{
-		ratelabRedis(client, prefix),
-		redisRate(client, prefix),
-	} {
-		runRedisContender(b, w, c)
+	return []contender{ratelabRedis(client, prefix), redisRate(client, prefix)}
+}
+
+// redisChunk is how many decisions a Redis contender takes before the
+// other's turn in BenchmarkRedisInterleaved: a few dozen milliseconds,
+// short next to the seconds over which a shared machine's load drifts.
+const redisChunk = 512
+
+// BenchmarkRedisInterleaved runs the contenders of BenchmarkRedis in turns
+// of redisChunk decisions, so that they share the same moments of a shared
+// machine's load (BenchmarkRedis runs them one after the other, and its
+// figures move by 2× from one second to the next on such a machine). Each
+// op is one round: every contender takes one turn, starting with a
+// different one each round. Serial is one goroutine; parallel is
+// redisParallelism × GOMAXPROCS goroutines, as in BenchmarkRedis. The
+// metrics are each contender's decisions per second over its own turns,
+// "<name>-dec/s", and their ratio, "4tiers/redisrate", which the target in
+// RESULTS.md names (at least 1).
+func BenchmarkRedisInterleaved(b *testing.B) {
+	client := redisClient(b)
+	w := newWorkload()
+	cs := redisContenders(client)
+	type entry struct {
+		c       contender
+		workers []worker // one per goroutine; [0] alone when serial
+		pos     []uint64
+		elapsed time.Duration
 	}
+	g := redisParallelism * runtime.GOMAXPROCS(0)
+	es := make([]*entry, len(cs))
+	for i, c := range cs {
+		newWorker, _, release := c.open(b, w)
+		defer release()
+		e := &entry{c: c}
+		for range g {
+			e.workers = append(e.workers, newWorker())
+			e.pos = append(e.pos, w.start())
+		}
+		es[i] = e
+	}
+	for _, mode := range []string{"serial", "parallel"} {
+		b.Run(mode, func(b *testing.B) {
+			n := 1
+			if mode == "parallel" {
+				n = g
+			}
+			for _, e := range es {
+				e.elapsed = 0
+			}
+			b.ResetTimer()
+			for round := range b.N {
+				for k := range es {
+					e := es[(round+k)%len(es)]
+					start := time.Now()
+					runRedisTurn(e.workers[:n], e.pos[:n], e.c.width)
+					e.elapsed += time.Since(start)
+				}
+			}
+			b.StopTimer()
+			rate := map[string]float64{}
+			for _, e := range es {
+				rate[e.c.name] = float64(b.N*redisChunk) / e.elapsed.Seconds()
+				b.ReportMetric(rate[e.c.name], e.c.name+"-dec/s")
+			}
+			b.ReportMetric(0, "ns/op") // a round's time is not a figure of merit
+			if r := rate["redisrate-1tier"]; r > 0 {
+				b.ReportMetric(rate["ratelab-4tiers"]/r, "4tiers/redisrate")
+			}
+		})
+	}
+}
+
+// runRedisTurn takes redisChunk decisions split over len(workers)
+// goroutines (on the calling goroutine when there is one worker).
+func runRedisTurn(workers []worker, pos []uint64, width uint64) {
+	if len(workers) == 1 {
+		work, p := workers[0], pos[0]
+		for range redisChunk {
+			work(p)
+			p += width
+		}
+		pos[0] = p
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range workers {
+		// The first redisChunk % len(workers) goroutines take one more,
+		// so that a turn is exactly redisChunk decisions.
+		share := redisChunk / len(workers)
+		if i < redisChunk%len(workers) {
+			share++
+		}
+		wg.Go(func() {
+			work, p := workers[i], pos[i]
+			for range share {
+				work(p)
+				p += width
+			}
+			pos[i] = p
+		})
+	}
+	wg.Wait()
 }
 
 // runRedisContender is runContender with more goroutines in flight and no

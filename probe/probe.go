@@ -549,6 +549,10 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 			}
 			b = medianBurst(ests)
 			f.lim.Burst = b.Burst
+			if hb, ok := headerBurst(bs.obs, f.lim.Policy, b); ok {
+				f.lim.Burst = hb
+				ev.Notes = append(ev.Notes, fmt.Sprintf("burst %d as the server advertised it on the first response from a full bucket (remaining %d + 1), which the measurement (%.1f–%.1f) confirms", hb, hb-1, b.Low, b.High))
+			}
 			f.setRate()
 			f.refill = refillTime(b.Burst, re.Rate)
 			ev.AdmittedBeforeFirst429, ev.BurstLow, ev.BurstHigh = b.Admitted, b.Low, b.High
@@ -569,6 +573,31 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 		ests = ests[:0]
 	}
 	return f, nil
+}
+
+// headerBurst reads the burst from what the server itself says: the first
+// response of a step that started on a full bucket carries the quota left
+// after it (RateLimit r, X-RateLimit-Remaining), so the burst is r + 1. It
+// is used only when the response names the policy being measured and the
+// timing measurement agrees with it within its error (two requests or 5 %,
+// the lag that a loaded machine adds at high rates); otherwise the
+// measurement stands on its own.
+func headerBurst(step []*obs, policy string, measured burstEst) (int64, bool) {
+	var first *obs
+	for _, o := range step {
+		if o.done && (first == nil || o.seq < first.seq) {
+			first = o
+		}
+	}
+	if first == nil || !first.admitted() || first.remaining < 0 || policy == "" || first.policy != policy {
+		return 0, false
+	}
+	hb := first.remaining + 1
+	tol := max(2, 0.05*float64(hb))
+	if math.Abs(float64(hb)-float64(measured.Burst)) > tol {
+		return 0, false
+	}
+	return hb, true
 }
 
 // medianBurst returns the estimate with the median burst.

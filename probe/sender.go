@@ -69,7 +69,10 @@ type obs struct {
 	// retryAfter and reset are what the response advertised; -1 absent.
 	retryAfter time.Duration
 	reset      time.Duration
-	done       bool
+	// remaining is the quota the response advertised as left (RateLimit r,
+	// X-RateLimit-Remaining, …) for the policy it names; -1 absent.
+	remaining int64
+	done      bool
 }
 
 // admitted reports whether the limiter let the request through: any
@@ -252,7 +255,7 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 			next = now // behind schedule: no catching up
 		}
 		next = next.Add(gap)
-		o := &obs{seq: seq, at: now.Sub(state.start), client: seq % res.clients, retryAfter: -1, reset: -1}
+		o := &obs{seq: seq, at: now.Sub(state.start), client: seq % res.clients, retryAfter: -1, reset: -1, remaining: -1}
 		mu.Lock()
 		state.obs = append(state.obs, o)
 		mu.Unlock()
@@ -266,7 +269,7 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 			if r.interrupted {
 				return
 			}
-			o.status, o.err, o.policy, o.retryAfter, o.reset = r.status, r.err, r.policy, r.retryAfter, r.reset
+			o.status, o.err, o.policy, o.retryAfter, o.reset, o.remaining = r.status, r.err, r.policy, r.retryAfter, r.reset, r.remaining
 			o.done = true
 			if o.status == http.StatusTooManyRequests && (state.firstReject < 0 || o.seq < state.firstReject) {
 				state.firstReject = o.seq
@@ -296,6 +299,7 @@ type reply struct {
 	policy      string
 	retryAfter  time.Duration
 	reset       time.Duration
+	remaining   int64
 	interrupted bool
 }
 
@@ -334,7 +338,7 @@ func (s *sender) do(ctx context.Context, vary bool, client, seq int, now time.Ti
 	defer resp.Body.Close()
 	r := reply{status: resp.StatusCode}
 	adv := limit.ParseHeaders(resp.Header, time.Now())
-	r.policy, r.retryAfter, r.reset = adv.Policy, adv.RetryAfter, adv.Reset
+	r.policy, r.retryAfter, r.reset, r.remaining = adv.Policy, adv.RetryAfter, adv.Reset, adv.Remaining
 	if resp.StatusCode == http.StatusTooManyRequests {
 		if p, ra := readLimitBody(resp.Body); p != "" {
 			r.policy = p

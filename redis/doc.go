@@ -30,14 +30,22 @@
 //	admitted by the tier when next ≤ τ
 //
 // The request is admitted when every non-shadow tier admits it. Then, if n
-// > 0, every tier that admits it gets TAT = now + next, with a PEXPIRE of
-// next (rounded up to a millisecond): the key disappears when its TAT
+// > 0, every tier that admits it gets TAT = now + next, with an expiry
+// (PX) of next (rounded up to a millisecond): the key disappears when its TAT
 // passes, since from then on it carries no information. A shadow tier that
 // rejects is left alone; a rejected request, or one of cost 0, writes
-// nothing. The script returns its verdict, the instant it used and each
-// tier's backlog; the Store then calls limit.Evaluate on those backlogs, so
-// that remaining, reset and retry-after come from the very code the memory
-// store runs, and checks that Evaluate's verdict agrees with the script's.
+// nothing. The script returns its verdict and each tier's backlog; the
+// Store then calls limit.Evaluate on those backlogs, so that remaining,
+// reset and retry-after come from the very code the memory store runs, and
+// checks that Evaluate's verdict agrees with the script's.
+//
+// Redis runs one script at a time, so the script's cost is every
+// replica's latency. It takes n·T and τ precomputed (a shadow tier's τ
+// travels as −1−τ), builds no table but its reply, and leaves everything
+// that is not needed to decide and write to the Go side. What remains is
+// inherent to exact, atomic tiers: one TIME, one MGET, and one SET with
+// PX per tier it consumes. The Store builds each call's arguments in a
+// pooled list that go-redis writes without boxing or copying them.
 //
 // # Time
 //
@@ -70,9 +78,11 @@
 //
 // # Failure
 //
-// Every round trip has a deadline (Config.Timeout, 50ms by default), kept
-// by the Store itself, since go-redis honours a context's deadline only with
-// ContextTimeoutEnabled. Like any timeout it cannot undo the request: a
+// Every round trip has a deadline (Config.Timeout, 50ms by default). A
+// client with ContextTimeoutEnabled (as `ratelab serve` builds it) keeps it
+// itself; for any other client, which would wait out its ReadTimeout, the
+// Store keeps it, running the call on a goroutine of its own. Like any
+// timeout it cannot undo the request: a
 // script that reached Redis before the deadline may still run, so a
 // decision taken on the fallback may also have been counted on Redis. When
 // Redis does not answer in time, cannot be reached, or answers that it

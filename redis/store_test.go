@@ -71,6 +71,54 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// TestConformanceContextDeadlines runs the suite on a client that honours
+// context deadlines, as `ratelab serve` builds it: the Store then runs the
+// script on the caller's goroutine instead of one of its own.
+func TestConformanceContextDeadlines(t *testing.T) {
+	opt, err := goredis.ParseURL(testenv.RedisURL(t))
+	if err != nil {
+		t.Fatalf("parse RATELAB_REDIS_URL: %v", err)
+	}
+	opt.ContextTimeoutEnabled = true
+	c := goredis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	s := newStore(t, Config{Client: c})
+	if !s.ctxDeadlines {
+		t.Fatal("store does not hand its deadline to the client")
+	}
+	limittest.Run(t, func(*testing.T) limit.Store { return s })
+	if s.Degraded() {
+		t.Fatal("store degraded during the suite: decisions were not all taken on Redis")
+	}
+}
+
+// TestShadowCostBeyondExactRange checks the clamp of cost·T: a shadow
+// tier (which a cost over its burst does not make invalid) asked for a
+// cost whose cost·T exceeds 2^53 ns must reject, as limit.Evaluate says,
+// write nothing, and leave the other tiers to decide.
+func TestShadowCostBeyondExactRange(t *testing.T) {
+	c := sharedClient(t)
+	prefix := testPrefix()
+	s := newStore(t, Config{Client: c, Prefix: prefix})
+	shadow := &limit.Policy{Name: "shadow", Rate: limit.Per(1, time.Second), Burst: 10, Shadow: true}
+	wide := &limit.Policy{Name: "wide", Rate: limit.Per(1, time.Nanosecond), Burst: 1 << 40}
+	const cost = 100_000_000 // cost·T = 10^17 ns on the shadow tier
+	d := decide(t, s, &limit.Request{Group: "g", Cost: cost, Tiers: []limit.Tier{
+		{Policy: shadow, Key: "k"}, {Policy: wide, Key: "k"},
+	}})
+	if !d.Allowed || d.Tiers[0].Allowed || d.Tiers[0].Consumed || !d.Tiers[1].Consumed {
+		t.Fatalf("allowed=%v shadow %+v wide %+v; want allowed, shadow rejecting and untouched, wide consumed",
+			d.Allowed, d.Tiers[0], d.Tiers[1])
+	}
+	ctx := context.Background()
+	if n := c.Exists(ctx, string(appendKey(nil, prefix, "g", "shadow", "k"))).Val(); n != 0 {
+		t.Fatal("the rejecting shadow tier was written")
+	}
+	if n := c.Exists(ctx, string(appendKey(nil, prefix, "g", "wide", "k"))).Val(); n != 1 {
+		t.Fatal("the admitting tier was not written")
+	}
+}
+
 // TestRedisTime checks decisions with Request.Now zero: the instant comes
 // from Redis, so two stores (two processes) share one timeline.
 func TestRedisTime(t *testing.T) {

@@ -68,12 +68,14 @@ func redisContenders(client *goredis.Client) []contender {
 }
 
 // redisChunk is how many decisions a Redis contender takes before the
-// other's turn in BenchmarkRedisInterleaved: a few dozen milliseconds,
-// short next to the seconds over which a shared machine's load drifts.
-const redisChunk = 512
+// other's turn in BenchmarkRedisInterleaved, per goroutine: a turn lasts
+// about a tenth of a second, short next to the seconds over which a shared
+// machine's load drifts, and long next to the start and the ragged end of
+// a parallel turn.
+const redisChunk = 256
 
 // BenchmarkRedisInterleaved runs the contenders of BenchmarkRedis in turns
-// of redisChunk decisions, so that they share the same moments of a shared
+// of redisChunk decisions per goroutine, so that they share the same moments of a shared
 // machine's load (BenchmarkRedis runs them one after the other, and its
 // figures move by 2× from one second to the next on such a machine). Each
 // op is one round: every contender takes one turn, starting with a
@@ -125,7 +127,7 @@ func BenchmarkRedisInterleaved(b *testing.B) {
 			b.StopTimer()
 			rate := map[string]float64{}
 			for _, e := range es {
-				rate[e.c.name] = float64(b.N*redisChunk) / e.elapsed.Seconds()
+				rate[e.c.name] = float64(b.N*n*redisChunk) / e.elapsed.Seconds()
 				b.ReportMetric(rate[e.c.name], e.c.name+"-dec/s")
 			}
 			b.ReportMetric(0, "ns/op") // a round's time is not a figure of merit
@@ -136,7 +138,7 @@ func BenchmarkRedisInterleaved(b *testing.B) {
 	}
 }
 
-// runRedisTurn takes redisChunk decisions split over len(workers)
+// runRedisTurn takes redisChunk decisions on each of len(workers)
 // goroutines (on the calling goroutine when there is one worker).
 func runRedisTurn(workers []worker, pos []uint64, width uint64) {
 	if len(workers) == 1 {
@@ -150,15 +152,9 @@ func runRedisTurn(workers []worker, pos []uint64, width uint64) {
 	}
 	var wg sync.WaitGroup
 	for i := range workers {
-		// The first redisChunk % len(workers) goroutines take one more,
-		// so that a turn is exactly redisChunk decisions.
-		share := redisChunk / len(workers)
-		if i < redisChunk%len(workers) {
-			share++
-		}
 		wg.Go(func() {
 			work, p := workers[i], pos[i]
-			for range share {
+			for range redisChunk {
 				work(p)
 				p += width
 			}

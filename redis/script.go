@@ -26,7 +26,12 @@ package redis
 // MGET reply, whose slots then hold each tier's next TAT offset), passes
 // shadow in the tolerance's sign instead of an argument of its own, takes
 // cost·T precomputed, and leaves remaining, reset and retry-after to the
-// Go side.
+// Go side. Number conversions are the dearest part of the arithmetic: it
+// never hands a whole TAT (19 digits) to tonumber, whose strtod then takes
+// a multi-precision path, reads a TAT's nine nanosecond digits with one
+// string.byte (5333333328 is the nine '0's, 48·111111111), and hands
+// redis.call strings made with %d rather than Lua numbers, which Redis
+// would print with %.17g.
 const decideSource = `
 if redis.replicate_commands then redis.replicate_commands() end
 local n = #KEYS
@@ -42,9 +47,13 @@ local out = {1, unpack(tats)}
 for i = 1, n do
   local v, b = tats[i], 0
   if v then
-    local ds, tn = -now_s, tonumber(v)
+    local ds, tn
     if #v > 9 then
-      ds, tn = tonumber(string.sub(v, 1, -10)) - now_s, tonumber(string.sub(v, -9))
+      local a, b, c, d, e, f, g, h, j = string.byte(v, -9, -1)
+      ds = tonumber(string.sub(v, 1, -10)) - now_s
+      tn = (((((((a * 10 + b) * 10 + c) * 10 + d) * 10 + e) * 10 + f) * 10 + g) * 10 + h) * 10 + j - 5333333328
+    else
+      ds, tn = -now_s, tonumber(v)
     end
     if ds > 9000000 then
       b = 9007199254740992
@@ -77,7 +86,7 @@ if out[1] == 1 then
         ns, carry = ns - 1000000000, carry + 1
       end
       redis.call('SET', KEYS[i], string.format('%d%09d', now_s + carry, ns),
-        'PX', math.ceil(nx / 1000000) + grace)
+        'PX', string.format('%d', math.ceil(nx / 1000000) + grace))
     end
   end
 end

@@ -30,8 +30,9 @@ package redis
 // never hands a whole TAT (19 digits) to tonumber, whose strtod then takes
 // a multi-precision path, reads a TAT's nine nanosecond digits with one
 // string.byte (5333333328 is the nine '0's, 48·111111111), and hands
-// redis.call strings made with %d rather than Lua numbers, which Redis
-// would print with %.17g.
+// redis.call a PX made with %d rather than a Lua number, which Redis would
+// print with %.17g (except beyond 2^31 ms, which %d's C long may not hold
+// on every platform, and which %.17g still prints exactly).
 const decideSource = `
 if redis.replicate_commands then redis.replicate_commands() end
 local n = #KEYS
@@ -85,8 +86,9 @@ if out[1] == 1 then
       elseif ns >= 1000000000 then
         ns, carry = ns - 1000000000, carry + 1
       end
-      redis.call('SET', KEYS[i], string.format('%d%09d', now_s + carry, ns),
-        'PX', string.format('%d', math.ceil(nx / 1000000) + grace))
+      local px = math.ceil(nx / 1000000) + grace
+      if px < 2147483648 then px = string.format('%d', px) end
+      redis.call('SET', KEYS[i], string.format('%d%09d', now_s + carry, ns), 'PX', px)
     end
   end
 end

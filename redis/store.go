@@ -43,7 +43,9 @@ type Config struct {
 	// close it. When the client's options set ContextTimeoutEnabled, the
 	// Store hands its deadline to go-redis directly (cheaper, and a
 	// connection stuck on a frozen server is dropped at the deadline);
-	// otherwise it keeps the deadline itself.
+	// otherwise it keeps the deadline itself. The Store reuses a
+	// command's arguments once the command has returned, so a hook added
+	// to the client must copy any argument it keeps beyond that.
 	Client goredis.UniversalClient
 	// Prefix starts every key. It must not contain '{' or '}', which would
 	// move the hash tag. Default: DefaultPrefix.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -164,6 +165,12 @@ func Evaluate(req *Request, backlog []time.Duration, d *Decision) {
 		T := p.Interval()
 		tau := T * time.Duration(p.Burst)
 		next := backlog[i] + cost*T
+		if req.Cost > p.Burst && cost > (math.MaxInt64-backlog[i])/T {
+			// Only a shadow tier can see a cost above its burst (Validate
+			// refuses it on the others); such a tier never admits, and
+			// cost·T may overflow: saturate instead.
+			next = math.MaxInt64
+		}
 		ts := &d.Tiers[i]
 		*ts = TierState{Policy: p, Key: req.Tiers[i].Key, Allowed: next <= tau}
 		if ts.Allowed {

@@ -172,3 +172,19 @@ func TestPolicyValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestShadowCostOverflow checks that a cost far above a shadow tier's
+// burst, whose cost·T overflows, is reported as a rejection by that tier
+// and does not disturb the decision.
+func TestShadowCostOverflow(t *testing.T) {
+	s := limit.NewMemoryStore(limit.MemoryConfig{})
+	shadow := &limit.Policy{Name: "shadow", Rate: limit.Per(1, time.Hour), Burst: 1, Shadow: true}
+	req := limit.Request{Now: time.Unix(1000, 0), Cost: 1 << 40, Tiers: []limit.Tier{{Policy: shadow, Key: "k"}}}
+	var d limit.Decision
+	if err := s.Decide(t.Context(), &req, &d); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Allowed || d.Tiers[0].Allowed || d.Tiers[0].Consumed || d.Tiers[0].RetryAfter <= 0 {
+		t.Fatalf("decision %+v, tier %+v", d, d.Tiers[0])
+	}
+}

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -449,24 +452,16 @@ func printRun(w io.Writer, r *demoRun) {
 
 // byPolicy lists policies by descending count: "a (12), b (3)".
 func byPolicy(m map[string]int64) string {
-	type pc struct {
-		name string
-		n    int64
-	}
-	var list []pc
-	for k, v := range m {
-		list = append(list, pc{k, v})
-	}
-	for i := range list {
-		for j := i + 1; j < len(list); j++ {
-			if list[j].n > list[i].n || list[j].n == list[i].n && list[j].name < list[i].name {
-				list[i], list[j] = list[j], list[i]
-			}
+	names := slices.Collect(maps.Keys(m))
+	slices.SortFunc(names, func(a, b string) int {
+		if c := cmp.Compare(m[b], m[a]); c != 0 {
+			return c
 		}
-	}
-	parts := make([]string, len(list))
-	for i, p := range list {
-		parts[i] = fmt.Sprintf("%s (%d)", p.name, p.n)
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s (%d)", n, m[n])
 	}
 	return strings.Join(parts, ", ")
 }

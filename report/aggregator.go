@@ -64,6 +64,8 @@ type state struct {
 	errors   int64
 	latency  *hdrhistogram.Histogram // µs, from the intended send time
 	service  *hdrhistogram.Histogram // µs, from the actual send time
+	lag      *hdrhistogram.Histogram // µs, actual − intended send time
+	paced    bool                    // some result was sent off its Intended instant
 	firstSt  time.Time               // earliest Start seen
 	lastSt   time.Time               // latest Start seen
 	lastEnd  time.Time               // latest Start+Elapsed seen
@@ -163,6 +165,7 @@ func NewAggregator(cfg Config) *Aggregator {
 		byPolicy: make(map[string]int64),
 		latency:  hdrhistogram.New(histLowest, histHighest, histDigits),
 		service:  hdrhistogram.New(histLowest, histHighest, histDigits),
+		lag:      hdrhistogram.New(histLowest, histHighest, histDigits),
 	}}
 	if !cfg.Start.IsZero() {
 		a.start, a.startSet = cfg.Start, true
@@ -213,6 +216,12 @@ func (a *Aggregator) Add(r *load.Result) {
 	// Both values are clamped into range, so recording cannot fail.
 	_ = a.latency.RecordValue(lat)
 	_ = a.service.RecordValue(svc)
+	// An unpaced request has Intended == Start exactly; any other tells
+	// that a schedule was at work, and its lag is the pacer's accuracy.
+	if !r.Intended.IsZero() {
+		a.paced = a.paced || !r.Start.Equal(r.Intended)
+		_ = a.lag.RecordValue(micros(r.Start.Sub(r.Intended)))
+	}
 
 	if r.Status == 0 {
 		a.errors++
@@ -423,6 +432,8 @@ func (a *Aggregator) Merge(other *Aggregator) {
 	a.errors += o.errors
 	a.latency.Merge(o.latency)
 	a.service.Merge(o.service)
+	a.lag.Merge(o.lag)
+	a.paced = a.paced || o.paced
 	a.dropped += o.dropped
 	a.count429 += o.count429
 	if o.first429.ok && (!a.first429.ok || o.first429.seq < a.first429.seq) {
@@ -465,6 +476,7 @@ func (a *Aggregator) clone() *state {
 	c := a.state
 	c.latency = a.latency.Clone()
 	c.service = a.service.Clone()
+	c.lag = a.lag.Clone()
 	c.status = make(map[int]int64, len(a.status))
 	for k, v := range a.status {
 		c.status[k] = v

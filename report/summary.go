@@ -41,7 +41,11 @@ type Summary struct {
 	// actual send time.
 	Latency     Percentiles `json:"latency_ms"`
 	ServiceTime Percentiles `json:"service_time_ms"`
-	RateLimit   RateLimit   `json:"rate_limit"`
+	// SendLag is how late requests left against their schedule (actual −
+	// intended send time): the pacer's accuracy. Null when nothing was
+	// paced (every request left when it was meant to, by construction).
+	SendLag   *Percentiles `json:"send_lag_ms"`
+	RateLimit RateLimit    `json:"rate_limit"`
 	// Dropped counts scheduled requests never sent for lack of a worker.
 	Dropped  int64    `json:"dropped"`
 	Timeline []Second `json:"timeline"`
@@ -157,6 +161,10 @@ func (a *Aggregator) Summary() *Summary {
 	}
 	if a.startSet {
 		s.Start = a.start
+	}
+	if a.paced {
+		lag := percentiles(a.lag)
+		s.SendLag = &lag
 	}
 	if a.cfg.TargetRPS > 0 {
 		t := a.cfg.TargetRPS

@@ -45,6 +45,9 @@ func WriteText(w io.Writer, s *Summary) error {
 	}
 	p("%-13s%s  (from the intended send time)\n", "Latency", pctLine(s.Latency))
 	p("%-13s%s  (from the actual send time)\n", "Service time", pctLine(s.ServiceTime))
+	if s.SendLag != nil {
+		p("%-13s%s  (actual − intended send time)\n", "Send lag", pctLine(*s.SendLag))
+	}
 
 	rl := s.RateLimit
 	p("\nRate limits\n")

@@ -433,11 +433,6 @@ func execute(ctx context.Context, env *environ, f *loadFlags, s *load.Scenario, 
 	if err := report.WriteText(env.stdout, sum); err != nil {
 		errs = append(errs, fmt.Errorf("write summary: %w", err))
 	}
-	if l := st.SendLag; l.Count > 0 {
-		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-		fmt.Fprintf(env.stdout, "%-13sp50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms  (actual − intended send time, %d paced requests)\n",
-			"Send lag", ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), l.Count)
-	}
 	if out.json != nil {
 		errs = append(errs, report.WriteJSON(out.json, sum))
 	}

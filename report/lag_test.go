@@ -1,0 +1,41 @@
+package report
+
+import (
+	"testing"
+	"time"
+
+	"ratelab/load"
+)
+
+// TestSendLag checks the pacer-accuracy figure: actual − intended send
+// time over paced results, and no figure at all for an unpaced run.
+func TestSendLag(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	paced := NewAggregator(Config{Start: t0})
+	for i, lag := range []time.Duration{0, time.Millisecond, time.Millisecond, 3 * time.Millisecond} {
+		at := t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		paced.Add(&load.Result{Seq: uint64(i), Intended: at, Start: at.Add(lag), Elapsed: time.Millisecond, Status: 200, Remaining: -1})
+	}
+	s := paced.Summary()
+	if s.SendLag == nil {
+		t.Fatal("paced run without a send lag")
+	}
+	// HDR precision: 3 significant digits.
+	if l := s.SendLag; l.P50 < 0.99 || l.P50 > 1.01 || l.Max < 2.99 || l.Max > 3.01 {
+		t.Fatalf("send lag %+v, want p50 1 ms and max 3 ms", *l)
+	}
+
+	unpaced := NewAggregator(Config{Start: t0})
+	for i := range 3 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		unpaced.Add(&load.Result{Seq: uint64(i), Intended: at, Start: at, Elapsed: time.Millisecond, Status: 200, Remaining: -1})
+	}
+	if l := unpaced.Summary().SendLag; l != nil {
+		t.Fatalf("unpaced run reports a send lag %+v", *l)
+	}
+	// Merging keeps the figure.
+	unpaced.Merge(paced)
+	if unpaced.Summary().SendLag == nil {
+		t.Fatal("merge lost the send lag")
+	}
+}

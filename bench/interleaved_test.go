@@ -20,21 +20,45 @@ const interleaveChunk = 10_000
 // the metrics are each contender's ns per decision, "<name>-ns/dec", and
 // the ratios that the targets in RESULTS.md name.
 func BenchmarkMemoryInterleaved(b *testing.B) {
-	w := newWorkload()
-	cs := memoryContenders()
+	// A turn is interleaveChunk decisions split over the goroutines.
+	perGoroutine := func(g int) int { return interleaveChunk / g }
+	interleave(b, newWorkload(), memoryContenders(), runtime.GOMAXPROCS(0), perGoroutine,
+		func(b *testing.B, decisions int, elapsed map[string]time.Duration) {
+			perDecision := map[string]float64{}
+			for name, d := range elapsed {
+				perDecision[name] = float64(d.Nanoseconds()) / float64(decisions)
+				b.ReportMetric(perDecision[name], name+"-ns/dec")
+			}
+			if x := perDecision["xtimerate-map"]; x > 0 {
+				b.ReportMetric(perDecision["ratelab-1tier"]/x, "1tier/xtimerate")
+				b.ReportMetric(perDecision["ratelab-4tiers"]/(4*x), "4tiers/4xtimerate")
+			}
+			if gl := perDecision["golimiter"]; gl > 0 {
+				b.ReportMetric(perDecision["ratelab-1tier"]/gl, "1tier/golimiter")
+			}
+		})
+}
+
+// interleave runs the contenders cs in turns, /serial on one goroutine and
+// /parallel on goroutines, each goroutine taking perGoroutine(g) decisions
+// per turn when g goroutines share it. Each op is one round: every
+// contender takes one turn, starting with a different one each round. It
+// hands report the decisions each contender took in all and the time its
+// turns took.
+func interleave(b *testing.B, w *workload, cs []contender, goroutines int, perGoroutine func(g int) int,
+	report func(b *testing.B, decisions int, elapsed map[string]time.Duration)) {
 	type entry struct {
 		c       contender
 		workers []worker // one per goroutine; [0] alone when serial
 		pos     []uint64
 		elapsed time.Duration
 	}
-	procs := runtime.GOMAXPROCS(0)
 	es := make([]*entry, len(cs))
 	for i, c := range cs {
 		newWorker, _, release := c.open(b, w)
 		defer release()
 		e := &entry{c: c}
-		for range procs {
+		for range goroutines {
 			e.workers = append(e.workers, newWorker())
 			e.pos = append(e.pos, w.start())
 		}
@@ -44,8 +68,9 @@ func BenchmarkMemoryInterleaved(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			g := 1
 			if mode == "parallel" {
-				g = procs
+				g = goroutines
 			}
+			n := perGoroutine(g)
 			for _, e := range es {
 				e.elapsed = 0
 			}
@@ -54,35 +79,27 @@ func BenchmarkMemoryInterleaved(b *testing.B) {
 				for k := range es {
 					e := es[(round+k)%len(es)]
 					start := time.Now()
-					runTurn(e.workers[:g], e.pos[:g], e.c.width)
+					runTurn(e.workers[:g], e.pos[:g], e.c.width, n)
 					e.elapsed += time.Since(start)
 				}
 			}
 			b.StopTimer()
-			perDecision := map[string]float64{}
+			elapsed := map[string]time.Duration{}
 			for _, e := range es {
-				v := float64(e.elapsed.Nanoseconds()) / float64(b.N*interleaveChunk)
-				perDecision[e.c.name] = v
-				b.ReportMetric(v, e.c.name+"-ns/dec")
+				elapsed[e.c.name] = e.elapsed
 			}
 			b.ReportMetric(0, "ns/op") // a round's time is not a figure of merit
-			if x := perDecision["xtimerate-map"]; x > 0 {
-				b.ReportMetric(perDecision["ratelab-1tier"]/x, "1tier/xtimerate")
-				b.ReportMetric(perDecision["ratelab-4tiers"]/(4*x), "4tiers/4xtimerate")
-			}
-			if gl := perDecision["golimiter"]; gl > 0 {
-				b.ReportMetric(perDecision["ratelab-1tier"]/gl, "1tier/golimiter")
-			}
+			report(b, b.N*g*n, elapsed)
 		})
 	}
 }
 
-// runTurn takes interleaveChunk decisions split over len(workers)
-// goroutines (on the calling goroutine when there is one worker).
-func runTurn(workers []worker, pos []uint64, width uint64) {
+// runTurn takes n decisions on each of len(workers) goroutines (on the
+// calling goroutine when there is one worker).
+func runTurn(workers []worker, pos []uint64, width uint64, n int) {
 	if len(workers) == 1 {
 		work, p := workers[0], pos[0]
-		for range interleaveChunk {
+		for range n {
 			work(p)
 			p += width
 		}
@@ -93,7 +110,7 @@ func runTurn(workers []worker, pos []uint64, width uint64) {
 	for i := range workers {
 		wg.Go(func() {
 			work, p := workers[i], pos[i]
-			for range interleaveChunk / len(workers) {
+			for range n {
 				work(p)
 				p += width
 			}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -86,82 +85,18 @@ const redisChunk = 256
 // RESULTS.md names (at least 1).
 func BenchmarkRedisInterleaved(b *testing.B) {
 	client := redisClient(b)
-	w := newWorkload()
-	cs := redisContenders(client)
-	type entry struct {
-		c       contender
-		workers []worker // one per goroutine; [0] alone when serial
-		pos     []uint64
-		elapsed time.Duration
-	}
-	g := redisParallelism * runtime.GOMAXPROCS(0)
-	es := make([]*entry, len(cs))
-	for i, c := range cs {
-		newWorker, _, release := c.open(b, w)
-		defer release()
-		e := &entry{c: c}
-		for range g {
-			e.workers = append(e.workers, newWorker())
-			e.pos = append(e.pos, w.start())
-		}
-		es[i] = e
-	}
-	for _, mode := range []string{"serial", "parallel"} {
-		b.Run(mode, func(b *testing.B) {
-			n := 1
-			if mode == "parallel" {
-				n = g
-			}
-			for _, e := range es {
-				e.elapsed = 0
-			}
-			b.ResetTimer()
-			for round := range b.N {
-				for k := range es {
-					e := es[(round+k)%len(es)]
-					start := time.Now()
-					runRedisTurn(e.workers[:n], e.pos[:n], e.c.width)
-					e.elapsed += time.Since(start)
-				}
-			}
-			b.StopTimer()
+	perGoroutine := func(int) int { return redisChunk }
+	interleave(b, newWorkload(), redisContenders(client), redisParallelism*runtime.GOMAXPROCS(0), perGoroutine,
+		func(b *testing.B, decisions int, elapsed map[string]time.Duration) {
 			rate := map[string]float64{}
-			for _, e := range es {
-				rate[e.c.name] = float64(b.N*n*redisChunk) / e.elapsed.Seconds()
-				b.ReportMetric(rate[e.c.name], e.c.name+"-dec/s")
+			for name, d := range elapsed {
+				rate[name] = float64(decisions) / d.Seconds()
+				b.ReportMetric(rate[name], name+"-dec/s")
 			}
-			b.ReportMetric(0, "ns/op") // a round's time is not a figure of merit
 			if r := rate["redisrate-1tier"]; r > 0 {
 				b.ReportMetric(rate["ratelab-4tiers"]/r, "4tiers/redisrate")
 			}
 		})
-	}
-}
-
-// runRedisTurn takes redisChunk decisions on each of len(workers)
-// goroutines (on the calling goroutine when there is one worker).
-func runRedisTurn(workers []worker, pos []uint64, width uint64) {
-	if len(workers) == 1 {
-		work, p := workers[0], pos[0]
-		for range redisChunk {
-			work(p)
-			p += width
-		}
-		pos[0] = p
-		return
-	}
-	var wg sync.WaitGroup
-	for i := range workers {
-		wg.Go(func() {
-			work, p := workers[i], pos[i]
-			for range redisChunk {
-				work(p)
-				p += width
-			}
-			pos[i] = p
-		})
-	}
-	wg.Wait()
 }
 
 // runRedisContender is runContender with more goroutines in flight and no

@@ -9,24 +9,9 @@
 set -euo pipefail
 
 dur=${1:-10}
-root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 addr=127.0.0.1:8099
-url=http://$addr/
-
-(cd "$root" && go build -o "$work/ratelab" ./cmd/ratelab)
-(cd "$root/bench" && go build -o "$work/server" ./loadgen/server)
-if ! command -v vegeta >/dev/null; then
-	GOBIN="$work" go install github.com/tsenart/vegeta/v12@v12.13.0
-	vegeta=$work/vegeta
-else
-	vegeta=$(command -v vegeta)
-fi
-
-taskset -c 0 "$work/server" -addr "$addr" &
-server_pid=$!
-sleep 0.5
+# shellcheck source=setup.sh
+source "$(dirname "$0")/setup.sh"
 
 # measure NAME REQUESTS_FILE CMD...: runs CMD under /usr/bin/time on core 1
 # and prints NAME, requests, CPU µs/request and peak RSS in MiB.

@@ -11,24 +11,9 @@
 set -euo pipefail
 
 runs=${1:-3}
-root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d)
-trap 'kill "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 addr=127.0.0.1:8098
-url=http://$addr/
-
-(cd "$root" && go build -o "$work/ratelab" ./cmd/ratelab)
-(cd "$root/bench" && go build -o "$work/server" ./loadgen/server)
-if ! command -v vegeta >/dev/null; then
-	GOBIN="$work" go install github.com/tsenart/vegeta/v12@v12.13.0
-	vegeta=$work/vegeta
-else
-	vegeta=$(command -v vegeta)
-fi
-
-taskset -c 0 "$work/server" -addr "$addr" &
-server_pid=$!
-sleep 0.5
+# shellcheck source=setup.sh
+source "$(dirname "$0")/setup.sh"
 
 # rl RATE: one 10 s ratelab run at RATE on core 1; prints requests,
 # achieved rate, dropped arrivals, CPU and the send-lag line.

@@ -45,7 +45,9 @@ type contender struct {
 func BenchmarkMemory(b *testing.B) {
 	w := newWorkload()
 	for _, c := range memoryContenders() {
-		runContender(b, w, c)
+		runContender(b, w, c, 1, func(b *testing.B, bytesPerKey float64) {
+			b.ReportMetric(bytesPerKey, "B/key")
+		})
 	}
 }
 
@@ -65,8 +67,9 @@ func memoryContenders() []contender {
 }
 
 // runContender runs c's serial and parallel sub-benchmarks on one
-// prefilled instance, reporting allocations, B/key and admit%.
-func runContender(b *testing.B, w *workload, c contender) {
+// prefilled instance, parallel with parallelism × GOMAXPROCS goroutines,
+// reporting allocations and admit%, and whatever metric adds.
+func runContender(b *testing.B, w *workload, c contender, parallelism int, metric func(b *testing.B, bytesPerKey float64)) {
 	b.Run(c.name, func(b *testing.B) {
 		newWorker, bytesPerKey, release := c.open(b, w)
 		defer release()
@@ -85,10 +88,11 @@ func runContender(b *testing.B, w *workload, c contender) {
 			var cnt counter
 			cnt.add(int64(b.N), admitted)
 			cnt.report(b)
-			b.ReportMetric(bytesPerKey, "B/key")
+			metric(b, bytesPerKey)
 		})
 		b.Run("parallel", func(b *testing.B) {
 			b.ReportAllocs()
+			b.SetParallelism(parallelism)
 			var cnt counter
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
@@ -105,7 +109,7 @@ func runContender(b *testing.B, w *workload, c contender) {
 			})
 			b.StopTimer()
 			cnt.report(b)
-			b.ReportMetric(bytesPerKey, "B/key")
+			metric(b, bytesPerKey)
 		})
 	})
 }

@@ -37,7 +37,11 @@ func BenchmarkRedis(b *testing.B) {
 	client := redisClient(b)
 	w := newWorkload()
 	for _, c := range redisContenders(client) {
-		runRedisContender(b, w, c)
+		// More goroutines in flight than in memory: a decision waits on a
+		// round trip. No B/key: the state lives in Redis.
+		runContender(b, w, c, redisParallelism, func(b *testing.B, _ float64) {
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+		})
 	}
 }
 
@@ -97,53 +101,6 @@ func BenchmarkRedisInterleaved(b *testing.B) {
 				b.ReportMetric(rate["ratelab-4tiers"]/r, "4tiers/redisrate")
 			}
 		})
-}
-
-// runRedisContender is runContender with more goroutines in flight and no
-// B/key (the state lives in Redis).
-func runRedisContender(b *testing.B, w *workload, c contender) {
-	b.Run(c.name, func(b *testing.B) {
-		newWorker, _, release := c.open(b, w)
-		defer release()
-		b.Run("serial", func(b *testing.B) {
-			b.ReportAllocs()
-			work, pos := newWorker(), w.start()
-			var admitted int64
-			b.ResetTimer()
-			for range b.N {
-				if work(pos) {
-					admitted++
-				}
-				pos += c.width
-			}
-			b.StopTimer()
-			var cnt counter
-			cnt.add(int64(b.N), admitted)
-			cnt.report(b)
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
-		})
-		b.Run("parallel", func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetParallelism(redisParallelism)
-			var cnt counter
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				work, pos := newWorker(), w.start()
-				var ops, admitted int64
-				for pb.Next() {
-					if work(pos) {
-						admitted++
-					}
-					pos += c.width
-					ops++
-				}
-				cnt.add(ops, admitted)
-			})
-			b.StopTimer()
-			cnt.report(b)
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
-		})
-	})
 }
 
 // ratelabRedis is ratelab/redis deciding the four tiers of DESIGN.md in

@@ -110,7 +110,7 @@ func runDemo(ctx context.Context, env *environ, args []string) error {
 	}
 	runFor, loops := 10*time.Second, 100
 	if *quick {
-		runFor, loops = 4*time.Second, 25
+		runFor, loops = 3*time.Second, 20
 	}
 
 	srv, err := startDemoServer(ctx, dir)

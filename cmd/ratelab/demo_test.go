@@ -38,7 +38,7 @@ func TestDemoQuick(t *testing.T) {
 		t.Fatalf("%d runs, want 4", len(doc.Runs))
 	}
 	asIs, paced, spread, bulk := doc.Runs[0], doc.Runs[1], doc.Runs[2], doc.Runs[3]
-	if asIs.Name != "the plan as JMeter runs it" || asIs.Requests != 500 {
+	if asIs.Name != "the plan as JMeter runs it" || asIs.Requests != 400 {
 		t.Errorf("run 1: %s with %d requests", asIs.Name, asIs.Requests)
 	}
 	// The per-thread timer multiplies the rate: far above the intended 10/s.

@@ -78,4 +78,17 @@
 // [SetHeaders] writes a decision in the IETF httpapi draft fields
 // (RateLimit-Policy, RateLimit), the common X-RateLimit-* fields and
 // Retry-After; [ParseHeaders] reads those and the other families in use.
+//
+// # The client side
+//
+// The same package serves clients of a rate-limited API, so that ratelab's
+// Go client, load tester and probe read limits one way. [ParseResponse] is
+// the one parser of what a response says: every header family above and a
+// 429 body ([ParseBody]: ratelab's own "limit" object with the exact retry
+// delay, or a problem document's violated-policies), the body winning
+// where it is more exact. [Bucket] is the one client-side GCRA: a copy of
+// a server's bucket (fed with [Bucket.SetRemaining] and
+// [Bucket.SetRetryAfter] from what responses say) or a cap of the
+// client's own rate, with a margin for the delay between the client's
+// decision and the server's.
 package limit

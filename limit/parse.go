@@ -27,9 +27,17 @@ type Advertised struct {
 	Limit     int64
 	Remaining int64
 	Reset     time.Duration
-	// RetryAfter is the Retry-After delay (seconds, or an HTTP date
-	// relative to now); -1 when absent or unreadable.
+	// Used is the quota used so far (X-RateLimit-Used as GitHub sends it,
+	// inin-ratelimit-count).
+	Used int64
+	// RetryAfter is the delay before a retry: a 429 body's exact retry
+	// delay when ParseResponse found one, else Retry-After (seconds, or an
+	// HTTP date relative to now); -1 when absent or unreadable.
 	RetryAfter time.Duration
+	// Stated is the server's own account of the limit in a 429 body
+	// (ratelab's "limit" object); nil when the body had none. Only
+	// ParseResponse sets it.
+	Stated *Stated
 	// Raw keeps rate-limit headers the parser could not read, as
 	// "Name: value", so nothing is silently lost.
 	Raw []string
@@ -48,14 +56,14 @@ type AdvertisedPolicy struct {
 // Found reports whether the response carried any rate-limit information.
 func (a *Advertised) Found() bool {
 	return len(a.Policies) > 0 || a.Policy != "" || a.Limit >= 0 || a.Remaining >= 0 ||
-		a.Reset >= 0 || a.RetryAfter >= 0 || len(a.Raw) > 0
+		a.Reset >= 0 || a.Used >= 0 || a.RetryAfter >= 0 || len(a.Raw) > 0 || a.Stated != nil
 }
 
 // ParseHeaders reads every rate-limit header in h. now resolves a
 // Retry-After given as an HTTP date. Malformed values land in Raw; the
 // function never fails.
 func ParseHeaders(h http.Header, now time.Time) Advertised {
-	a := Advertised{Limit: -1, Remaining: -1, Reset: -1, RetryAfter: -1}
+	a := Advertised{Limit: -1, Remaining: -1, Reset: -1, Used: -1, RetryAfter: -1}
 	if len(h) == 0 {
 		return a
 	}
@@ -78,6 +86,11 @@ func ParseHeaders(h http.Header, now time.Time) Advertised {
 		}
 		for _, it := range items {
 			p := AdvertisedPolicy{Name: it.name, Quota: -1, Window: -1}
+			if !it.quoted {
+				// Draft 7 and 8 wrote the quota as the item itself:
+				// RateLimit-Policy: 100;w=60.
+				p.Quota = parseInt(it.name)
+			}
 			for k, val := range it.params {
 				switch k {
 				case "q":
@@ -118,15 +131,14 @@ func ParseHeaders(h http.Header, now time.Time) Advertised {
 			}
 		}
 	}
-	if a.Remaining < 0 && a.Limit >= 0 {
-		// inin-ratelimit-count is the number used so far.
-		if v, ok := h["Inin-Ratelimit-Count"]; ok {
-			if n := parseInt(strings.TrimSpace(v[0])); n >= 0 {
-				a.Remaining = max(0, a.Limit-n)
-			} else {
-				raw("inin-ratelimit-count", v)
-			}
-		}
+	// X-RateLimit-Used (GitHub) and inin-ratelimit-count are the quota
+	// used so far; with the limit they give the remaining quota when no
+	// field stated it.
+	for _, name := range [...]string{"X-Ratelimit-Used", "Inin-Ratelimit-Count"} {
+		a.fill(h, name, &a.Used, raw)
+	}
+	if a.Remaining < 0 && a.Limit >= 0 && a.Used >= 0 {
+		a.Remaining = max(0, a.Limit-a.Used)
 	}
 	if a.Policy == "" {
 		if v, ok := h["X-Ratelimit-Resource"]; ok {
@@ -205,6 +217,7 @@ func (a *Advertised) parseRateLimit(v string) bool {
 
 type sfItem struct {
 	name             string // a String or Token item's value
+	quoted           bool   // name was a String
 	params           map[string]string
 	dictKey, dictVal string // set for "key=value" members (draft 7)
 }
@@ -222,6 +235,7 @@ func parseList(s string) ([]sfItem, bool) {
 		var it sfItem
 		var ok bool
 		if s[0] == '"' {
+			it.quoted = true
 			it.name, s, ok = parseSFString(s)
 			if !ok {
 				return nil, false

@@ -1,0 +1,134 @@
+package limit
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// MaxBodyRead is how much of a 429 body a client should read for
+// ParseResponse: ratelab's body is a few hundred bytes, and a client
+// should not buffer an arbitrary page to find a policy name.
+const MaxBodyRead = 64 << 10
+
+// Stated is a limit as a server states it in a JSON body: the "limit"
+// object of ratelab's 429 body, which names the policy that rejected the
+// request and gives its exact numbers.
+type Stated struct {
+	// Policy is the policy: Name always; Rate, Burst and Shadow when the
+	// body gave a valid rate and burst (Rate is zero otherwise, see Exact).
+	Policy Policy
+	// Scope is what partitions the policy ("org", "org+script", …) and
+	// Key the partition the request fell in; empty when not stated.
+	Scope string
+	Key   string
+	// RetryAfter is the exact delay before a retry is admitted
+	// (retryAfterMs); -1 when not stated.
+	RetryAfter time.Duration
+}
+
+// Exact reports whether the body gave the policy's rate and burst.
+func (s *Stated) Exact() bool { return s.Policy.Rate.Count > 0 }
+
+// StatedPolicy returns the policy a server states as count requests per
+// window with a burst, as ratelab writes it (window a Go duration such as
+// "1s" or "1m0s", or whole seconds), or false when the numbers do not make
+// a valid policy.
+func StatedPolicy(name string, count int64, window string, burst int64, shadow bool) (Policy, bool) {
+	period, err := time.ParseDuration(window)
+	if err != nil {
+		n, err2 := strconv.ParseInt(window, 10, 64)
+		if err2 != nil || n > int64(MaxWindow/time.Second) {
+			return Policy{}, false
+		}
+		period = time.Duration(n) * time.Second
+	}
+	p := Policy{Name: name, Rate: Per(count, period), Burst: burst, Shadow: shadow}
+	if p.Validate() != nil {
+		return Policy{}, false
+	}
+	return p, true
+}
+
+// rejectionBody is the part of a 429 body ParseBody reads.
+type rejectionBody struct {
+	Limit *struct {
+		Policy       string          `json:"policy"`
+		Scope        string          `json:"scope"`
+		Key          string          `json:"key"`
+		Limit        int64           `json:"limit"`
+		Window       json.RawMessage `json:"window"`
+		Burst        int64           `json:"burst"`
+		Shadow       bool            `json:"shadow"`
+		RetryAfterMs *float64        `json:"retryAfterMs"`
+	} `json:"limit"`
+	// ratelab's spelling, and RFC 9457 problem details' (the IETF draft
+	// names this member for 429 problems).
+	Violated  []string `json:"violatedPolicies"`
+	Violated2 []string `json:"violated-policies"`
+}
+
+// ParseBody reads a 429 body: ratelab's {"limit": {"policy", "scope",
+// "key", "limit", "window", "burst", "retryAfterMs", …}}, or a problem
+// document's violated-policies (the first is taken as the decisive one).
+// It returns nil for a body that states no policy, such as an empty,
+// non-JSON or foreign one; it never fails.
+func ParseBody(body []byte) *Stated {
+	if len(body) == 0 {
+		return nil
+	}
+	var b rejectionBody
+	if json.Unmarshal(body, &b) != nil {
+		// Not JSON, or a member of an unexpected type (a string limit,
+		// say): not a body this parser knows.
+		return nil
+	}
+	switch {
+	case b.Limit != nil && b.Limit.Policy != "":
+		l := b.Limit
+		s := &Stated{Policy: Policy{Name: l.Policy}, Scope: l.Scope, Key: l.Key, RetryAfter: -1}
+		// ratelab writes the window as a Go duration string; a number is
+		// taken as seconds.
+		var window string
+		if json.Unmarshal(l.Window, &window) != nil {
+			window = string(l.Window)
+		}
+		if p, ok := StatedPolicy(l.Policy, l.Limit, window, l.Burst, l.Shadow); ok {
+			s.Policy = p
+		}
+		if ms := l.RetryAfterMs; ms != nil && *ms >= 0 && *ms < float64(MaxWindow/time.Millisecond) {
+			s.RetryAfter = time.Duration(*ms * float64(time.Millisecond))
+		}
+		return s
+	case len(b.Violated) > 0 && b.Violated[0] != "":
+		return &Stated{Policy: Policy{Name: b.Violated[0]}, RetryAfter: -1}
+	case len(b.Violated2) > 0 && b.Violated2[0] != "":
+		return &Stated{Policy: Policy{Name: b.Violated2[0]}, RetryAfter: -1}
+	}
+	return nil
+}
+
+// ParseResponse reads everything a response says about rate limits: its
+// headers (see ParseHeaders) and, when body is not nil, a 429 body (see
+// ParseBody; read at most MaxBodyRead bytes of it). The body is the more
+// exact source and wins: its policy becomes Policy, and its retry delay,
+// in milliseconds where Retry-After has whole seconds, becomes RetryAfter
+// when positive. now resolves HTTP dates and epoch resets. It never
+// fails.
+func ParseResponse(h http.Header, body []byte, now time.Time) Advertised {
+	a := ParseHeaders(h, now)
+	if body == nil {
+		return a
+	}
+	s := ParseBody(body)
+	if s == nil {
+		return a
+	}
+	a.Stated = s
+	a.Policy = s.Policy.Name
+	if s.RetryAfter > 0 {
+		a.RetryAfter = s.RetryAfter
+	}
+	return a
+}

@@ -78,3 +78,31 @@ func NewID() string {
 	h := hex.EncodeToString(b[:])
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
+
+// NewCredentials are the id, plain secret and secret hash of a client
+// about to be created.
+type NewCredentials struct {
+	ID     string
+	Secret string // shown to the caller once
+	Hash   string // what is stored (HashSecret)
+}
+
+// PrepareClient checks or generates the credentials of a new client, the
+// same way for every store: an empty id becomes a UUID (NewID), any other
+// must pass ValidateClientID; an empty secret becomes a random 256-bit one
+// (NewSecret). The secret is hashed with HashSecret.
+func PrepareClient(id, secret string) (NewCredentials, error) {
+	if id == "" {
+		id = NewID()
+	} else if err := ValidateClientID(id); err != nil {
+		return NewCredentials{}, err
+	}
+	if secret == "" {
+		secret = NewSecret()
+	}
+	hash, err := HashSecret(secret)
+	if err != nil {
+		return NewCredentials{}, err
+	}
+	return NewCredentials{ID: id, Secret: secret, Hash: hash}, nil
+}

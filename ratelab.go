@@ -147,7 +147,8 @@ func ValidateScript(name, text string) error {
 	return nil
 }
 
-// Page selects a page of a listing: PageNumber counts from 1.
+// Page selects a page of a listing: Number counts from 1, and Size is
+// the number of items on a page (see LimitOffset for the defaults).
 type Page struct {
 	Size   int
 	Number int

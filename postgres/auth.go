@@ -60,19 +60,11 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 // 256-bit one; only the secret's hash is stored. An id already in use is
 // ECONFLICT, an unknown org ENOTFOUND.
 func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*ratelab.Client, string, error) {
-	if id == "" {
-		id = ratelab.NewID()
-	} else if err := ratelab.ValidateClientID(id); err != nil {
-		return nil, "", err
-	}
-	if secret == "" {
-		secret = ratelab.NewSecret()
-	}
-	hash, err := ratelab.HashSecret(secret)
+	cred, err := ratelab.PrepareClient(id, secret)
 	if err != nil {
-		return nil, "", fmt.Errorf("postgres: create client: %w", err)
+		return nil, "", wrapInternal("create client", err)
 	}
-	c := &ratelab.Client{ID: id, OrgID: orgID, CreatedAt: db.clock()}
+	c := &ratelab.Client{ID: cred.ID, OrgID: orgID, CreatedAt: db.clock()}
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
 		var orgExists bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = $1)`, orgID).Scan(&orgExists); err != nil {
@@ -82,19 +74,19 @@ func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*rate
 			return ratelab.Errorf(ratelab.ENOTFOUND, "org %q not found", orgID)
 		}
 		tag, err := tx.Exec(ctx, `INSERT INTO clients (id, org_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (id) DO NOTHING`, c.ID, c.OrgID, hash, c.CreatedAt)
+			ON CONFLICT (id) DO NOTHING`, c.ID, c.OrgID, cred.Hash, c.CreatedAt)
 		if err != nil {
 			return fmt.Errorf("insert client: %w", err)
 		}
 		if tag.RowsAffected() == 0 {
-			return ratelab.Errorf(ratelab.ECONFLICT, "client %q already exists", id)
+			return ratelab.Errorf(ratelab.ECONFLICT, "client %q already exists", c.ID)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, "", wrapInternal("create client", err)
 	}
-	return c, secret, nil
+	return c, cred.Secret, nil
 }
 
 // CountClients returns the number of clients in all orgs.

@@ -24,17 +24,14 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"ratelab"
+	"ratelab/internal/migrate"
 )
 
 //go:embed migrations/*.sql
@@ -140,66 +137,45 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// migrate applies, in one transaction, every embedded migration whose
-// version is above the highest recorded in schema_migrations. The file
-// name's numeric prefix is its version.
+// migrate applies the embedded migrations that the database lacks, in
+// one transaction (see internal/migrate). A transaction-scoped advisory
+// lock makes replicas that start together apply them once.
 func (db *DB) migrate(ctx context.Context) error {
-	files, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return fmt.Errorf("list migrations: %w", err)
-	}
-	sort.Strings(files)
-	tx, err := db.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
-		return fmt.Errorf("lock: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	return db.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
+		return migrate.Apply(ctx, migrator{tx, db.clock}, migrations, "migrations", "postgres", db.log)
+	})
+}
+
+// migrator is migrate.Tx on a PostgreSQL transaction.
+type migrator struct {
+	tx  pgx.Tx
+	now func() time.Time
+}
+
+func (m migrator) Version(ctx context.Context) (int, error) {
+	if _, err := m.tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    integer PRIMARY KEY,
 		name       text NOT NULL,
 		applied_at timestamptz NOT NULL)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
+		return 0, err
 	}
-	var current int
-	if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
+	var v int
+	err := m.tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
+func (m migrator) Apply(ctx context.Context, version int, name, body string) error {
+	// Without arguments pgx uses the simple protocol, which runs a file
+	// of several statements.
+	if _, err := m.tx.Exec(ctx, body); err != nil {
+		return err
 	}
-	latest := 0
-	for _, f := range files {
-		name := strings.TrimPrefix(f, "migrations/")
-		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("migration %s: name must start with a number: %w", name, err)
-		}
-		latest = max(latest, v)
-		if v <= current {
-			continue
-		}
-		body, err := migrations.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("read migration %s: %w", name, err)
-		}
-		// Without arguments pgx uses the simple protocol, which runs a
-		// file of several statements.
-		if _, err := tx.Exec(ctx, string(body)); err != nil {
-			return fmt.Errorf("apply migration %s: %w", name, err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
-			v, name, db.clock()); err != nil {
-			return fmt.Errorf("record migration %s: %w", name, err)
-		}
-		db.log.Info("applied migration", "db", "postgres", "migration", name)
-	}
-	if current > latest {
-		return fmt.Errorf("database schema version %d is newer than this binary's %d", current, latest)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	_, err := m.tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
+		version, name, m.now())
+	return err
 }
 
 // clock returns the current time at the microsecond precision of

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"ratelab"
+	"ratelab/internal/sqlstore"
 )
 
 const scriptColumns = `id, name, text, version, created_at, modified_at`
@@ -169,34 +170,24 @@ func casConflict(ctx context.Context, tx pgx.Tx, orgID string, upd ratelab.Scrip
 // statement; the item's error is in its result. The returned error is for
 // failures of the whole batch, in which case nothing was written.
 func (db *DB) UpdateScripts(ctx context.Context, orgID string, upds []ratelab.ScriptUpdate) ([]ratelab.BulkResult, error) {
-	results := make([]ratelab.BulkResult, len(upds))
 	if len(upds) == 0 {
-		return results, nil
+		return []ratelab.BulkResult{}, nil
 	}
+	var results []ratelab.BulkResult
 	now := db.clock()
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		for i, upd := range upds {
-			if err := ratelab.ValidateUpdate(upd); err != nil {
-				results[i].Err = err
-				continue
-			}
-			if _, err := tx.Exec(ctx, `SAVEPOINT item`); err != nil {
-				return fmt.Errorf("savepoint: %w", err)
-			}
-			s, created, err := putScript(ctx, tx, orgID, upd, now)
-			if err != nil {
-				if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT item`); rerr != nil {
-					return fmt.Errorf("rollback item: %w", rerr)
-				}
-				results[i].Err = wrapInternal("update scripts", err)
-			} else {
-				results[i] = ratelab.BulkResult{Script: s, Created: created}
-			}
-			if _, err := tx.Exec(ctx, `RELEASE SAVEPOINT item`); err != nil {
-				return fmt.Errorf("release: %w", err)
-			}
-		}
-		return nil
+		var err error
+		results, err = sqlstore.Bulk(ctx, sqlstore.BulkTx{
+			Exec: func(ctx context.Context, stmt string) error {
+				_, err := tx.Exec(ctx, stmt)
+				return err
+			},
+			Put: func(ctx context.Context, upd ratelab.ScriptUpdate) (*ratelab.Script, bool, error) {
+				return putScript(ctx, tx, orgID, upd, now)
+			},
+			ItemErr: func(err error) error { return wrapInternal("update scripts", err) },
+		}, upds)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: update scripts: %w", err)

@@ -27,33 +27,31 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 	if !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: find org: %w", err)
 	}
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: ensure org: begin: %w", err)
-	}
-	defer tx.Rollback()
-	// Another writer may have created it since the read above.
-	err = tx.QueryRowContext(ctx, q, name).Scan(&org.ID, &created)
-	switch {
-	case err == nil:
-		org.CreatedAt = fromMicros(created)
-		return org, nil
-	case !errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("sqlite: find org: %w", err)
-	}
-	org.ID, org.CreatedAt = ratelab.NewID(), db.clock()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)`,
-		org.ID, name, org.CreatedAt.UnixMicro()); err != nil {
-		return nil, fmt.Errorf("sqlite: insert org: %w", err)
-	}
-	for _, u := range ratelab.NewOrgUsers(name) {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO users (id, org_id, name, email) VALUES (?, ?, ?, ?)`,
-			ratelab.NewID(), org.ID, u.Name, u.Email); err != nil {
-			return nil, fmt.Errorf("sqlite: insert user: %w", err)
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		// Another writer may have created it since the read above.
+		err := tx.QueryRowContext(ctx, q, name).Scan(&org.ID, &created)
+		switch {
+		case err == nil:
+			org.CreatedAt = fromMicros(created)
+			return nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("find org: %w", err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("sqlite: ensure org: commit: %w", err)
+		org.ID, org.CreatedAt = ratelab.NewID(), db.clock()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO orgs (id, name, created_at) VALUES (?, ?, ?)`,
+			org.ID, name, org.CreatedAt.UnixMicro()); err != nil {
+			return fmt.Errorf("insert org: %w", err)
+		}
+		for _, u := range ratelab.NewOrgUsers(name) {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO users (id, org_id, name, email) VALUES (?, ?, ?, ?)`,
+				ratelab.NewID(), org.ID, u.Name, u.Email); err != nil {
+				return fmt.Errorf("insert user: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: ensure org: %w", err)
 	}
 	return org, nil
 }
@@ -63,43 +61,33 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 // 256-bit one; only the secret's hash is stored. An id already in use is
 // ECONFLICT, an unknown org ENOTFOUND.
 func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*ratelab.Client, string, error) {
-	if id == "" {
-		id = ratelab.NewID()
-	} else if err := ratelab.ValidateClientID(id); err != nil {
-		return nil, "", err
-	}
-	if secret == "" {
-		secret = ratelab.NewSecret()
-	}
-	hash, err := ratelab.HashSecret(secret)
+	cred, err := ratelab.PrepareClient(id, secret)
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: create client: %w", err)
 	}
-	tx, err := db.write.BeginTx(ctx, nil)
+	c := &ratelab.Client{ID: cred.ID, OrgID: orgID, CreatedAt: db.clock()}
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		var orgExists, idTaken bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = ?), EXISTS (SELECT 1 FROM clients WHERE id = ?)`,
+			orgID, c.ID).Scan(&orgExists, &idTaken); err != nil {
+			return err
+		}
+		switch {
+		case !orgExists:
+			return ratelab.Errorf(ratelab.ENOTFOUND, "org %q not found", orgID)
+		case idTaken:
+			return ratelab.Errorf(ratelab.ECONFLICT, "client %q already exists", c.ID)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO clients (id, org_id, secret_hash, created_at) VALUES (?, ?, ?, ?)`,
+			c.ID, c.OrgID, cred.Hash, c.CreatedAt.UnixMicro()); err != nil {
+			return fmt.Errorf("insert client: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, "", fmt.Errorf("sqlite: create client: begin: %w", err)
-	}
-	defer tx.Rollback()
-	var orgExists, idTaken bool
-	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM orgs WHERE id = ?), EXISTS (SELECT 1 FROM clients WHERE id = ?)`,
-		orgID, id).Scan(&orgExists, &idTaken); err != nil {
 		return nil, "", fmt.Errorf("sqlite: create client: %w", err)
 	}
-	switch {
-	case !orgExists:
-		return nil, "", ratelab.Errorf(ratelab.ENOTFOUND, "org %q not found", orgID)
-	case idTaken:
-		return nil, "", ratelab.Errorf(ratelab.ECONFLICT, "client %q already exists", id)
-	}
-	c := &ratelab.Client{ID: id, OrgID: orgID, CreatedAt: db.clock()}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO clients (id, org_id, secret_hash, created_at) VALUES (?, ?, ?, ?)`,
-		c.ID, c.OrgID, hash, c.CreatedAt.UnixMicro()); err != nil {
-		return nil, "", fmt.Errorf("sqlite: insert client: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, "", fmt.Errorf("sqlite: create client: commit: %w", err)
-	}
-	return c, secret, nil
+	return c, cred.Secret, nil
 }
 
 // CountClients returns the number of clients in all orgs.
@@ -142,20 +130,18 @@ func (db *DB) IssueToken(ctx context.Context, client *ratelab.Client, ttl time.D
 	token := ratelab.NewSecret()
 	now := db.clock()
 	expires := now.Add(ttl)
-	tx, err := db.write.BeginTx(ctx, nil)
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE expires_at <= ?`, now.UnixMicro()); err != nil {
+			return fmt.Errorf("purge tokens: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, client_id, expires_at, created_at) VALUES (?, ?, ?, ?)`,
+			ratelab.HashToken(token), client.ID, expires.UnixMicro(), now.UnixMicro()); err != nil {
+			return fmt.Errorf("insert token: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("sqlite: issue token: begin: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE expires_at <= ?`, now.UnixMicro()); err != nil {
-		return "", time.Time{}, fmt.Errorf("sqlite: purge tokens: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, client_id, expires_at, created_at) VALUES (?, ?, ?, ?)`,
-		ratelab.HashToken(token), client.ID, expires.UnixMicro(), now.UnixMicro()); err != nil {
-		return "", time.Time{}, fmt.Errorf("sqlite: insert token: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return "", time.Time{}, fmt.Errorf("sqlite: issue token: commit: %w", err)
+		return "", time.Time{}, fmt.Errorf("sqlite: issue token: %w", err)
 	}
 	return token, expires, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"ratelab"
+	"ratelab/internal/sqlstore"
 )
 
 type scanner interface{ Scan(dest ...any) error }
@@ -87,17 +88,15 @@ func (db *DB) PutScript(ctx context.Context, orgID string, upd ratelab.ScriptUpd
 	if err := ratelab.ValidateUpdate(upd); err != nil {
 		return nil, false, err
 	}
-	tx, err := db.write.BeginTx(ctx, nil)
+	var s *ratelab.Script
+	var created bool
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		s, created, err = putScript(ctx, tx, orgID, upd, db.clock())
+		return err
+	})
 	if err != nil {
-		return nil, false, fmt.Errorf("sqlite: put script: begin: %w", err)
-	}
-	defer tx.Rollback()
-	s, created, err := putScript(ctx, tx, orgID, upd, db.clock())
-	if err != nil {
-		return nil, false, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, false, fmt.Errorf("sqlite: put script: commit: %w", err)
+		return nil, false, fmt.Errorf("sqlite: put script: %w", err)
 	}
 	return s, created, nil
 }
@@ -145,39 +144,26 @@ func putScript(ctx context.Context, tx *sql.Tx, orgID string, upd ratelab.Script
 // only its own changes; its error is in its result. The returned error is
 // for failures of the whole batch, in which case nothing was written.
 func (db *DB) UpdateScripts(ctx context.Context, orgID string, upds []ratelab.ScriptUpdate) ([]ratelab.BulkResult, error) {
-	results := make([]ratelab.BulkResult, len(upds))
 	if len(upds) == 0 {
-		return results, nil
+		return []ratelab.BulkResult{}, nil
 	}
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: update scripts: begin: %w", err)
-	}
-	defer tx.Rollback()
+	var results []ratelab.BulkResult
 	now := db.clock()
-	for i, upd := range upds {
-		if err := ratelab.ValidateUpdate(upd); err != nil {
-			results[i].Err = err
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT item`); err != nil {
-			return nil, fmt.Errorf("sqlite: update scripts: savepoint: %w", err)
-		}
-		s, created, err := putScript(ctx, tx, orgID, upd, now)
-		if err != nil {
-			if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT item`); rerr != nil {
-				return nil, fmt.Errorf("sqlite: update scripts: rollback item: %w", rerr)
-			}
-			results[i].Err = err
-		} else {
-			results[i] = ratelab.BulkResult{Script: s, Created: created}
-		}
-		if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT item`); err != nil {
-			return nil, fmt.Errorf("sqlite: update scripts: release: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("sqlite: update scripts: commit: %w", err)
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		results, err = sqlstore.Bulk(ctx, sqlstore.BulkTx{
+			Exec: func(ctx context.Context, stmt string) error {
+				_, err := tx.ExecContext(ctx, stmt)
+				return err
+			},
+			Put: func(ctx context.Context, upd ratelab.ScriptUpdate) (*ratelab.Script, bool, error) {
+				return putScript(ctx, tx, orgID, upd, now)
+			},
+		}, upds)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: update scripts: %w", err)
 	}
 	return results, nil
 }

@@ -26,15 +26,14 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"ratelab"
+	"ratelab/internal/migrate"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -181,56 +180,52 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// migrate applies, in one transaction, every embedded migration whose
-// version is above the highest recorded in schema_migrations. The file
-// name's numeric prefix is its version.
+// migrate applies the embedded migrations that the database lacks, in
+// one write transaction (see internal/migrate).
 func (db *DB) migrate(ctx context.Context) error {
-	files, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return fmt.Errorf("list migrations: %w", err)
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		return migrate.Apply(ctx, migrator{tx, db.now}, migrations, "migrations", "sqlite", db.log)
+	})
+}
+
+// migrator is migrate.Tx on an SQLite transaction.
+type migrator struct {
+	tx  *sql.Tx
+	now func() time.Time
+}
+
+func (m migrator) Version(ctx context.Context) (int, error) {
+	if _, err := m.tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_at INTEGER NOT NULL)`); err != nil {
+		return 0, err
 	}
-	sort.Strings(files)
+	var v int
+	err := m.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
+func (m migrator) Apply(ctx context.Context, version int, name, body string) error {
+	if _, err := m.tx.ExecContext(ctx, body); err != nil {
+		return err
+	}
+	_, err := m.tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+		version, name, m.now().UnixMicro())
+	return err
+}
+
+// inTx runs fn in a write transaction (BEGIN IMMEDIATE on the single
+// write connection) and commits it; an error from fn rolls it back and is
+// returned as it is.
+func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		name       TEXT NOT NULL,
-		applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
-	}
-	var current int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	latest := 0
-	for _, f := range files {
-		name := strings.TrimPrefix(f, "migrations/")
-		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("migration %s: name must start with a number: %w", name, err)
-		}
-		latest = max(latest, v)
-		if v <= current {
-			continue
-		}
-		body, err := migrations.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("read migration %s: %w", name, err)
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			return fmt.Errorf("apply migration %s: %w", name, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-			v, name, db.now().UnixMicro()); err != nil {
-			return fmt.Errorf("record migration %s: %w", name, err)
-		}
-		db.log.Info("applied migration", "db", "sqlite", "migration", name)
-	}
-	if current > latest {
-		return fmt.Errorf("database schema version %d is newer than this binary's %d", current, latest)
+	if err := fn(tx); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)

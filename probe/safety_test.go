@@ -3,7 +3,9 @@ package probe_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,5 +108,49 @@ func TestProbeInterruptReportsSoFar(t *testing.T) {
 	}
 	if len(rep.Limits) != 1 || rep.Limits[0].RatePerS < 4.75 || rep.Limits[0].RatePerS > 5.25 {
 		t.Errorf("limits %+v: want the rate learned before the interrupt", rep.Limits)
+	}
+}
+
+// TestProbeLimitsEndpointPassesTheGate: the limits endpoint is read through
+// the same gate as every other request, so it counts against the budget
+// and keeps the maximum rate's spacing from the request before it.
+func TestProbeLimitsEndpointPassesTheGate(t *testing.T) {
+	srv := newPlainServer(t, policy(t, "p", "2/s", 5), nil)
+	var mu sync.Mutex
+	var limitsAt, firstAt time.Time
+	mux := http.NewServeMux()
+	mux.HandleFunc("/limits", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		limitsAt = time.Now()
+		mu.Unlock()
+		w.Write([]byte(`{"policies":[{"name":"p","limit":2,"window":"1s","burst":5}]}`))
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if firstAt.IsZero() {
+			firstAt = time.Now()
+		}
+		mu.Unlock()
+		srv.serve(w, r)
+	})
+	ts := httptest.NewServer(mux)
+	defer ts.Close()
+	cfg := plainConfig(t, srv, "5/s", 20)
+	cfg.Request.URL = ts.URL + "/things/1"
+	cfg.LimitsURL = ts.URL + "/limits"
+	rep, err := probe.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if limitsAt.IsZero() || firstAt.IsZero() {
+		t.Fatal("the limits endpoint or the probed one was not called")
+	}
+	if gap := limitsAt.Sub(firstAt); gap < 190*time.Millisecond {
+		t.Errorf("limits endpoint read %v after the first request, want at least the 200 ms of max-rate 5/s", gap)
+	}
+	if n := srv.count.Load(); rep.RequestsUsed != n+1 || rep.RequestsUsed > 20 {
+		t.Errorf("report counts %d requests, the server %d plus the limits read; budget 20", rep.RequestsUsed, n)
 	}
 }

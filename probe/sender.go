@@ -141,6 +141,87 @@ func newSender(cfg *Config) (*sender, error) {
 	return s, nil
 }
 
+// spent returns ErrBudget, wrapped, once the budget is used up.
+func (s *sender) spent() error {
+	if s.used.Load() >= int64(s.cfg.Budget) {
+		return fmt.Errorf("%w: all %d requests sent", ErrBudget, s.cfg.Budget)
+	}
+	return nil
+}
+
+// pass is the gate itself: it takes a slot among the requests in flight,
+// checks the budget, waits until the maximum rate allows the next send and
+// counts the request. It returns the send instant; the caller sends at
+// once and releases the slot (<-s.sem) when the response is read. Only one
+// goroutine at a time calls pass (the step loop, or the advertised step
+// between steps). sleep waits until an instant and reports false when ctx
+// ended first.
+func (s *sender) pass(ctx context.Context, sleep func(time.Time) bool) (time.Time, error) {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return time.Time{}, ErrInterrupted
+	}
+	if err := s.spent(); err != nil {
+		<-s.sem
+		return time.Time{}, err
+	}
+	// The maximum rate is a hard bound in the client's clock, whatever
+	// the step asked for and however late the semaphore made us.
+	if !sleep(s.guard.earliest()) {
+		<-s.sem
+		return time.Time{}, ErrInterrupted
+	}
+	now := time.Now()
+	s.guard.take(now)
+	s.used.Add(1)
+	return now, nil
+}
+
+// get sends one GET to url through the gate, with the first client, and
+// returns the response's status and body (at most 1 MiB).
+func (s *sender) get(ctx context.Context, url string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("limits url: %w", err)
+	}
+	if _, err := s.pass(ctx, sleepCtx(ctx)); err != nil {
+		return 0, nil, err
+	}
+	defer func() { <-s.sem }()
+	resp, err := s.clients[0].Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil, ErrInterrupted
+		}
+		return 0, nil, fmt.Errorf("get %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, nil, fmt.Errorf("read %s: %w", url, err)
+	}
+	return resp.StatusCode, data, nil
+}
+
+// sleepCtx returns a sleep for pass that waits on a timer of its own.
+func sleepCtx(ctx context.Context) func(time.Time) bool {
+	return func(until time.Time) bool {
+		d := time.Until(until)
+		if d <= 0 {
+			return ctx.Err() == nil
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // stepState is what a step's controller sees before each send.
 type stepState struct {
 	obs   []*obs // in send order
@@ -222,32 +303,19 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 			res.capped = true
 			break
 		}
-		if s.used.Load() >= int64(s.cfg.Budget) {
-			stop = fmt.Errorf("%w: %d requests", ErrBudget, s.cfg.Budget)
+		if err := s.spent(); err != nil {
+			stop = err
 			break
 		}
 		if seq > 0 && !sleep(next) {
 			stop = ErrInterrupted
 			break
 		}
-		select {
-		case s.sem <- struct{}{}:
-		case <-ctx.Done():
-			stop = ErrInterrupted
-		}
-		if stop != nil {
+		now, err := s.pass(ctx, sleep)
+		if err != nil {
+			stop = err
 			break
 		}
-		// The maximum rate is a hard bound in the client's clock, whatever
-		// the step asked for and however late the semaphore made us.
-		if !sleep(s.guard.earliest()) {
-			<-s.sem
-			stop = ErrInterrupted
-			break
-		}
-		now := time.Now()
-		s.guard.take(now)
-		s.used.Add(1)
 		if seq == 0 {
 			state.start = now
 		}

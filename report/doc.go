@@ -1,7 +1,10 @@
 // Package report turns a stream of load.Result values into the figures a
 // load test is judged by, and writes them out: a live progress line, a text
 // summary, a JSON summary, JMeter's JTL CSV and a self-contained HTML page
-// with charts. It also parses and checks pass/fail thresholds.
+// with charts. It also parses and checks pass/fail thresholds, and joins a
+// run's sinks into one (Fanout): the Aggregator, load.Encoder and
+// JTLWriter are each safe for concurrent use, so a run's workers feed
+// them directly.
 //
 // The Aggregator is the metrics stage of the pipeline (executor → result
 // stream → aggregators → reporters). It keeps no per-request record: every

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"ratelab/load"
 )
@@ -17,17 +18,21 @@ const JTLHeader = "timeStamp,elapsed,label,responseCode,responseMessage,threadNa
 
 // JTLWriter writes results as JMeter's default CSV (a .jtl file), so that
 // JMeter's dashboard generator (jmeter -g file.jtl -o dir) and other JTL
-// tools can read ratelab's results. Create one with NewJTLWriter; it is
-// not safe for concurrent use. Output is buffered: call Flush at the end.
+// tools can read ratelab's results. Create one with NewJTLWriter. It is
+// safe for concurrent use: a run's workers can write to it directly (see
+// Sink), each result on a line of its own. Output is buffered: call Flush
+// at the end. After the first write error every call returns that error.
 //
 // Mapping: timeStamp is the send time (epoch ms); elapsed, Latency
 // (time to first byte), IdleTime (the Retry-After wait before the request)
 // and Connect are whole milliseconds; threadName is "Thread Group 1-N";
 // a network error gets JMeter's "Non HTTP response code/message" form.
 type JTLWriter struct {
+	mu     sync.Mutex
 	w      *bufio.Writer
 	header bool
-	line   []byte
+	line   []byte // reused for each line, under mu
+	err    error  // the first write error
 }
 
 // NewJTLWriter returns a JTLWriter that writes to w, starting with the
@@ -36,13 +41,18 @@ func NewJTLWriter(w io.Writer) *JTLWriter {
 	return &JTLWriter{w: bufio.NewWriter(w)}
 }
 
+// Sink returns Write as a load.Sink; a write error is kept for Flush.
+func (j *JTLWriter) Sink() load.Sink { return func(r *load.Result) { _ = j.Write(r) } }
+
 // Write writes one result as a CSV line.
 func (j *JTLWriter) Write(r *load.Result) error {
-	if !j.header {
-		j.header = true
-		if _, err := j.w.WriteString(JTLHeader + "\n"); err != nil {
-			return fmt.Errorf("write jtl: %w", err)
-		}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err != nil {
+		return j.err
+	}
+	if err := j.writeHeader(); err != nil {
+		return err
 	}
 	code, msg := strconv.Itoa(r.Status), http.StatusText(r.Status)
 	if r.Status == 0 {
@@ -84,24 +94,39 @@ func (j *JTLWriter) Write(r *load.Result) error {
 	b = append(b, '\n')
 	j.line = b
 	if _, err := j.w.Write(b); err != nil {
-		return fmt.Errorf("write jtl: %w", err)
+		j.err = fmt.Errorf("write jtl: %w", err)
 	}
-	return nil
+	return j.err
+}
+
+// writeHeader writes the header line once, before the first result.
+func (j *JTLWriter) writeHeader() error {
+	if j.header {
+		return nil
+	}
+	j.header = true
+	if _, err := j.w.WriteString(JTLHeader + "\n"); err != nil {
+		j.err = fmt.Errorf("write jtl: %w", err)
+	}
+	return j.err
 }
 
 // Flush writes any buffered data (and the header, if no result was
-// written) to the underlying writer.
+// written) to the underlying writer. It returns the first error of any
+// Write or Flush.
 func (j *JTLWriter) Flush() error {
-	if !j.header {
-		j.header = true
-		if _, err := j.w.WriteString(JTLHeader + "\n"); err != nil {
-			return fmt.Errorf("write jtl: %w", err)
-		}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err != nil {
+		return j.err
+	}
+	if err := j.writeHeader(); err != nil {
+		return err
 	}
 	if err := j.w.Flush(); err != nil {
-		return fmt.Errorf("flush jtl: %w", err)
+		j.err = fmt.Errorf("flush jtl: %w", err)
 	}
-	return nil
+	return j.err
 }
 
 // appendCSV appends a field quoted as JMeter's CSVSaveService quotes it:

@@ -151,7 +151,7 @@ func analyzeGroup(g *ThreadGroup, env *exprEnv) groupAnalysis {
 	// instant server (what JMeter does when the server keeps up).
 	switch {
 	case ctt != nil:
-		timer := &load.ThroughputTimer{Mode: load.ThroughputMode(ctt.Mode), PerMinute: ctt.PerMinute}
+		timer := &load.ThroughputTimer{Mode: ctt.Mode, PerMinute: ctt.PerMinute}
 		// Steady state: the second minute's samples, so the undelayed
 		// first samples of every thread do not count.
 		twoMin := load.SimulateThroughput(timer, g.Threads, 0, 2*time.Minute) * 2
@@ -184,7 +184,7 @@ func analyzeGroup(g *ThreadGroup, env *exprEnv) groupAnalysis {
 
 	// Pitfalls.
 	if ctt != nil {
-		if ctt.Mode == 0 && g.Threads > 1 {
+		if ctt.Mode == load.ThisThread && g.Threads > 1 {
 			ga.pitfalls = append(ga.pitfalls, Pitfall{
 				ID: "ctt-per-thread",
 				Message: fmt.Sprintf("the Constant Throughput Timer's mode 'this thread only' (JMeter's default) paces each of the %d threads to %s/min on its own: %s req/s in all, not %s req/s",
@@ -198,7 +198,7 @@ func analyzeGroup(g *ThreadGroup, env *exprEnv) groupAnalysis {
 				num(ctt.PerMinute), num(ctt.PerMinute/60)),
 			Fix: fmt.Sprintf("state rates per second where you can: ratelab load --rate %s/s", num(ctt.PerMinute/60)),
 		})
-		if load.ThroughputMode(ctt.Mode).Shared() {
+		if ctt.Mode.Shared() {
 			us := 60_000_000 / ctt.PerMinute
 			if ms := math.Floor(math.Floor(us+0.5) / 1000); ms > 0 && math.Abs(ms*1000-us) > us/100 {
 				ga.pitfalls = append(ga.pitfalls, Pitfall{
@@ -309,7 +309,7 @@ func startupBurst(g *ThreadGroup, ctt *Timer) int {
 	start := time.Unix(1_700_000_000, 0)
 	var timer *load.ThroughputTimer
 	if ctt != nil {
-		timer = &load.ThroughputTimer{Mode: load.ThroughputMode(ctt.Mode), PerMinute: ctt.PerMinute}
+		timer = &load.ThroughputTimer{Mode: ctt.Mode, PerMinute: ctt.PerMinute}
 	}
 	delay := constantDelay(g)
 	state := make([]load.ThroughputThread, g.Threads)

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"ratelab/load"
 )
 
 // Plan is a JMeter test plan as ratelab understands it.
@@ -119,7 +121,7 @@ type Timer struct {
 	// PerMinute and Mode for a Constant Throughput Timer: the target in
 	// samples per minute and JMeter's calcMode 0–4.
 	PerMinute float64
-	Mode      int
+	Mode      load.ThroughputMode
 	// Delay (and Range, for a Uniform Random Timer) for the others.
 	Delay time.Duration
 	Range time.Duration
@@ -146,24 +148,24 @@ var calcModeNames = []string{
 	"all active threads in current thread group (shared)",
 }
 
-// CalcModeName returns JMeter's name for a calcMode.
-func CalcModeName(mode int) string {
-	if mode >= 0 && mode < len(calcModeNames) {
+// CalcModeName returns JMeter's name for a calcMode, as its GUI shows it.
+func CalcModeName(mode load.ThroughputMode) string {
+	if mode >= 0 && int(mode) < len(calcModeNames) {
 		return calcModeNames[mode]
 	}
-	return "mode " + strconv.Itoa(mode)
+	return "mode " + strconv.Itoa(int(mode))
 }
 
 // parseCalcMode reads calcMode as an integer or, in plans saved by older
 // JMeter versions, as its (English) name.
-func parseCalcMode(s string) (int, bool) {
+func parseCalcMode(s string) (load.ThroughputMode, bool) {
 	s = strings.TrimSpace(s)
 	if n, err := strconv.Atoi(s); err == nil && n >= 0 && n < len(calcModeNames) {
-		return n, true
+		return load.ThroughputMode(n), true
 	}
 	for i, name := range calcModeNames {
 		if strings.EqualFold(s, name) {
-			return i, true
+			return load.ThroughputMode(i), true
 		}
 	}
 	return 0, false

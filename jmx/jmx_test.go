@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"ratelab/load"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -80,6 +82,32 @@ func TestAnalyzeGolden(t *testing.T) {
 			}
 			golden(t, "analysis-"+name+".golden", append(b, '\n'))
 		})
+	}
+}
+
+// TestTimerModeIsThroughputMode checks that a timer's calcMode is read as
+// the load engine's mode, one type for one idea (it was a plain int).
+func TestTimerModeIsThroughputMode(t *testing.T) {
+	for src, want := range map[string]load.ThroughputMode{
+		`<intProp name="calcMode">0</intProp>`:                                 load.ThisThread,
+		`<intProp name="calcMode">1</intProp>`:                                 load.AllThreads,
+		`<intProp name="calcMode">4</intProp>`:                                 load.GroupShared,
+		`<stringProp name="calcMode">all active threads (shared)</stringProp>`: load.AllThreadsShared,
+	} {
+		var got []load.ThroughputMode
+		for _, sm := range readPlan(t, withCalcMode(t, src)).Groups[0].Samplers {
+			for _, tm := range sm.Timers {
+				if tm.Kind == ConstantThroughput {
+					got = append(got, tm.Mode)
+				}
+			}
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("%s: timer modes %v, want [%v]", src, got, want)
+		}
+		if CalcModeName(want) == "" || strings.HasPrefix(CalcModeName(want), "mode ") {
+			t.Errorf("%v has no JMeter name", want)
+		}
 	}
 }
 

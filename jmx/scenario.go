@@ -1,10 +1,11 @@
 package jmx
 
 import (
+	"bytes"
 	"encoding/csv"
 	"fmt"
+	"io"
 	"net/url"
-	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -58,7 +59,7 @@ func (p *Plan) Scenario(opts Options) (*load.Scenario, []Warning, error) {
 		if err != nil {
 			return nil, warns, fmt.Errorf("constant throughput timer %s: %w", ctt.Path, err)
 		}
-		w.Throughput, w.ThroughputMode = r, load.ThroughputMode(ctt.Mode)
+		w.Throughput, w.ThroughputMode = r, ctt.Mode
 	}
 	if len(g.CSV) > 0 {
 		c := g.CSV[0]
@@ -93,60 +94,72 @@ func (p *Plan) Scenario(opts Options) (*load.Scenario, []Warning, error) {
 
 // FixOptions say how FixedScenario corrects a plan.
 type FixOptions struct {
-	// DataFile is where FixedScenario writes the CSV of per-thread resource
-	// ids when the plan writes one resource from every thread.
-	DataFile string
 	// Resources is how many distinct resources to spread writes over;
 	// default: the number of threads.
 	Resources int
 }
 
+// Fixed is a plan corrected by FixedScenario.
+type Fixed struct {
+	Scenario *load.Scenario
+	// Data holds the per-thread resource ids that the corrected requests
+	// read ({{.scriptId}} and the like), in memory: pass it to
+	// Scenario.Compile. It is nil when no write path is the same for every
+	// thread.
+	Data *load.DataSet
+	// Changes lists what was changed, in words.
+	Changes []string
+}
+
 // FixedScenario returns the plan corrected for its pitfalls: one global
 // schedule at the rate the timer was meant to produce (an open model, so
 // no start-up burst and no per-thread multiplication), the same number of
-// requests, writes spread over per-thread resources (ids written to
-// fix.DataFile), and Retry-After honoured. The second result lists what
-// was changed, in words.
-func (p *Plan) FixedScenario(opts Options, fix FixOptions) (*load.Scenario, []string, error) {
+// requests, writes spread over per-thread resources (their ids in
+// Fixed.Data), and Retry-After honoured. It writes no file.
+func (p *Plan) FixedScenario(opts Options, fix FixOptions) (*Fixed, error) {
 	s, _, err := p.Scenario(opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	g := p.Groups[0]
 	a := Analyze(p, opts)
-	var changes []string
+	out := &Fixed{Scenario: s}
 	w := &s.Workload
 	if a.IntendedRPS != nil && *a.IntendedRPS > 0 {
 		rate, err := limit.RateOf(*a.IntendedRPS, time.Second)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		total := w.Loops * w.Threads * len(s.Requests)
 		*w = load.Workload{Rate: rate, Duration: w.Duration, MaxWorkers: max(w.Threads, 1)}
 		if total > 0 {
 			w.Loops = total
 		}
-		changes = append(changes, fmt.Sprintf("one global schedule at %s req/s (the timer's target), no per-thread multiplication and no start-up burst", num(*a.IntendedRPS)))
+		out.Changes = append(out.Changes, fmt.Sprintf("one global schedule at %s req/s (the timer's target), no per-thread multiplication and no start-up burst", num(*a.IntendedRPS)))
 	} else if g.RampUp == 0 && g.Threads > 1 {
 		w.RampUp = time.Duration(g.Threads) * time.Second
-		changes = append(changes, fmt.Sprintf("ramp-up %v instead of 0", w.RampUp))
+		out.Changes = append(out.Changes, fmt.Sprintf("ramp-up %v instead of 0", w.RampUp))
 	}
 	s.RetryAfter = load.RetryHonor
-	changes = append(changes, "Retry-After honoured")
+	out.Changes = append(out.Changes, "Retry-After honoured")
 
 	// Spread writes over resources: every fixed variable in a write path
-	// becomes a column of a generated CSV, one row per resource.
+	// becomes a column of a generated data set, one row per resource.
 	env := planEnv(p, opts)
 	vars := sameResourceVars(p, g, env)
-	if len(vars) > 0 && fix.DataFile != "" {
+	if len(vars) > 0 {
 		n := fix.Resources
 		if n <= 0 {
 			n = max(g.Threads, 1)
 		}
-		if err := writeResourceCSV(fix.DataFile, vars, env, n); err != nil {
-			return nil, nil, err
+		var buf bytes.Buffer
+		if err := writeResourceCSV(&buf, vars, env, n); err != nil {
+			return nil, err
 		}
-		// Re-translate the requests with the variables bound to the CSV.
+		if out.Data, err = load.ReadData(&buf, load.DataShared); err != nil {
+			return nil, fmt.Errorf("resource ids: %w", err)
+		}
+		// Re-translate the requests with the variables bound to the data.
 		for _, v := range vars {
 			delete(env.vars, v)
 			env.csv[v] = true
@@ -155,14 +168,14 @@ func (p *Plan) FixedScenario(opts Options, fix FixOptions) (*load.Scenario, []st
 		for _, sm := range g.Samplers {
 			r, err := requestOf(sm, env)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			s.Requests = append(s.Requests, r)
 		}
-		s.Data, s.DataMode = fix.DataFile, load.DataShared
-		changes = append(changes, fmt.Sprintf("writes spread over %d resources (%s from %s)", n, strings.Join(vars, ", "), fix.DataFile))
+		s.Data, s.DataMode = "", load.DataShared
+		out.Changes = append(out.Changes, fmt.Sprintf("writes spread over %d resources (%s, one per row of generated ids)", n, strings.Join(vars, ", ")))
 	}
-	return s, changes, nil
+	return out, nil
 }
 
 var varRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}`)
@@ -191,15 +204,11 @@ func sameResourceVars(p *Plan, g *ThreadGroup, env *exprEnv) []string {
 
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
-// writeResourceCSV writes n rows of ids derived from each variable's
-// value: a UUID keeps its form with the row number in its last digits,
-// anything else gets "-N" appended.
-func writeResourceCSV(path string, vars []string, env *exprEnv, n int) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("write resource ids: %w", err)
-	}
-	cw := csv.NewWriter(f)
+// writeResourceCSV writes a header naming vars and n rows of ids derived
+// from each variable's value: a UUID keeps its form with the row number in
+// its last digits, anything else gets "-N" appended.
+func writeResourceCSV(w io.Writer, vars []string, env *exprEnv, n int) error {
+	cw := csv.NewWriter(w)
 	_ = cw.Write(vars)
 	for i := 1; i <= n; i++ {
 		row := make([]string, len(vars))
@@ -215,10 +224,6 @@ func writeResourceCSV(path string, vars []string, env *exprEnv, n int) error {
 	}
 	cw.Flush()
 	if err := cw.Error(); err != nil {
-		f.Close()
-		return fmt.Errorf("write resource ids: %w", err)
-	}
-	if err := f.Close(); err != nil {
 		return fmt.Errorf("write resource ids: %w", err)
 	}
 	return nil

@@ -2,7 +2,6 @@ package jmx
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,12 +49,18 @@ func TestScenarioGolden(t *testing.T) {
 }
 
 func TestFixedScenario(t *testing.T) {
+	// FixedScenario writes no file: the ids it generates come back in
+	// memory (it used to write a CSV that callers had to clean up).
 	p := readPlan(t, reference(t))
-	ids := filepath.Join(t.TempDir(), "ids.csv")
-	s, changes, err := p.FixedScenario(refProps, FixOptions{DataFile: ids})
+	t.Chdir(t.TempDir())
+	fixed, err := p.FixedScenario(refProps, FixOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if left, _ := os.ReadDir("."); len(left) != 0 {
+		t.Fatalf("FixedScenario wrote %v", left)
+	}
+	s := fixed.Scenario
 	w := s.Workload
 	if !w.Open() || w.Rate.PerSecond() != 10 || w.Loops != 2000 || s.RetryAfter != load.RetryHonor {
 		t.Fatalf("fixed workload %+v retry %v", w, s.RetryAfter)
@@ -63,16 +68,25 @@ func TestFixedScenario(t *testing.T) {
 	if got := s.Requests[0].URL; got != "http://127.0.0.1:8080/api/v2/architect/scripts/{{.scriptId}}" {
 		t.Fatalf("fixed URL %q", got)
 	}
-	b, err := os.ReadFile(ids)
-	if err != nil {
-		t.Fatal(err)
+	if s.Data != "" {
+		t.Fatalf("fixed scenario names a data file %q", s.Data)
 	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) != 21 || lines[0] != "scriptId" || lines[1] != "00000000-0000-0000-0000-000000000001" || lines[20] != "00000000-0000-0000-0000-000000000014" {
-		t.Fatalf("ids file:\n%s", b)
+	d := fixed.Data
+	if d.Len() != 20 || d.Columns()["scriptId"] != 0 {
+		t.Fatalf("ids: %d rows, columns %v", d.Len(), d.Columns())
 	}
-	if len(changes) != 3 {
-		t.Fatalf("changes %q", changes)
+	var ids []string
+	for range d.Len() {
+		ids = append(ids, d.Next(0)[0])
+	}
+	if ids[0] != "00000000-0000-0000-0000-000000000001" || ids[19] != "00000000-0000-0000-0000-000000000014" {
+		t.Fatalf("ids %q", ids)
+	}
+	if len(fixed.Changes) != 3 {
+		t.Fatalf("changes %q", fixed.Changes)
+	}
+	if _, err := s.Compile(d); err != nil {
+		t.Fatalf("the fixed scenario does not compile with its ids: %v", err)
 	}
 	y, err := ScenarioYAML(s)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"ratelab/jmx"
+	"ratelab/load"
 )
 
 func init() {
@@ -134,4 +135,46 @@ func writeAnalysis(w io.Writer, path string, a *jmx.Analysis) {
 	if !a.Faithful {
 		fmt.Fprintln(w, "\nratelab cannot run this plan exactly as JMeter would: see the warnings above.")
 	}
+}
+
+// jmxScenario reads the --jmx plan and returns its scenario, faithful or
+// (--fix) corrected. What cannot be run as JMeter would is said on stderr
+// before anything is sent. A corrected plan comes with the data set of
+// resource ids its requests read, held in memory.
+func (f *loadFlags) jmxScenario(env *environ) (*load.Scenario, *load.DataSet, error) {
+	plan, err := readPlanFile(f.jmx)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := jmx.Options{Properties: f.jmxProps}
+	a := jmx.Analyze(plan, opts)
+	for _, w := range a.Warnings {
+		if w.Unfaithful {
+			fmt.Fprintf(env.stderr, "warning: %s\n", w)
+		}
+	}
+	if !f.fix {
+		s, warns, err := plan.Scenario(opts)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", f.jmx, err)
+		}
+		for _, w := range warns {
+			fmt.Fprintf(env.stderr, "warning: %s\n", w)
+		}
+		if !a.Faithful || len(warns) > 0 {
+			fmt.Fprintln(env.stderr, "warning: ratelab cannot run this plan exactly as JMeter would (see above)")
+		}
+		for _, l := range a.Effective {
+			fmt.Fprintf(env.stderr, "plan: %s\n", l)
+		}
+		return s, nil, nil
+	}
+	fixed, err := plan.FixedScenario(opts, jmx.FixOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", f.jmx, err)
+	}
+	for _, c := range fixed.Changes {
+		fmt.Fprintf(env.stderr, "fix: %s\n", c)
+	}
+	return fixed.Scenario, fixed.Data, nil
 }

@@ -57,9 +57,16 @@ func TestLoadJMX(t *testing.T) {
 	if !sleepCtx(t.Context(), srv.settle) {
 		t.Fatal("cancelled")
 	}
+	// The fix's resource ids stay in memory: nothing is left in the
+	// temporary directory (a ratelab-fix-* directory used to be).
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	fixed := run("--fix", "--loops", "0", "--duration", "2s")
 	if fixed.Requests < 15 || fixed.RateLimit.Count429 != 0 {
 		t.Fatalf("fixed run: %d requests, %d 429s; want about 20 and none", fixed.Requests, fixed.RateLimit.Count429)
+	}
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+		t.Fatalf("load --fix left %v in TMPDIR (%v)", left, err)
 	}
 }
 

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/oauth2/clientcredentials"
+
+	"ratelab/diagnose"
+	"ratelab/httpapi"
+	"ratelab/limit"
+	"ratelab/load"
+	"ratelab/report"
+	"ratelab/sqlite"
+)
+
+// demoServer is the embedded server and a token for it.
+type demoServer struct {
+	base   string
+	token  string
+	settle time.Duration
+	http   *http.Client
+	close  func()
+}
+
+func startDemoServer(ctx context.Context, dir string) (*demoServer, error) {
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "ratelab.db"))
+	if err != nil {
+		return nil, err
+	}
+	org, err := db.EnsureOrg(ctx, "default")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	client, secret, err := db.CreateClient(ctx, org.ID, "", "")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	srv, err := httpapi.NewServer(httpapi.Config{Scripts: db, Auth: db, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := srv.Open("127.0.0.1:0"); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &demoServer{base: "http://" + srv.Addr(), http: &http.Client{Timeout: 10 * time.Second}}
+	s.close = func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		db.Close()
+	}
+	cc := clientcredentials.Config{ClientID: client.ID, ClientSecret: secret, TokenURL: s.base + "/oauth/token"}
+	tok, err := cc.Token(ctx)
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("token: %w", err)
+	}
+	s.token = tok.AccessToken
+	// The longest refill window of the policies that apply, so runs start
+	// from full buckets.
+	lim, err := s.limits(ctx, "")
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.settle = diagnose.Settle(lim.Policies)
+	return s, nil
+}
+
+// limits reads GET /api/v2/ratelimits, as any client of the API can.
+func (s *demoServer) limits(ctx context.Context, scriptID string) (*httpapi.RateLimits, error) {
+	u := s.base + "/api/v2/ratelimits"
+	if scriptID != "" {
+		u += "?scriptId=" + scriptID
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /api/v2/ratelimits: %s", resp.Status)
+	}
+	var out httpapi.RateLimits
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("GET /api/v2/ratelimits: %w", err)
+	}
+	return &out, nil
+}
+
+// scriptLimit returns the tightest per-script policy the server advertises
+// for the first script of data.
+func (s *demoServer) scriptLimit(ctx context.Context, data *load.DataSet) (*limit.Policy, error) {
+	row := data.Next(0)
+	if len(row) == 0 {
+		return nil, errors.New("no script ids")
+	}
+	lim, err := s.limits(ctx, row[0])
+	if err != nil {
+		return nil, err
+	}
+	return diagnose.ScriptLimit(lim.Policies, row[0])
+}
+
+// bulkItem is one script update of a bulk request's body.
+type bulkItem struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Text string `json:"text"`
+}
+
+// bulkBody returns the body template of a bulk request that updates each
+// distinct script id of data once (up to httpapi.MaxBulkItems), and how
+// many it updates. The text is a template the engine renders per request.
+func bulkBody(data *load.DataSet) (string, int, error) {
+	var items []bulkItem
+	seen := map[string]bool{}
+	for range data.Len() {
+		row := data.Next(0)
+		if len(row) == 0 || seen[row[0]] {
+			continue
+		}
+		seen[row[0]] = true
+		items = append(items, bulkItem{ID: row[0], Name: "Load test script", Text: "bulk update {{.Seq}} at {{now}}"})
+	}
+	items = items[:min(len(items), httpapi.MaxBulkItems)]
+	b, err := json.Marshal(struct {
+		Scripts []bulkItem `json:"scripts"`
+	}{items})
+	return string(b), len(items), err
+}
+
+// bulkScenario builds the bulk run: one request per tick carrying an
+// update for every script in data.
+func bulkScenario(s *demoServer, data *load.DataSet, perScript *limit.Policy, d time.Duration) (*load.Scenario, int, error) {
+	body, n, err := bulkBody(data)
+	if err != nil {
+		return nil, 0, err
+	}
+	sc := &load.Scenario{
+		Name:       "bulk",
+		RetryAfter: load.RetryHonor,
+		Workload:   load.Workload{Rate: perScript.Rate, Duration: d, MaxWorkers: 10},
+		Requests: []load.RequestSpec{{
+			Name: "POST bulk", Method: http.MethodPost, URL: s.base + "/api/v2/architect/scripts/bulk",
+			Headers: []load.Header{{Name: "Content-Type", Value: "application/json"}, {Name: "Authorization", Value: "Bearer " + s.token}},
+			Body:    body,
+		}},
+	}
+	return sc, n, nil
+}
+
+// demoLoad runs one scenario and summarizes it.
+func demoLoad(ctx context.Context, sc *load.Scenario, data *load.DataSet, title string, target float64) (*report.Summary, error) {
+	plan, err := sc.Compile(data)
+	if err != nil {
+		return nil, err
+	}
+	client, err := load.NewClient(ctx, load.ClientConfig{Timeout: 10 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	model := diagnose.TargetOf(&sc.Workload, len(plan.Targets)).Model
+	agg := report.NewAggregator(report.Config{TargetRPS: target, Model: model, Title: title})
+	st, err := load.Run(ctx, load.Config{Plan: plan, Workload: sc.Workload, Client: client, RetryAfter: sc.RetryAfter, Sink: agg.Add})
+	if err != nil {
+		return nil, err
+	}
+	agg.SetDropped(int64(st.Dropped))
+	return agg.Summary(), nil
+}
+
+func writeHTMLFile(path string, s *report.Summary) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := report.WriteHTML(f, s); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// printRun prints a run's short summary.
+func printRun(w io.Writer, r *diagnose.Run) {
+	s := r.Summary
+	rl := s.RateLimit
+	fmt.Fprintf(w, "   %d requests in %.1f s: %.1f req/s", s.Requests, s.DurationS, s.AchievedRPS)
+	if s.TargetRPS != nil {
+		fmt.Fprintf(w, " (intended %s req/s)", diagnose.Number(*s.TargetRPS))
+	}
+	if r.UpdatesPerRequest > 1 {
+		fmt.Fprintf(w, ", %.1f script updates/s", r.UpdatesPerSecond())
+	}
+	fmt.Fprintln(w)
+	if rl.Count429 == 0 {
+		fmt.Fprintln(w, "   429: none")
+	} else {
+		fmt.Fprintf(w, "   429: %d (%.1f%%)", rl.Count429, 100*rl.Share429)
+		if rl.First429Request != nil && rl.First429S != nil {
+			fmt.Fprintf(w, ", the first at request #%d, %.0f ms into the run", *rl.First429Request+1, 1000**rl.First429S)
+		}
+		fmt.Fprintln(w)
+		if len(rl.ByPolicy) > 0 {
+			fmt.Fprintf(w, "   rejected by: %s\n", diagnose.ByPolicy(rl.ByPolicy))
+		}
+	}
+	fmt.Fprintf(w, "   report: %s\n\n", r.HTML)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

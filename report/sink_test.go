@@ -75,7 +75,7 @@ func TestFanout(t *testing.T) {
 	var enc bytes.Buffer
 	e := load.NewEncoder(&enc)
 	jtl := NewJTLWriter(&failAfter{n: 10})
-	sink := Fanout(agg.Add, nil, e.Sink(), jtl.Sink())
+	sink := Fanout(agg.Add, nil, func(r *load.Result) { _ = e.Encode(r) }, jtl.Sink())
 	rs := fixture()
 	var wg sync.WaitGroup
 	for _, r := range rs {

@@ -166,7 +166,7 @@ func execute(ctx context.Context, env *environ, f *loadFlags, s *load.Scenario, 
 	// errors for Flush below.
 	sinks := []load.Sink{func(r *load.Result) { agg.Add(r) }}
 	if out.results != nil {
-		sinks = append(sinks, out.results.Sink())
+		sinks = append(sinks, func(r *load.Result) { _ = out.results.Encode(r) })
 	}
 	if out.jtl != nil {
 		sinks = append(sinks, out.jtl.Sink())

@@ -30,6 +30,7 @@ const (
 	ETOOLARGE      = "payload_too_large"   // 413
 	EMEDIATYPE     = "unsupported_media_type"
 	ERATELIMITED   = "too_many_requests" // 429
+	EUNAVAILABLE   = "unavailable"       // 503: a dependency is unreachable; retry later
 	EINTERNAL      = "internal"          // 500: never carries internal detail
 )
 

@@ -42,7 +42,6 @@ var suite = []struct {
 	{"HealthMetricsOpenAPI", testHealthMetricsOpenAPI},
 	{"OpenAPIMatchesRoutes", testOpenAPIMatchesRoutes},
 	{"PolicyReload", testPolicyReload},
-	{"LimiterFallback", testLimiterFallback},
 	{"ShadowPolicy", testShadowPolicy},
 	{"TokenLimit", testTokenLimit},
 }
@@ -686,7 +685,7 @@ func testHealthMetricsOpenAPI(t *testing.T, lf limiterFactory) {
 		`ratelab_http_requests_total{method="GET",route="GET /api/v2/architect/scripts/{scriptId}",status="404"} 1`,
 		`ratelab_http_request_duration_seconds_bucket{method="GET",route="GET /api/v2/users"`,
 		`ratelab_limiter_decisions_total{outcome="allowed",policy="org-requests"} 2`,
-		`ratelab_limiter_fallback 0`,
+		`ratelab_limiter_degraded 0`,
 		`ratelab_store_errors_total 0`,
 	} {
 		if !strings.Contains(string(r.body), want) {
@@ -816,45 +815,28 @@ func testPolicyReload(t *testing.T, lf limiterFactory) {
 	}
 }
 
-// flaky is a limiter that fails while fail is set, to exercise the
-// server's fallback.
-type flaky struct {
-	fail  atomic.Bool
-	inner limit.Store
+// broken is a limiter whose every decision fails with a real error (not
+// an outage): a bug, a script Redis refuses.
+type broken struct{}
+
+func (broken) Decide(context.Context, *limit.Request, *limit.Decision) error {
+	return errors.New("script decided allowed=true, evaluate false")
 }
 
-func (f *flaky) Decide(ctx context.Context, req *limit.Request, d *limit.Decision) error {
-	if f.fail.Load() {
-		return errors.New("connection refused")
+// TestLimiterErrorNotHidden: a limiter error that is not an outage is an
+// internal error, logged and counted; the server no longer hides it by
+// deciding on a fallback of its own.
+func TestLimiterErrorNotHidden(t *testing.T) {
+	e := newEnv(t, nil, options{limiter: broken{}})
+	b := e.do("GET", "/api/v2/users", "", nil).want(500).errBody()
+	if b.Code != ratelab.EINTERNAL || b.Message != "Internal error." {
+		t.Fatalf("body %+v", b)
 	}
-	return f.inner.Decide(ctx, req, d)
-}
-
-// testLimiterFallback: while the limiter fails, the server decides on a
-// local store, so limits stay enforced, and says so in /metrics.
-func testLimiterFallback(t *testing.T, _ limiterFactory) {
-	clk := newClock()
-	f := &flaky{inner: limit.NewMemoryStore(limit.MemoryConfig{})}
-	e := newEnv(t, nil, options{clock: clk, limiter: f})
-	tok := e.token(e.client("acme"))
-	f.fail.Store(true)
-	for range 4 {
-		e.do("PUT", "/api/v2/architect/scripts/s", tok, map[string]any{"name": "n"}).hasLimitHeaders()
+	if v := metricValue(t, e.reg, "ratelab_limiter_errors_total", nil); v != 1 {
+		t.Fatalf("limiter errors %v, want 1", v)
 	}
-	e.do("PUT", "/api/v2/architect/scripts/s", tok, map[string]any{"name": "n"}).want(429)
-	if v := metricValue(t, e.reg, "ratelab_limiter_fallback", nil); v != 1 {
-		t.Fatalf("fallback gauge %v while failing", v)
-	}
-	if v := metricValue(t, e.reg, "ratelab_limiter_errors_total", nil); v != 5 {
-		t.Fatalf("limiter errors %v, want 5", v)
-	}
-	f.fail.Store(false)
-	e.do("GET", "/api/v2/users", tok, nil).want(200).hasLimitHeaders()
-	if v := metricValue(t, e.reg, "ratelab_limiter_fallback", nil); v != 0 {
-		t.Fatalf("fallback gauge %v after recovery", v)
-	}
-	if !strings.Contains(e.logs.String(), "limiter failed") || !strings.Contains(e.logs.String(), "limiter recovered") {
-		t.Fatalf("fallback not logged:\n%s", e.logs)
+	if !strings.Contains(e.logs.String(), "script decided allowed=true") {
+		t.Fatalf("limiter error not logged:\n%s", e.logs)
 	}
 }
 

@@ -71,6 +71,18 @@
 // Server.Reload (SIGHUP in ratelab serve) rereads the file and swaps the
 // set atomically; a bad file is logged and the old set stays.
 //
+// # Limiter failures
+//
+// The limiter store (Config.Limiter) owns its failures; the server adds no
+// fallback of its own. The Redis store fails open by default: while Redis
+// is unreachable it decides on a local in-memory store, so every replica
+// still enforces the policies on its own, /readyz answers 200 with
+// "status": "degraded" and "degraded": true, and ratelab_limiter_degraded
+// is 1. Configured to fail closed, it refuses to decide: every
+// rate-limited request is a 503 (code "unavailable") with Retry-After, and
+// /readyz is a 503. Any other limiter error is an internal error (500,
+// logged).
+//
 // # Other routes
 //
 // GET /api/v2/ratelimits reports every policy that applies to the caller

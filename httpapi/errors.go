@@ -21,9 +21,15 @@ var codes = map[string]int{
 	ratelab.ETOOLARGE:      http.StatusRequestEntityTooLarge,
 	ratelab.EMEDIATYPE:     http.StatusUnsupportedMediaType,
 	ratelab.ERATELIMITED:   http.StatusTooManyRequests,
+	ratelab.EUNAVAILABLE:   http.StatusServiceUnavailable,
 	ratelab.EINTERNAL:      http.StatusInternalServerError,
 	codeMethodNotAllowed:   http.StatusMethodNotAllowed,
 }
+
+// unavailableRetrySeconds is the Retry-After of a 503: about how long a
+// limiter store takes to notice that its backend is back (the Redis
+// store's health check runs every 500 ms).
+const unavailableRetrySeconds = 1
 
 // codeMethodNotAllowed is the code of a 405; the domain has no use for it.
 const codeMethodNotAllowed = "method_not_allowed"
@@ -105,6 +111,11 @@ func writeError(w http.ResponseWriter, err error) {
 			v += `, error="` + oe.kind + `"`
 		}
 		w.Header().Set("WWW-Authenticate", v)
+	}
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		// A dependency is down (the limiter failing closed, the database):
+		// a client should come back, not give up, and not hammer.
+		w.Header().Set("Retry-After", strconv.Itoa(unavailableRetrySeconds))
 	}
 	writeJSON(w, status, body)
 }

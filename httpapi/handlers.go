@@ -539,10 +539,13 @@ func (s *Server) handleRateLimits(c *call) error {
 	return nil
 }
 
-// Health is the body of /healthz and /readyz.
+// Health is the body of /healthz and /readyz. Degraded is set while the
+// limiter store's backend is unreachable and the store decides locally:
+// the replica still serves, with limits per process instead of shared.
 type Health struct {
-	Status string            `json:"status"`
-	Checks map[string]string `json:"checks,omitempty"`
+	Status   string            `json:"status"`
+	Degraded bool              `json:"degraded,omitempty"`
+	Checks   map[string]string `json:"checks,omitempty"`
 }
 
 func (s *Server) handleHealthz(c *call) error {
@@ -550,11 +553,11 @@ func (s *Server) handleHealthz(c *call) error {
 	return nil
 }
 
-// pinger is a limiter store that can report its backend's reachability.
-type pinger interface {
-	Ping(ctx context.Context) error
-}
-
+// handleReadyz reports whether the replica can serve. A limiter that fails
+// open is degraded, not unready: a load balancer that dropped every
+// replica at once because Redis blinked would turn a limiter outage into
+// a full outage. A limiter that fails closed admits nothing while its
+// backend is down, so the replica is unready.
 func (s *Server) handleReadyz(c *call) error {
 	ctx, cancel := context.WithTimeout(c.r.Context(), 2*time.Second)
 	defer cancel()
@@ -563,18 +566,18 @@ func (s *Server) handleReadyz(c *call) error {
 		s.log.Error("readyz: database unreachable", "err", err)
 		h.Status, h.Checks["database"] = "unavailable", "unreachable"
 	}
-	if p, ok := s.limiter.(pinger); ok {
-		if err := p.Ping(ctx); err != nil {
-			s.log.Error("readyz: limiter unreachable", "err", err)
-			h.Status, h.Checks["limiter"] = "unavailable", "unreachable"
+	if d, ok := s.limiter.(degrader); ok && d.Degraded() {
+		if d.FailsClosed() {
+			h.Status, h.Checks["limiter"] = "unavailable", "unreachable: failing closed"
+		} else {
+			h.Degraded, h.Checks["limiter"] = true, "degraded: deciding locally"
+			if h.Status == "ok" {
+				h.Status = "degraded"
+			}
 		}
-	} else if d, ok := s.limiter.(degrader); ok && d.Degraded() {
-		// Limits are still enforced, per process, by the store's fallback;
-		// the replica is not ready to share exact limits.
-		h.Status, h.Checks["limiter"] = "unavailable", "degraded: deciding locally"
 	}
 	status := http.StatusOK
-	if h.Status != "ok" {
+	if h.Status == "unavailable" {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(c.w, status, h)

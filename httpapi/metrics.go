@@ -3,7 +3,6 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,14 +17,13 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 	latency       *prometheus.HistogramVec
 	decisions     *prometheus.CounterVec
-	fallback      prometheus.GaugeFunc
+	degraded      prometheus.GaugeFunc
 	limiterErrors prometheus.Counter
 	storeErrors   prometheus.Counter
-	inFallback    atomic.Bool
 }
 
 // newMetrics registers the collectors. degraded reports whether the
-// limiter store itself runs on its fallback (the Redis store does).
+// limiter store's backend is unreachable (nil: it cannot be).
 func newMetrics(reg prometheus.Registerer, degraded func() bool) (*metrics, error) {
 	m := &metrics{}
 	*m = metrics{
@@ -42,25 +40,25 @@ func newMetrics(reg prometheus.Registerer, degraded func() bool) (*metrics, erro
 			Name: "ratelab_limiter_decisions_total",
 			Help: "Limiter verdicts per policy tier: allowed, rejected, or shadow_rejected (a shadow policy that would have rejected).",
 		}, []string{"policy", "outcome"}),
-		fallback: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "ratelab_limiter_fallback",
-			Help: "1 while the limiter store fails and decisions are taken by a local in-memory fallback.",
+		degraded: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ratelab_limiter_degraded",
+			Help: "1 while the limiter store's backend (Redis) is unreachable: decisions are taken per process by its local fallback, or, when it fails closed, refused with 503.",
 		}, func() float64 {
-			if m.inFallback.Load() || degraded != nil && degraded() {
+			if degraded != nil && degraded() {
 				return 1
 			}
 			return 0
 		}),
 		limiterErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ratelab_limiter_errors_total",
-			Help: "Limiter store failures.",
+			Help: "Decisions the limiter store could not take (503 while it fails closed, 500 otherwise).",
 		}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ratelab_store_errors_total",
 			Help: "Internal errors while serving requests (database and other store failures).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.decisions, m.fallback, m.limiterErrors, m.storeErrors} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.decisions, m.degraded, m.limiterErrors, m.storeErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -149,7 +149,7 @@ func OpenAPI() map[string]any {
 					"properties": obj{"id": str, "name": str, "email": str}}}, "total": integer}},
 				"RateLimits": obj{"type": "object", "properties": obj{"policies": obj{"type": "array", "items": ref("LimitState")}}},
 				"LimitState": limitState,
-				"Health":     obj{"type": "object", "properties": obj{"status": str, "checks": obj{"type": "object", "additionalProperties": str}}},
+				"Health":     obj{"type": "object", "properties": obj{"status": str, "degraded": obj{"type": "boolean"}, "checks": obj{"type": "object", "additionalProperties": str}}},
 				"Error":      errorBody,
 			},
 		},

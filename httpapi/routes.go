@@ -93,7 +93,7 @@ func apiRoutes() []route {
 		{method: "GET", pattern: "/healthz", handle: (*Server).handleHealthz,
 			summary: "The process is up", response: "Health", status: 200},
 		{method: "GET", pattern: "/readyz", handle: (*Server).handleReadyz,
-			summary: "The database and the limiter store are reachable", response: "Health", status: 200, errors: []int{503}},
+			summary: "The replica can serve: the database is reachable and the limiter decides (status degraded while it decides locally)", response: "Health", status: 200, errors: []int{503}},
 		{method: "GET", pattern: "/metrics", handle: (*Server).handleMetrics,
 			summary: "Prometheus metrics", response: "text", status: 200},
 		{method: "GET", pattern: "/openapi.json", handle: (*Server).handleOpenAPI,
@@ -314,7 +314,7 @@ func (s *Server) admit(c *call, unauthErr error) bool {
 	}
 	d := &lc.d
 	if err := s.decide(c.r.Context(), req, d); err != nil {
-		s.fail(c, fmt.Errorf("limiter: %w", err))
+		s.fail(c, err)
 		return false
 	}
 	s.metrics.countDecision(d)
@@ -360,24 +360,22 @@ func (s *Server) appendTiers(tiers []limit.Tier, p *Policy, c *call, authed bool
 	return tiers
 }
 
-// decide asks the limiter, and while it fails, the fallback store.
+// decide takes the limiter's decision. The limiter store owns its
+// failures (see Config.Limiter): the server adds no fallback of its own,
+// which would undo a store's choice to fail closed and hide real errors.
+// An unavailable store becomes EUNAVAILABLE (503 with Retry-After); any
+// other error stays internal.
 func (s *Server) decide(ctx context.Context, req *limit.Request, d *limit.Decision) error {
 	err := s.limiter.Decide(ctx, req, d)
-	if err == nil || s.fallback == nil {
-		if err == nil && s.metrics.inFallback.CompareAndSwap(true, false) {
-			s.log.Info("limiter recovered; leaving the local fallback")
-		}
-		return err
-	}
-	var ce *limit.CostError
-	if errors.Is(err, limit.ErrTooManyTiers) || errors.As(err, &ce) {
-		return err
+	if err == nil {
+		return nil
 	}
 	s.metrics.limiterErrors.Inc()
-	if s.metrics.inFallback.CompareAndSwap(false, true) {
-		s.log.Error("limiter failed; deciding with the local fallback until it recovers", "err", err)
+	if errors.Is(err, limit.ErrUnavailable) {
+		// Not logged per request: the store logs the outage once.
+		return fmt.Errorf("limiter: %w: %w", ratelab.Errorf(ratelab.EUNAVAILABLE, "The rate limiter is unavailable, so no request is admitted; retry later."), err)
 	}
-	return s.fallback.Decide(ctx, req, d)
+	return fmt.Errorf("limiter: %w", err)
 }
 
 // rejection builds the 429 body for a rejected decision.

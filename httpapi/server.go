@@ -35,11 +35,12 @@ type Config struct {
 	Scripts ratelab.ScriptService
 	Auth    ratelab.AuthService
 	// Limiter takes the rate-limit decisions. Default: a limit.MemoryStore.
+	// The store owns its failures: one that fails open (the Redis store by
+	// default) decides locally while its backend is down and returns no
+	// error; one that fails closed returns an error wrapping
+	// limit.ErrUnavailable, which the server answers with 503 and
+	// Retry-After. Any other error is internal (500, logged).
 	Limiter limit.Store
-	// Fallback takes decisions while Limiter fails (e.g. Redis is down),
-	// so limits stay enforced per process. Default: a limit.MemoryStore
-	// when Limiter is set; unused otherwise.
-	Fallback limit.Store
 	// Policies are the rate-limit policies. Default: those of PolicyFile
 	// when set, else DefaultPolicies().
 	Policies *Policies
@@ -59,10 +60,12 @@ type Config struct {
 	Now func() time.Time
 }
 
-// degrader is a limiter store that runs on a fallback of its own while its
-// backend is unreachable (the Redis store does).
+// degrader is a limiter store whose backend can be unreachable (the Redis
+// store): Degraded reports an outage, during which the store decides on a
+// local fallback or, when FailsClosed, refuses to decide.
 type degrader interface {
 	Degraded() bool
+	FailsClosed() bool
 }
 
 // Server is the ratelab HTTP API. The zero Server is not usable: create
@@ -74,7 +77,6 @@ type Server struct {
 	scripts  ratelab.ScriptService
 	auth     ratelab.AuthService
 	limiter  limit.Store
-	fallback limit.Store
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	metrics  *metrics
@@ -106,7 +108,6 @@ func NewServer(cfg Config) (*Server, error) {
 		scripts:    cfg.Scripts,
 		auth:       cfg.Auth,
 		limiter:    cfg.Limiter,
-		fallback:   cfg.Fallback,
 		log:        cfg.Logger,
 		reg:        cfg.Registry,
 		ttl:        cfg.TokenTTL,
@@ -117,8 +118,6 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if s.limiter == nil {
 		s.limiter = limit.NewMemoryStore(limit.MemoryConfig{})
-	} else if s.fallback == nil {
-		s.fallback = limit.NewMemoryStore(limit.MemoryConfig{})
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -43,6 +43,12 @@ const MaxTiers = 64
 // ErrTooManyTiers is returned for a request with more than MaxTiers tiers.
 var ErrTooManyTiers = errors.New("limit: too many tiers in one decision")
 
+// ErrUnavailable is wrapped by the error of a Store that cannot take
+// decisions because its backend is unreachable and that fails closed
+// rather than deciding locally. A server answers such a request as
+// temporarily unavailable (503), not as an internal failure.
+var ErrUnavailable = errors.New("limit: store unavailable")
+
 // CostError reports a request whose cost exceeds the burst of a
 // non-shadow policy: no amount of waiting would admit it.
 type CostError struct {

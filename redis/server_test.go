@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,83 +21,10 @@ import (
 	"ratelab/limit/limittest"
 )
 
-// server is a redis-server process of the test's own, on a loopback port,
-// with its files in a temporary directory.
-type server struct {
-	t     testing.TB
-	dir   string
-	addr  string
-	extra []string
-	cmd   *exec.Cmd
-}
-
-// startRedis starts a redis-server of the test's own. It skips the test when
-// redis-server is not installed, unless services are required.
-func startRedis(t testing.TB, extra ...string) *server {
+// startRedis starts a redis-server of the test's own.
+func startRedis(t testing.TB, extra ...string) *testenv.RedisServer {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if testenv.Required() {
-			t.Fatalf("redis-server is required but not installed: %v", err)
-		}
-		t.Skip("redis-server not installed")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	s := &server{t: t, dir: t.TempDir(), addr: addr, extra: extra}
-	s.start()
-	t.Cleanup(s.kill)
-	return s
-}
-
-func (s *server) port() string { _, p, _ := net.SplitHostPort(s.addr); return p }
-
-// start runs redis-server and waits until it answers PING.
-func (s *server) start() {
-	s.t.Helper()
-	args := append([]string{"--port", s.port(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log")}, s.extra...)
-	s.cmd = exec.Command("redis-server", args...)
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
-	}
-	c := goredis.NewClient(&goredis.Options{Addr: s.addr, MaxRetries: -1})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			s.t.Fatalf("redis-server on %s did not answer: %v\n%s", s.addr, err, log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// kill stops the server (also a stopped one) and waits for it to exit.
-func (s *server) kill() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGCONT)
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-	s.cmd = nil
-}
-
-func (s *server) signal(sig syscall.Signal) {
-	s.t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		s.t.Fatal(err)
-	}
+	return testenv.StartRedis(t, extra...)
 }
 
 // syncBuffer is an io.Writer for a logger shared by goroutines.
@@ -145,6 +69,13 @@ func (h *countHook) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 
 func (h *countHook) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
 	return next
+}
+
+// count returns how many commands of this name were sent.
+func (h *countHook) count(name string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n[name]
 }
 
 // scripts returns how many EVALSHA and EVAL commands were sent.
@@ -209,7 +140,7 @@ func hourlyReq(key string) *limit.Request {
 // script (SCRIPT FLUSH, a restart) and keeps its state across.
 func TestNoScript(t *testing.T) {
 	srv := startRedis(t)
-	c := goredis.NewClient(&goredis.Options{Addr: srv.addr})
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	hook := &countHook{}
 	c.AddHook(hook)
@@ -251,7 +182,7 @@ func TestNoScript(t *testing.T) {
 // TestOutage kills Redis under a fail-open store and brings it back.
 func TestOutage(t *testing.T) {
 	srv := startRedis(t)
-	c := goredis.NewClient(&goredis.Options{Addr: srv.addr})
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	hook := &countHook{}
 	c.AddHook(hook)
@@ -269,7 +200,7 @@ func TestOutage(t *testing.T) {
 	// Count from here: a slow warm-up may have degraded the store already.
 	warns0, states0 := strings.Count(logs.String(), "level=WARN"), len(states.get())
 
-	srv.kill()
+	srv.Kill()
 	// Many decisions meet the outage at once: every one is still taken,
 	// and the outage is logged once.
 	start := time.Now()
@@ -316,7 +247,7 @@ func TestOutage(t *testing.T) {
 		t.Errorf("outage logged %d times, want once:\n%s", n, logs.String())
 	}
 
-	srv.start()
+	srv.Start()
 	waitFor(t, "back on redis", 5*time.Second, func() bool { return !s.Degraded() })
 	if got := states.get()[states0:]; len(got) != 2 || !got[0] || got[1] {
 		t.Fatalf("state changes %v, want [true false]", got)
@@ -340,7 +271,7 @@ func TestOutage(t *testing.T) {
 // is down, without asking Redis each time, and recovers.
 func TestOutageFailClosed(t *testing.T) {
 	srv := startRedis(t)
-	c := goredis.NewClient(&goredis.Options{Addr: srv.addr})
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	hook := &countHook{}
 	c.AddHook(hook)
@@ -349,7 +280,7 @@ func TestOutageFailClosed(t *testing.T) {
 		HealthInterval: 20 * time.Millisecond, Logger: slogTo(&logs)})
 	warmUp(t, s)
 	warns0 := strings.Count(logs.String(), "level=WARN")
-	srv.kill()
+	srv.Kill()
 	var before int
 	for i := range 5 {
 		err := s.Decide(context.Background(), hourlyReq("k"), &limit.Decision{})
@@ -367,7 +298,7 @@ func TestOutageFailClosed(t *testing.T) {
 	if !s.Degraded() || strings.Count(logs.String(), "level=WARN")-warns0 != 1 {
 		t.Fatalf("degraded=%v, log:\n%s", s.Degraded(), logs.String())
 	}
-	srv.start()
+	srv.Start()
 	waitFor(t, "back on redis", 5*time.Second, func() bool { return !s.Degraded() })
 	if d := decide(t, s, hourlyReq("k")); !d.Allowed {
 		t.Fatal("rejected after recovery on an empty Redis")
@@ -385,7 +316,7 @@ func TestUnresponsive(t *testing.T) {
 
 func testUnresponsive(t *testing.T, ctxDeadlines bool) {
 	srv := startRedis(t)
-	c := goredis.NewClient(&goredis.Options{Addr: srv.addr, ContextTimeoutEnabled: ctxDeadlines})
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr(), ContextTimeoutEnabled: ctxDeadlines})
 	defer c.Close()
 	var logs syncBuffer
 	s := newStore(t, Config{Client: c, Timeout: 50 * time.Millisecond, HealthInterval: 20 * time.Millisecond, Logger: slogTo(&logs)})
@@ -393,7 +324,7 @@ func testUnresponsive(t *testing.T, ctxDeadlines bool) {
 		t.Fatalf("store.ctxDeadlines = %v, want %v", s.ctxDeadlines, ctxDeadlines)
 	}
 	warmUp(t, s)
-	srv.signal(syscall.SIGSTOP)
+	srv.Signal(syscall.SIGSTOP)
 	start := time.Now()
 	d := decide(t, s, hourlyReq("k"))
 	took := time.Since(start)
@@ -408,7 +339,7 @@ func testUnresponsive(t *testing.T, ctxDeadlines bool) {
 	if d := decide(t, s, hourlyReq("k")); !d.Allowed || d.Tiers[0].Remaining != 1 {
 		t.Fatalf("second on the fallback: %+v", d.Tiers[0])
 	}
-	srv.signal(syscall.SIGCONT)
+	srv.Signal(syscall.SIGCONT)
 	waitFor(t, "back on redis", 5*time.Second, func() bool { return !s.Degraded() })
 	// Back on Redis. The fallback's state is left behind, but the decision
 	// that timed out had reached Redis's socket before the freeze, and Redis
@@ -429,7 +360,7 @@ func TestCluster(t *testing.T) {
 	dir := t.TempDir()
 	srv := startRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"))
 	ctx := context.Background()
-	admin := goredis.NewClient(&goredis.Options{Addr: srv.addr})
+	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer admin.Close()
 	if err := admin.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
 		t.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
@@ -437,7 +368,7 @@ func TestCluster(t *testing.T) {
 	waitFor(t, "cluster_state:ok", 10*time.Second, func() bool {
 		return strings.Contains(admin.ClusterInfo(ctx).Val(), "cluster_state:ok")
 	})
-	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: []string{srv.addr}})
+	cc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: []string{srv.Addr()}})
 	defer cc.Close()
 	s := newStore(t, Config{Client: cc})
 
@@ -468,15 +399,20 @@ func TestCluster(t *testing.T) {
 
 // TestCloseStopsHealthCheck checks that Close ends the health check of a
 // degraded store promptly: the store then stays on its fallback even when
-// Redis comes back.
+// Redis comes back. Close waits for the health check to return, so once it
+// has returned no goroutine is left that could turn the store back, and
+// the test can check that directly instead of sleeping to see nothing
+// happen.
 func TestCloseStopsHealthCheck(t *testing.T) {
 	srv := startRedis(t)
-	c := goredis.NewClient(&goredis.Options{Addr: srv.addr})
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer c.Close()
+	hook := &countHook{}
+	c.AddHook(hook)
 	s := newStore(t, Config{Client: c, Timeout: 50 * time.Millisecond, HealthInterval: 20 * time.Millisecond,
 		Logger: slogTo(io.Discard)})
 	warmUp(t, s)
-	srv.kill()
+	srv.Kill()
 	decide(t, s, hourlyReq("k"))
 	if !s.Degraded() {
 		t.Fatal("not degraded after Redis died")
@@ -486,12 +422,28 @@ func TestCloseStopsHealthCheck(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("Close took %v", took)
 	}
-	srv.start()
-	time.Sleep(200 * time.Millisecond) // ten health intervals
-	if !s.Degraded() {
-		t.Fatal("a closed store went on checking Redis")
+	checking := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.checking
+	}
+	if checking() {
+		t.Fatal("health check still running after Close returned")
+	}
+	srv.Start()
+	pings := hook.count("ping")
+	// Another outage report on a closed store starts no health check.
+	s.markDown(errors.New("still down"))
+	if checking() {
+		t.Fatal("a closed store started a health check")
 	}
 	if d := decide(t, s, hourlyReq("k")); !d.Allowed {
 		t.Fatal("closed store stopped deciding")
+	}
+	if !s.Degraded() {
+		t.Fatal("a closed store went back to Redis")
+	}
+	if n := hook.count("ping"); n != pings {
+		t.Fatalf("a closed store pinged Redis %d times", n-pings)
 	}
 }

@@ -33,8 +33,9 @@ const (
 )
 
 // ErrUnavailable is returned, wrapped with the cause, by a fail-closed
-// Store while Redis is unreachable.
-var ErrUnavailable = errors.New("redis unavailable")
+// Store while Redis is unreachable. It is limit.ErrUnavailable, so that a
+// server needs no knowledge of Redis to answer 503.
+var ErrUnavailable = limit.ErrUnavailable
 
 // Config configures a Store. Only Client is required.
 type Config struct {
@@ -171,6 +172,23 @@ func New(cfg Config) (*Store, error) {
 // Degraded reports whether Redis is currently considered unreachable, so
 // that decisions go to the fallback (or fail, with FailClosed).
 func (s *Store) Degraded() bool { return s.degraded.Load() }
+
+// Check asks Redis, within the Store's timeout, whether it is reachable.
+// When it is not, the Store turns degraded as after a failed decision, and
+// its health check turns it back once Redis answers: a server can start
+// while Redis is down and move to it when it appears. The error wraps
+// ErrUnavailable.
+func (s *Store) Check() error {
+	if err := s.ping(); err != nil {
+		s.markDown(err)
+		return fmt.Errorf("redis store: %w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// FailsClosed reports whether the Store was configured with FailClosed:
+// while degraded, its decisions fail instead of being taken locally.
+func (s *Store) FailsClosed() bool { return s.failClosed }
 
 // Close stops the background health check. It does not close the Redis
 // client or the fallback. The Store stays usable, but a Store that is

@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -37,7 +36,14 @@ in org "default" and prints its id and secret once to stderr. SIGHUP
 reloads --policies; SIGTERM drains in-flight requests (up to 10 s).
 
 Every flag has an environment fallback: RATELAB_ADDR, RATELAB_DB,
-RATELAB_REDIS, RATELAB_POLICIES, RATELAB_LOG_FORMAT, RATELAB_BOOTSTRAP_CLIENT.`
+RATELAB_REDIS, RATELAB_REDIS_FAILURE, RATELAB_POLICIES, RATELAB_LOG_FORMAT,
+RATELAB_BOOTSTRAP_CLIENT.
+
+While Redis is unreachable (also when serve starts without it), the
+limiter fails open by default: each replica enforces the policies on its
+own, /readyz answers 200 with "degraded": true. With --redis-failure
+closed it admits nothing and answers 503 with Retry-After instead. Either
+way it moves to Redis as soon as Redis answers.`
 
 // database is what the server needs of a storage package.
 type database interface {
@@ -78,6 +84,7 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 	addr := fs.String("addr", envDefault(env, "RATELAB_ADDR", "127.0.0.1:8080"), "listen `address`")
 	dbSpec := fs.String("db", envDefault(env, "RATELAB_DB", "sqlite:./ratelab.db"), "database: sqlite:PATH or a postgres:// `URL`")
 	redisURL := fs.String("redis", envDefault(env, "RATELAB_REDIS", ""), "Redis `URL` (redis://…) for limits shared by several replicas; empty: in memory")
+	redisFailure := fs.String("redis-failure", envDefault(env, "RATELAB_REDIS_FAILURE", "open"), "while Redis is unreachable: `open` (decide locally, per replica) or closed (503, admit nothing)")
 	policyFile := fs.String("policies", envDefault(env, "RATELAB_POLICIES", ""), "YAML policy `file` replacing the built-in defaults; reloaded on SIGHUP")
 	logFormat := fs.String("log-format", envDefault(env, "RATELAB_LOG_FORMAT", "text"), "log `format`: text or json")
 	bootstrap := fs.String("bootstrap-client", envDefault(env, "RATELAB_BOOTSTRAP_CLIENT", ""), "create this OAuth client in org \"default\" if missing, as `ID:SECRET`")
@@ -90,6 +97,9 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 	log, err := newLogger(env.stderr, *logFormat)
 	if err != nil {
 		return err
+	}
+	if *redisFailure != "open" && *redisFailure != "closed" {
+		return fmt.Errorf("--redis-failure %q: want open or closed", *redisFailure)
 	}
 	// Validate the policies before touching the database, so a typo fails
 	// fast with the file, policy and field named.
@@ -125,17 +135,14 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 		opts.ContextTimeoutEnabled = true
 		client := goredis.NewClient(opts)
 		defer client.Close()
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = client.Ping(pctx).Err()
-		cancel()
-		if err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
-		store, err := redis.New(redis.Config{Client: client, Logger: log})
+		store, err := redis.New(redis.Config{Client: client, Logger: log, FailClosed: *redisFailure == "closed"})
 		if err != nil {
 			return err
 		}
 		defer store.Close()
+		// Redis being down is no reason not to start: the store decides as
+		// configured until its health check finds Redis (it logs both).
+		store.Check()
 		cfg.Limiter = store
 	}
 	reg := prometheus.NewRegistry()
@@ -154,11 +161,11 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 	if err := srv.Open(*addr); err != nil {
 		return err
 	}
-	limiter := "memory"
+	attrs := []any{"db", dbKind(*dbSpec), "limiter", "memory"}
 	if *redisURL != "" {
-		limiter = "redis"
+		attrs = append(attrs[:2], "limiter", "redis", "redis_failure", *redisFailure)
 	}
-	log.Info("ratelab serve: listening on "+srv.URL(), "db", dbKind(*dbSpec), "limiter", limiter, "policies", srv.Policies().Source)
+	log.Info("ratelab serve: listening on "+srv.URL(), append(attrs, "policies", srv.Policies().Source)...)
 	for {
 		select {
 		case <-hup:

@@ -1,5 +1,7 @@
 // Package testenv gives tests the real services they need: the URLs of the
-// Redis and PostgreSQL servers that .ci/run starts.
+// Redis and PostgreSQL servers that .ci/run starts, and redis-server
+// processes of a test's own (StartRedis) for tests that kill or freeze
+// Redis.
 //
 // A test that needs a service calls RedisURL or PostgresURL. When the
 // service is not configured the test is skipped on a developer's machine,

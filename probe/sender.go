@@ -3,7 +3,6 @@ package probe
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,33 +28,17 @@ var (
 	ErrInterrupted = errors.New("interrupted")
 )
 
-// rateGuard enforces the maximum rate as a GCRA on the client's clock: in
-// any window W at most MaxRate·W + k requests go out, where k is what the
-// maximum rate sends in a millisecond, and at least 1. With k = 1 (maximum
-// rates up to 1000/s) consecutive sends are never closer than 1/MaxRate;
-// above, sends may bunch within a millisecond, which lets the probe keep
-// its average rate although timers wake it a fraction of a millisecond
-// late. The zero rateGuard is unusable; build one with newRateGuard.
-type rateGuard struct {
-	t, tau time.Duration
-	tat    time.Time
-}
-
-func newRateGuard(r limit.Rate) *rateGuard {
+// newRateGuard returns the bucket that enforces the maximum rate on the
+// client's clock: in any window W at most MaxRate·W + k requests go out,
+// where k is what the maximum rate sends in a millisecond, and at least 1.
+// With k = 1 (maximum rates up to 1000/s) consecutive sends are never
+// closer than 1/MaxRate; above, sends may bunch within a millisecond,
+// which lets the probe keep its average rate although timers wake it a
+// fraction of a millisecond late.
+func newRateGuard(r limit.Rate) *limit.Bucket {
 	t := r.Interval()
 	k := max(1, time.Millisecond/t)
-	return &rateGuard{t: t, tau: k * t}
-}
-
-// earliest returns the first instant a request may go out.
-func (g *rateGuard) earliest() time.Time { return g.tat.Add(g.t - g.tau) }
-
-// take records a request sent at now, which must not be before earliest.
-func (g *rateGuard) take(now time.Time) {
-	if g.tat.Before(now) {
-		g.tat = now
-	}
-	g.tat = g.tat.Add(g.t)
+	return &limit.Bucket{Interval: t, Tolerance: k * t}
 }
 
 // obs is one request of a step: when it was sent and what came back.
@@ -93,7 +76,7 @@ type sender struct {
 	sem     chan struct{}
 	wg      sync.WaitGroup
 
-	guard   *rateGuard // touched by the step loop only
+	guard   *limit.Bucket // touched by the gate only
 	used    atomic.Int64
 	errRun  atomic.Int64
 	failed  atomic.Bool
@@ -168,12 +151,13 @@ func (s *sender) pass(ctx context.Context, sleep func(time.Time) bool) (time.Tim
 	}
 	// The maximum rate is a hard bound in the client's clock, whatever
 	// the step asked for and however late the semaphore made us.
-	if !sleep(s.guard.earliest()) {
+	at, _ := s.guard.Earliest(1)
+	if !sleep(at) {
 		<-s.sem
 		return time.Time{}, ErrInterrupted
 	}
 	now := time.Now()
-	s.guard.take(now)
+	s.guard.Take(now, 1)
 	s.used.Add(1)
 	return now, nil
 }
@@ -405,16 +389,12 @@ func (s *sender) do(ctx context.Context, vary bool, client, seq int, now time.Ti
 	}
 	defer resp.Body.Close()
 	r := reply{status: resp.StatusCode}
-	adv := limit.ParseHeaders(resp.Header, time.Now())
-	r.policy, r.retryAfter, r.reset, r.remaining = adv.Policy, adv.RetryAfter, adv.Reset, adv.Remaining
+	var rbody []byte
 	if resp.StatusCode == http.StatusTooManyRequests {
-		if p, ra := readLimitBody(resp.Body); p != "" {
-			r.policy = p
-			if ra > 0 {
-				r.retryAfter = ra
-			}
-		}
+		rbody, _ = io.ReadAll(io.LimitReader(resp.Body, limit.MaxBodyRead))
 	}
+	adv := limit.ParseResponse(resp.Header, rbody, time.Now())
+	r.policy, r.retryAfter, r.reset, r.remaining = adv.Policy, adv.RetryAfter, adv.Reset, adv.Remaining
 	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)); err != nil && ctx.Err() != nil {
 		return reply{interrupted: true}
 	}
@@ -471,31 +451,4 @@ func (s *sender) headerLines() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.headers...)
-}
-
-// readLimitBody reads a 429 body for the policy it names: ratelab's
-// {"limit": {"policy", "retryAfterMs"}}, or an RFC 9457 problem's
-// violated-policies.
-func readLimitBody(r io.Reader) (policy string, retry time.Duration) {
-	data, _ := io.ReadAll(io.LimitReader(r, 64<<10))
-	var b struct {
-		Limit *struct {
-			Policy       string  `json:"policy"`
-			RetryAfterMs float64 `json:"retryAfterMs"`
-		} `json:"limit"`
-		Violated  []string `json:"violatedPolicies"`
-		Violated2 []string `json:"violated-policies"`
-	}
-	if json.Unmarshal(data, &b) != nil {
-		return "", 0
-	}
-	switch {
-	case b.Limit != nil && b.Limit.Policy != "":
-		return b.Limit.Policy, time.Duration(b.Limit.RetryAfterMs * float64(time.Millisecond))
-	case len(b.Violated) > 0:
-		return b.Violated[0], 0
-	case len(b.Violated2) > 0:
-		return b.Violated2[0], 0
-	}
-	return "", 0
 }

@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"ratelab/httpapi"
 	"ratelab/jmx"
 	"ratelab/limit"
 	"ratelab/load"
 	"ratelab/report"
+	"ratelab/wire"
 )
 
 func TestTargetOf(t *testing.T) {
@@ -43,7 +43,7 @@ func TestTargetOf(t *testing.T) {
 
 func TestScriptLimit(t *testing.T) {
 	const id = "00000000-0000-0000-0000-000000000001"
-	ps := []httpapi.LimitState{
+	ps := []wire.LimitState{
 		{Policy: "org", Key: "org-1", Limit: 100, Window: "1s", Burst: 100},
 		{Policy: "loose", Key: "script:" + id, Limit: 60, Window: "1m", Burst: 10},
 		{Policy: "tight", Key: "script:" + id, Limit: 10, Window: "1m", Burst: 5},
@@ -64,7 +64,7 @@ func TestScriptLimit(t *testing.T) {
 }
 
 func TestSettle(t *testing.T) {
-	ps := []httpapi.LimitState{
+	ps := []wire.LimitState{
 		{Limit: 100, Window: "1s", Burst: 100},  // 1 s to refill
 		{Limit: 5, Window: "1s", Burst: 10},     // 2 s: the longest
 		{Limit: 0, Window: "1s", Burst: 10},     // no rate: ignored

@@ -5,15 +5,15 @@ import (
 	"strings"
 	"time"
 
-	"ratelab/httpapi"
 	"ratelab/limit"
+	"ratelab/wire"
 )
 
 // ScriptLimit returns the tightest per-script policy among the advertised
 // policies (GET /api/v2/ratelimits?scriptId=id): the one whose key names
 // the script with the lowest sustained rate. Shadow policies, which never
 // reject, and policies whose window does not parse are skipped.
-func ScriptLimit(policies []httpapi.LimitState, scriptID string) (*limit.Policy, error) {
+func ScriptLimit(policies []wire.LimitState, scriptID string) (*limit.Policy, error) {
 	var best *limit.Policy
 	for _, p := range policies {
 		if p.Key == "" || !strings.Contains(p.Key, scriptID) || p.Shadow {
@@ -41,7 +41,7 @@ const settleMargin = 100 * time.Millisecond
 // Settle returns how long to wait for every advertised bucket to refill
 // from empty: the longest burst·window/limit, plus a small margin. Runs
 // separated by it do not inherit each other's backlog.
-func Settle(policies []httpapi.LimitState) time.Duration {
+func Settle(policies []wire.LimitState) time.Duration {
 	var d time.Duration
 	for _, p := range policies {
 		if w, err := time.ParseDuration(p.Window); err == nil && p.Limit > 0 {

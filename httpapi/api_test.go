@@ -20,6 +20,7 @@ import (
 	"ratelab"
 	"ratelab/httpapi"
 	"ratelab/limit"
+	"ratelab/wire"
 )
 
 // suite lists the end-to-end tests; TestServer runs them on the memory
@@ -148,7 +149,7 @@ func testOAuth2Library(t *testing.T, lf limiterFactory) {
 				t.Fatal(err)
 			}
 			defer res.Body.Close()
-			var users httpapi.UserList
+			var users wire.UserList
 			if err := json.NewDecoder(res.Body).Decode(&users); err != nil || res.StatusCode != 200 {
 				t.Fatalf("users: %d %v", res.StatusCode, err)
 			}
@@ -217,7 +218,7 @@ func testScriptsCRUD(t *testing.T, lf limiterFactory) {
 
 	// Versions, newest first.
 	r = e.do("GET", path+"/versions?pageSize=2", tok, nil).want(200).hasLimitHeaders()
-	var vp httpapi.Page[ratelab.ScriptVersion]
+	var vp wire.Page[ratelab.ScriptVersion]
 	r.decode(&vp)
 	if vp.Total != 6 || len(vp.Entities) != 2 || vp.Entities[0].Version != 6 || vp.Entities[1].Version != 5 || vp.PageCount != 3 {
 		t.Fatalf("versions %s", r.body)
@@ -227,7 +228,7 @@ func testScriptsCRUD(t *testing.T, lf limiterFactory) {
 	for i := range 3 {
 		e.do("POST", "/api/v2/architect/scripts", tok, map[string]string{"name": fmt.Sprint("s", i)}).want(201)
 	}
-	var sp httpapi.Page[ratelab.Script]
+	var sp wire.Page[ratelab.Script]
 	e.do("GET", "/api/v2/architect/scripts?pageSize=2&pageNumber=3", tok, nil).want(200).decode(&sp)
 	if sp.Total != 5 || sp.PageCount != 3 || len(sp.Entities) != 1 || sp.PageNumber != 3 || sp.PageSize != 2 {
 		t.Fatalf("page 3: %+v", sp)
@@ -352,7 +353,7 @@ func testRateLimitedResponse(t *testing.T, lf limiterFactory) {
 	if b.Message != wantMsg || b.Code != ratelab.ERATELIMITED {
 		t.Fatalf("message %q, want %q", b.Message, wantMsg)
 	}
-	want := httpapi.LimitState{Policy: "script-writes-per-script", Scope: httpapi.ScopeOrgScript, Key: "s1", Limit: 2, Window: "1s",
+	want := wire.LimitState{Policy: "script-writes-per-script", Scope: wire.ScopeOrgScript, Key: "s1", Limit: 2, Window: "1s",
 		Burst: 4, Remaining: 0, ResetAfterMs: 2000, RetryAfterMs: 500}
 	if b.Limit == nil || *b.Limit != want {
 		t.Fatalf("limit %+v, want %+v", b.Limit, want)
@@ -379,7 +380,7 @@ func testRateLimitedResponse(t *testing.T, lf limiterFactory) {
 		t.Errorf("rejected decisions metric %v, want 2", n)
 	}
 	// The version count proves nothing rejected was written.
-	var vp httpapi.Page[ratelab.ScriptVersion]
+	var vp wire.Page[ratelab.ScriptVersion]
 	e.do("GET", "/api/v2/architect/scripts/s1/versions", tok, nil).want(200).decode(&vp)
 	if vp.Total != 5 {
 		t.Fatalf("versions %d, want 5 (4 + 1 after the wait)", vp.Total)
@@ -465,7 +466,7 @@ func testBulk(t *testing.T, lf limiterFactory) {
 		{"id": "d", "name": "d", "text": "t", "version": 3}, // unknown with version → 409
 	}
 	r := e.do("POST", "/api/v2/architect/scripts/bulk", tok, map[string]any{"scripts": items}).want(200).hasLimitHeaders()
-	var br httpapi.BulkResponse
+	var br wire.BulkResponse
 	r.decode(&br)
 	var got []string
 	for _, it := range br.Results {
@@ -525,15 +526,15 @@ func testBulk(t *testing.T, lf limiterFactory) {
 }
 
 // rateLimits returns GET /api/v2/ratelimits by policy name.
-func rateLimits(e *env, tok, scriptID string) map[string]httpapi.LimitState {
+func rateLimits(e *env, tok, scriptID string) map[string]wire.LimitState {
 	e.t.Helper()
 	path := "/api/v2/ratelimits"
 	if scriptID != "" {
 		path += "?scriptId=" + scriptID
 	}
-	var rl httpapi.RateLimits
+	var rl wire.RateLimits
 	e.do("GET", path, tok, nil).want(200).hasLimitHeaders().decode(&rl)
-	out := map[string]httpapi.LimitState{}
+	out := map[string]wire.LimitState{}
 	for _, p := range rl.Policies {
 		out[p.Policy] = p
 	}
@@ -571,7 +572,7 @@ func testRateLimitsEndpoint(t *testing.T, lf limiterFactory) {
 			t.Errorf("%s: key %q remaining %d, want %q %d", name, got.Key, got.Remaining, w.key, w.remaining)
 		}
 	}
-	if p := first["script-writes-per-script"]; p.Limit != 2 || p.Window != "1s" || p.Burst != 4 || p.Scope != httpapi.ScopeOrgScript {
+	if p := first["script-writes-per-script"]; p.Limit != 2 || p.Window != "1s" || p.Burst != 4 || p.Scope != wire.ScopeOrgScript {
 		t.Errorf("per-script state %+v", p)
 	}
 	if _, ok := rateLimits(e, tok, "")["script-writes-per-script"]; ok {
@@ -619,7 +620,7 @@ func testOptimisticConcurrency(t *testing.T, lf limiterFactory) {
 	if ok+failed != workers*attempts {
 		t.Fatalf("%d writes + %d 412s != %d attempts", ok, failed, workers*attempts)
 	}
-	var vp httpapi.Page[ratelab.ScriptVersion]
+	var vp wire.Page[ratelab.ScriptVersion]
 	e.do("GET", path+"/versions?pageSize=1", tok, nil).want(200).decode(&vp)
 	if vp.Total != ok+1 || vp.Entities[0].Version != int64(ok+1) {
 		t.Fatalf("%d versions (latest %d), want %d: 1 create + %d writes", vp.Total, vp.Entities[0].Version, ok+1, ok)
@@ -638,7 +639,7 @@ func testCrossOrgIsolation(t *testing.T, lf limiterFactory) {
 	e.do("GET", path+"/versions", b, nil).want(404)
 	e.do("DELETE", path, b, nil).want(404)
 	e.do("PUT", path, b, map[string]any{"name": "x"}, "If-Match", `"1"`).want(412)
-	var sp httpapi.Page[ratelab.Script]
+	var sp wire.Page[ratelab.Script]
 	e.do("GET", "/api/v2/architect/scripts", b, nil).want(200).decode(&sp)
 	if sp.Total != 0 {
 		t.Fatalf("org b sees %d scripts", sp.Total)
@@ -657,7 +658,7 @@ func testCrossOrgIsolation(t *testing.T, lf limiterFactory) {
 	e.do("PUT", "/api/v2/architect/scripts/same", a, map[string]any{"name": "x"}).want(429)
 	e.do("PUT", "/api/v2/architect/scripts/same", b, map[string]any{"name": "x"}).want(201)
 	// Users are per org.
-	var ua, ub httpapi.UserList
+	var ua, ub wire.UserList
 	e.do("GET", "/api/v2/users", a, nil).want(200).decode(&ua)
 	e.do("GET", "/api/v2/users", b, nil).want(200).decode(&ub)
 	if ua.Total == 0 || ub.Total == 0 || ua.Entities[0].ID == ub.Entities[0].ID {
@@ -668,7 +669,7 @@ func testCrossOrgIsolation(t *testing.T, lf limiterFactory) {
 func testHealthMetricsOpenAPI(t *testing.T, lf limiterFactory) {
 	e := newEnv(t, lf, options{})
 	tok := e.token(e.client("acme"))
-	var h httpapi.Health
+	var h wire.Health
 	e.do("GET", "/healthz", "", nil).want(200).decode(&h)
 	if h.Status != "ok" {
 		t.Fatalf("healthz %+v", h)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"ratelab"
+	"ratelab/wire"
 )
 
 // FuzzDecodeBody feeds arbitrary bytes to the request decoder for the
@@ -23,7 +24,7 @@ func FuzzDecodeBody(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, target := range []func() any{func() any { return new(scriptPut) }, func() any { return new(bulkRequest) }} {
+		for _, target := range []func() any{func() any { return new(wire.ScriptPut) }, func() any { return new(wire.BulkRequest) }} {
 			v := target()
 			err := decodeBody(http.MaxBytesReader(nil, io.NopCloser(bytes.NewReader(data)), 4096), v)
 			if err != nil {

@@ -1,5 +1,7 @@
 // Package httpapi is ratelab's HTTP API server: the scripts API with
-// transparent, layered rate limits.
+// transparent, layered rate limits. The shapes it shares with clients —
+// paths, JSON bodies, scope names and the error code ↔ status table — are
+// in package ratelab/wire; the Go client is package ratelab/client.
 //
 // # Request path
 //
@@ -22,8 +24,9 @@
 // is a 412) or a version in the body (a mismatch is a 409); both carry
 // the current ETag so that a client can retry without another GET.
 //
-// Errors have one shape everywhere, {"message", "code", "status"}, and one
-// table maps ratelab error codes to statuses (StatusOf).
+// Errors have one shape everywhere, {"message", "code", "status"}
+// (wire.ErrorBody), and one table maps ratelab error codes to statuses
+// (wire.Status; StatusOf for an error).
 //
 // # Default policies
 //

@@ -10,10 +10,8 @@ import (
 
 	"ratelab"
 	"ratelab/limit"
+	"ratelab/wire"
 )
-
-// MaxBulkItems bounds the updates of one bulk request.
-const MaxBulkItems = 50
 
 // maxIDLen bounds a script id chosen by a client (PUT to an unknown id).
 const maxIDLen = 100
@@ -37,13 +35,6 @@ func (s *Server) authenticate(r *http.Request) (*ratelab.Client, error) {
 		return nil, err
 	}
 	return cl, nil
-}
-
-// tokenResponse is the body of a successful token request (RFC 6749 §5.1).
-type tokenResponse struct {
-	AccessToken string `json:"access_token"`
-	TokenType   string `json:"token_type"`
-	ExpiresIn   int64  `json:"expires_in"`
 }
 
 // prepareToken reads the token request's form so that the limiter can
@@ -104,24 +95,8 @@ func (s *Server) handleToken(c *call) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusOK, tokenResponse{AccessToken: tok, TokenType: "bearer", ExpiresIn: int64(exp.Sub(s.now()).Round(time.Second) / time.Second)})
+	writeJSON(c.w, http.StatusOK, wire.Token{AccessToken: tok, TokenType: "bearer", ExpiresIn: int64(exp.Sub(s.now()).Round(time.Second) / time.Second)})
 	return nil
-}
-
-// Page is a page of a listing.
-type Page[T any] struct {
-	Entities   []T `json:"entities"`
-	PageSize   int `json:"pageSize"`
-	PageNumber int `json:"pageNumber"`
-	Total      int `json:"total"`
-	PageCount  int `json:"pageCount"`
-}
-
-func newPage[T any](items []T, p ratelab.Page, total int) Page[T] {
-	if items == nil {
-		items = []T{}
-	}
-	return Page[T]{Entities: items, PageSize: p.Size, PageNumber: p.Number, Total: total, PageCount: (total + p.Size - 1) / p.Size}
 }
 
 func (s *Server) handleListScripts(c *call) error {
@@ -133,24 +108,8 @@ func (s *Server) handleListScripts(c *call) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusOK, newPage(list, p, total))
+	writeJSON(c.w, http.StatusOK, wire.NewPage(list, p, total))
 	return nil
-}
-
-// scriptCreate is the body of POST /api/v2/architect/scripts.
-type scriptCreate struct {
-	Name string `json:"name"`
-	Text string `json:"text"`
-}
-
-// scriptPut is the body of PUT /api/v2/architect/scripts/{scriptId} and
-// one item of a bulk request. Version, when set, makes the write a
-// compare-and-swap.
-type scriptPut struct {
-	ID      string `json:"id,omitempty"`
-	Name    string `json:"name"`
-	Text    string `json:"text"`
-	Version *int64 `json:"version,omitempty"`
 }
 
 func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
@@ -158,13 +117,13 @@ func etag(v int64) string { return `"` + strconv.FormatInt(v, 10) + `"` }
 func writeScript(w http.ResponseWriter, status int, sc *ratelab.Script) {
 	w.Header().Set("ETag", etag(sc.Version))
 	if status == http.StatusCreated {
-		w.Header().Set("Location", scriptsPath+"/"+url.PathEscape(sc.ID))
+		w.Header().Set("Location", wire.ScriptsPath+"/"+url.PathEscape(sc.ID))
 	}
 	writeJSON(w, status, sc)
 }
 
 func (s *Server) handleCreateScript(c *call) error {
-	var body scriptCreate
+	var body wire.ScriptCreate
 	if err := decodeJSON(c.w, c.r, &body); err != nil {
 		return err
 	}
@@ -235,7 +194,7 @@ func parseIfMatch(h string) (version int64, ok bool) {
 
 func (s *Server) handlePutScript(c *call) error {
 	ctx, orgID, id := c.r.Context(), c.client.OrgID, c.r.PathValue("scriptId")
-	var body scriptPut
+	var body wire.ScriptPut
 	if err := decodeJSON(c.w, c.r, &body); err != nil {
 		return err
 	}
@@ -325,44 +284,22 @@ func (s *Server) handleVersions(c *call) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusOK, newPage(list, p, total))
+	writeJSON(c.w, http.StatusOK, wire.NewPage(list, p, total))
 	return nil
-}
-
-// bulkRequest is the body of POST /api/v2/architect/scripts/bulk.
-type bulkRequest struct {
-	Scripts []scriptPut `json:"scripts"`
-}
-
-// BulkItem is one item's outcome in a bulk response: the stored script, or
-// the item's error in the API's error shape.
-type BulkItem struct {
-	ID      string          `json:"id"`
-	Status  int             `json:"status"`
-	Version int64           `json:"version,omitempty"`
-	Script  *ratelab.Script `json:"script,omitempty"`
-	Error   *ErrorBody      `json:"error,omitempty"`
-}
-
-// BulkResponse is the body of a bulk response.
-type BulkResponse struct {
-	Results   []BulkItem `json:"results"`
-	Succeeded int        `json:"succeeded"`
-	Failed    int        `json:"failed"`
 }
 
 // prepareBulk decodes the bulk body before the limiter, which charges one
 // unit to the per-script tier of every distinct script in it.
 func (s *Server) prepareBulk(c *call) error {
-	var body bulkRequest
+	var body wire.BulkRequest
 	if err := decodeJSON(c.w, c.r, &body); err != nil {
 		return err
 	}
 	switch n := len(body.Scripts); {
 	case n == 0:
 		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "scripts must hold at least one update.")
-	case n > MaxBulkItems:
-		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "scripts holds %d updates; at most %d allowed.", n, MaxBulkItems)
+	case n > wire.MaxBulkItems:
+		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "scripts holds %d updates; at most %d allowed.", n, wire.MaxBulkItems)
 	}
 	c.bulk = &body
 	seen := make(map[string]bool, len(body.Scripts))
@@ -377,7 +314,7 @@ func (s *Server) prepareBulk(c *call) error {
 
 func (s *Server) handleBulk(c *call) error {
 	items := c.bulk.Scripts
-	results := make([]BulkItem, len(items))
+	results := make([]wire.BulkItem, len(items))
 	var upds []ratelab.ScriptUpdate
 	var idx []int
 	for i, it := range items {
@@ -390,7 +327,7 @@ func (s *Server) handleBulk(c *call) error {
 			err = ratelab.Errorf(ratelab.EUNPROCESSABLE, "version must be at least 1.")
 		}
 		if err != nil {
-			results[i].setError(err)
+			setBulkError(&results[i], err)
 			continue
 		}
 		upd := ratelab.ScriptUpdate{ID: it.ID, Name: it.Name, Text: it.Text, ClientID: c.client.ID}
@@ -411,9 +348,9 @@ func (s *Server) handleBulk(c *call) error {
 			case r.Err != nil && ratelab.ErrorCode(r.Err) == ratelab.EINTERNAL:
 				s.metrics.storeErrors.Inc()
 				s.log.Error("bulk item failed", "id", it.ID, "err", r.Err)
-				it.setError(r.Err)
+				setBulkError(it, r.Err)
 			case r.Err != nil:
-				it.setError(r.Err)
+				setBulkError(it, r.Err)
 			case r.Created:
 				it.Status, it.Script, it.Version = http.StatusCreated, r.Script, r.Script.Version
 			default:
@@ -421,7 +358,7 @@ func (s *Server) handleBulk(c *call) error {
 			}
 		}
 	}
-	resp := BulkResponse{Results: results}
+	resp := wire.BulkResponse{Results: results}
 	for _, r := range results {
 		if r.Status < 300 {
 			resp.Succeeded++
@@ -433,15 +370,10 @@ func (s *Server) handleBulk(c *call) error {
 	return nil
 }
 
-func (it *BulkItem) setError(err error) {
+// setBulkError records err as a bulk item's outcome.
+func setBulkError(it *wire.BulkItem, err error) {
 	it.Status = StatusOf(err)
-	it.Error = &ErrorBody{Message: ratelab.ErrorMessage(err), Code: ratelab.ErrorCode(err), Status: it.Status}
-}
-
-// UserList is the body of GET /api/v2/users.
-type UserList struct {
-	Entities []*ratelab.User `json:"entities"`
-	Total    int             `json:"total"`
+	it.Error = &wire.ErrorBody{Message: ratelab.ErrorMessage(err), Code: ratelab.ErrorCode(err), Status: it.Status}
 }
 
 func (s *Server) handleUsers(c *call) error {
@@ -452,13 +384,8 @@ func (s *Server) handleUsers(c *call) error {
 	if users == nil {
 		users = []*ratelab.User{}
 	}
-	writeJSON(c.w, http.StatusOK, UserList{Entities: users, Total: len(users)})
+	writeJSON(c.w, http.StatusOK, wire.UserList{Entities: users, Total: len(users)})
 	return nil
-}
-
-// RateLimits is the body of GET /api/v2/ratelimits.
-type RateLimits struct {
-	Policies []LimitState `json:"policies"`
 }
 
 // handleRateLimits reports every policy that applies to the caller: the
@@ -473,7 +400,7 @@ func (s *Server) handleRateLimits(c *call) error {
 		}
 		c.scriptIDs = []string{id}
 	}
-	var out []LimitState
+	var out []wire.LimitState
 	peek := func(group string, tiers []limit.Tier) error {
 		if len(tiers) == 0 {
 			return nil
@@ -489,7 +416,7 @@ func (s *Server) handleRateLimits(c *call) error {
 		for i := range d.Tiers {
 			ts := &d.Tiers[i]
 			p := ps.byName[ts.Policy.Name]
-			out = append(out, LimitState{
+			out = append(out, wire.LimitState{
 				Policy: p.Name, Scope: p.Scope, Key: ts.Key, Limit: p.Rate.Count, Window: p.Rate.Period.String(),
 				Burst: p.Burst, Shadow: p.Shadow, Remaining: ts.Remaining, ResetAfterMs: ts.ResetAfter.Milliseconds(),
 			})
@@ -533,23 +460,14 @@ func (s *Server) handleRateLimits(c *call) error {
 		return err
 	}
 	if out == nil {
-		out = []LimitState{}
+		out = []wire.LimitState{}
 	}
-	writeJSON(c.w, http.StatusOK, RateLimits{Policies: out})
+	writeJSON(c.w, http.StatusOK, wire.RateLimits{Policies: out})
 	return nil
 }
 
-// Health is the body of /healthz and /readyz. Degraded is set while the
-// limiter store's backend is unreachable and the store decides locally:
-// the replica still serves, with limits per process instead of shared.
-type Health struct {
-	Status   string            `json:"status"`
-	Degraded bool              `json:"degraded,omitempty"`
-	Checks   map[string]string `json:"checks,omitempty"`
-}
-
 func (s *Server) handleHealthz(c *call) error {
-	writeJSON(c.w, http.StatusOK, Health{Status: "ok"})
+	writeJSON(c.w, http.StatusOK, wire.Health{Status: "ok"})
 	return nil
 }
 
@@ -561,7 +479,7 @@ func (s *Server) handleHealthz(c *call) error {
 func (s *Server) handleReadyz(c *call) error {
 	ctx, cancel := context.WithTimeout(c.r.Context(), 2*time.Second)
 	defer cancel()
-	h := Health{Status: "ok", Checks: map[string]string{"database": "ok", "limiter": "ok"}}
+	h := wire.Health{Status: "ok", Checks: map[string]string{"database": "ok", "limiter": "ok"}}
 	if err := s.auth.Ping(ctx); err != nil {
 		s.log.Error("readyz: database unreachable", "err", err)
 		h.Status, h.Checks["database"] = "unavailable", "unreachable"

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"ratelab"
+	"ratelab/wire"
 )
 
 // OpenAPI returns the OpenAPI 3.1 document of the API, built from the
@@ -140,7 +141,7 @@ func OpenAPI() map[string]any {
 					"dateModified": dateTime, "clientId": str}},
 				"VersionPage": page("Version"),
 				"BulkRequest": obj{"type": "object", "additionalProperties": false, "properties": obj{
-					"scripts": obj{"type": "array", "minItems": 1, "maxItems": MaxBulkItems, "items": ref("ScriptPut")}}},
+					"scripts": obj{"type": "array", "minItems": 1, "maxItems": wire.MaxBulkItems, "items": ref("ScriptPut")}}},
 				"BulkResponse": obj{"type": "object", "properties": obj{
 					"results": obj{"type": "array", "items": obj{"type": "object", "properties": obj{
 						"id": str, "status": integer, "version": integer, "script": ref("Script"), "error": ref("Error")}}},

@@ -13,30 +13,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"ratelab/limit"
+	"ratelab/wire"
 )
-
-// Scope says what partitions a policy's quota: each distinct key has its
-// own bucket.
-type Scope string
-
-// The scopes a policy may have.
-const (
-	// ScopeOrg keeps one bucket per org.
-	ScopeOrg Scope = "org"
-	// ScopeClient keeps one bucket per OAuth client. On the token endpoint
-	// the client is the client id the request presents; a request without
-	// one (or an API request without valid credentials) is keyed by its
-	// remote address instead.
-	ScopeClient Scope = "client"
-	// ScopeOrgRouteClass keeps one bucket per org and route class (the
-	// primary class of the route: script-writes, script-reads, users, …).
-	ScopeOrgRouteClass Scope = "org+route-class"
-	// ScopeOrgScript keeps one bucket per org and script id: the
-	// per-resource tier. It applies only to requests that name scripts.
-	ScopeOrgScript Scope = "org+script"
-)
-
-var scopes = []Scope{ScopeOrg, ScopeClient, ScopeOrgRouteClass, ScopeOrgScript}
 
 // Route classes a policy can match. Every API route has one primary class
 // and is also in "reads" or "writes" and in "all".
@@ -63,7 +41,7 @@ var classes = []string{ClassAll, ClassReads, ClassWrites, ClassScriptReads, Clas
 // safe for concurrent use.
 type Policy struct {
 	limit.Policy
-	Scope   Scope
+	Scope   wire.Scope
 	Classes []string
 	// Routes are "METHOD /pattern" or "/pattern" (any method), written as
 	// the server registers them, e.g. "PUT /api/v2/architect/scripts/{scriptId}".
@@ -109,11 +87,11 @@ type policyFile struct {
 // package comment. They model the platform of the reference scenario.
 func DefaultPolicySpecs() []PolicySpec {
 	return []PolicySpec{
-		{Name: "org-requests", Rate: "1000/s", Burst: 1000, Scope: string(ScopeOrg), Classes: []string{ClassAll}},
-		{Name: "client-requests", Rate: "100/s", Burst: 200, Scope: string(ScopeClient), Classes: []string{ClassAll}},
-		{Name: "token-requests", Rate: "10/s", Burst: 20, Scope: string(ScopeClient), Classes: []string{ClassToken, ClassUnauthenticated}},
-		{Name: "script-writes", Rate: "20/s", Burst: 40, Scope: string(ScopeOrg), Classes: []string{ClassScriptWrites}},
-		{Name: "script-writes-per-script", Rate: "2/s", Burst: 4, Scope: string(ScopeOrgScript), Classes: []string{ClassScriptWrites}},
+		{Name: "org-requests", Rate: "1000/s", Burst: 1000, Scope: string(wire.ScopeOrg), Classes: []string{ClassAll}},
+		{Name: "client-requests", Rate: "100/s", Burst: 200, Scope: string(wire.ScopeClient), Classes: []string{ClassAll}},
+		{Name: "token-requests", Rate: "10/s", Burst: 20, Scope: string(wire.ScopeClient), Classes: []string{ClassToken, ClassUnauthenticated}},
+		{Name: "script-writes", Rate: "20/s", Burst: 40, Scope: string(wire.ScopeOrg), Classes: []string{ClassScriptWrites}},
+		{Name: "script-writes-per-script", Rate: "2/s", Burst: 4, Scope: string(wire.ScopeOrgScript), Classes: []string{ClassScriptWrites}},
 	}
 }
 
@@ -212,7 +190,7 @@ func buildPolicy(sp PolicySpec, routes []route) (*Policy, error) {
 	if sp.Burst < 1 {
 		return nil, errors.New("burst: must be at least 1")
 	}
-	if !slices.Contains(scopes, Scope(sp.Scope)) {
+	if !slices.Contains(wire.Scopes(), wire.Scope(sp.Scope)) {
 		return nil, fmt.Errorf("scope: %q is not one of org, client, org+route-class, org+script", sp.Scope)
 	}
 	if len(sp.Classes) == 0 && len(sp.Routes) == 0 {
@@ -237,7 +215,7 @@ func buildPolicy(sp PolicySpec, routes []route) (*Policy, error) {
 	}
 	p := &Policy{
 		Policy:  limit.Policy{Name: sp.Name, Rate: rate, Burst: sp.Burst, Shadow: sp.Shadow},
-		Scope:   Scope(sp.Scope),
+		Scope:   wire.Scope(sp.Scope),
 		Classes: slices.Clone(sp.Classes),
 		Routes:  slices.Clone(sp.Routes),
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"ratelab/limit"
+	"ratelab/wire"
 )
 
 func TestDefaultPolicies(t *testing.T) {
@@ -14,13 +15,13 @@ func TestDefaultPolicies(t *testing.T) {
 	want := map[string]struct {
 		rate  limit.Rate
 		burst int64
-		scope Scope
+		scope wire.Scope
 	}{
-		"org-requests":             {limit.Per(1000, time.Second), 1000, ScopeOrg},
-		"client-requests":          {limit.Per(100, time.Second), 200, ScopeClient},
-		"token-requests":           {limit.Per(10, time.Second), 20, ScopeClient},
-		"script-writes":            {limit.Per(20, time.Second), 40, ScopeOrg},
-		"script-writes-per-script": {limit.Per(2, time.Second), 4, ScopeOrgScript},
+		"org-requests":             {limit.Per(1000, time.Second), 1000, wire.ScopeOrg},
+		"client-requests":          {limit.Per(100, time.Second), 200, wire.ScopeClient},
+		"token-requests":           {limit.Per(10, time.Second), 20, wire.ScopeClient},
+		"script-writes":            {limit.Per(20, time.Second), 40, wire.ScopeOrg},
+		"script-writes-per-script": {limit.Per(2, time.Second), 4, wire.ScopeOrgScript},
 	}
 	if len(ps.List()) != len(want) {
 		t.Fatalf("%d default policies, want %d", len(ps.List()), len(want))
@@ -81,7 +82,7 @@ func TestLoadPoliciesValid(t *testing.T) {
 		t.Fatalf("source %q, %d policies", ps.Source, len(ps.List()))
 	}
 	p := ps.byName["reads-per-class"]
-	if p.Rate != limit.Per(1, 2*time.Second) || p.Burst != 3 || !p.Shadow || p.Scope != ScopeOrgRouteClass {
+	if p.Rate != limit.Per(1, 2*time.Second) || p.Burst != 3 || !p.Shadow || p.Scope != wire.ScopeOrgRouteClass {
 		t.Fatalf("reads-per-class: %+v", p)
 	}
 	routes := apiRoutes()
@@ -95,7 +96,7 @@ func TestLoadPoliciesValid(t *testing.T) {
 		if rt.auth {
 			want = append(want, "org-requests")
 		}
-		if rt.method == "PUT" || rt.pattern == scriptsPath+"/bulk" {
+		if rt.method == "PUT" || rt.pattern == wire.ScriptsPath+"/bulk" {
 			want = append(want, "script-writes-per-script")
 		}
 		if rt.auth && rt.method == "GET" {

@@ -14,6 +14,7 @@ import (
 	"ratelab/internal/testenv"
 	"ratelab/limit"
 	"ratelab/redis"
+	"ratelab/wire"
 )
 
 // TestServerRedis runs the end-to-end suite with the Redis limiter. Each
@@ -86,7 +87,7 @@ func TestLimiterOutage(t *testing.T) {
 			put := func(id string) *resp {
 				return e.do("PUT", "/api/v2/architect/scripts/"+id, tok, map[string]any{"name": "n"})
 			}
-			var h httpapi.Health
+			var h wire.Health
 			e.do("GET", "/readyz", "", nil).want(200).decode(&h)
 			if h.Status != "ok" || h.Degraded {
 				t.Fatalf("readyz before the outage %+v", h)
@@ -150,7 +151,7 @@ func TestLimiterOutage(t *testing.T) {
 			if r := put("s2"); r.status != 201 {
 				t.Fatalf("PUT after Redis returned: %d %s", r.status, r.body)
 			}
-			h = httpapi.Health{}
+			h = wire.Health{}
 			e.do("GET", "/readyz", "", nil).want(200).decode(&h)
 			if h.Status != "ok" || h.Degraded {
 				t.Fatalf("readyz after the outage %+v", h)

@@ -14,6 +14,7 @@ import (
 
 	"ratelab"
 	"ratelab/limit"
+	"ratelab/wire"
 )
 
 // route is one operation of the API: its ServeMux pattern, its route
@@ -61,34 +62,29 @@ func (rt *route) inClass(c string) bool {
 	return false
 }
 
-const (
-	scriptsPath = "/api/v2/architect/scripts"
-	scriptPath  = scriptsPath + "/{scriptId}"
-)
-
 // apiRoutes returns the API's route table, in the order of the OpenAPI
 // document.
 func apiRoutes() []route {
 	return []route{
-		{method: "POST", pattern: "/oauth/token", class: ClassToken, prepare: (*Server).prepareToken, handle: (*Server).handleToken,
+		{method: "POST", pattern: wire.TokenPath, class: ClassToken, prepare: (*Server).prepareToken, handle: (*Server).handleToken,
 			summary: "Issue an access token (OAuth 2.0 client-credentials grant)", request: "form", response: "Token", status: 200, errors: []int{400, 401, 413, 415}},
-		{method: "GET", pattern: scriptsPath, class: ClassScriptReads, auth: true, handle: (*Server).handleListScripts,
+		{method: "GET", pattern: wire.ScriptsPath, class: ClassScriptReads, auth: true, handle: (*Server).handleListScripts,
 			summary: "List the org's scripts, one page at a time", response: "ScriptPage", status: 200, errors: []int{400}},
-		{method: "POST", pattern: scriptsPath, class: ClassScriptWrites, auth: true, handle: (*Server).handleCreateScript,
+		{method: "POST", pattern: wire.ScriptsPath, class: ClassScriptWrites, auth: true, handle: (*Server).handleCreateScript,
 			summary: "Create a script at version 1", request: "ScriptCreate", response: "Script", status: 201, errors: []int{400, 413, 415, 422}},
-		{method: "POST", pattern: scriptsPath + "/bulk", class: ClassScriptWrites, auth: true, prepare: (*Server).prepareBulk, handle: (*Server).handleBulk,
+		{method: "POST", pattern: wire.BulkPath, class: ClassScriptWrites, auth: true, prepare: (*Server).prepareBulk, handle: (*Server).handleBulk,
 			summary: "Update up to 50 scripts in one request; each item has its own result", request: "BulkRequest", response: "BulkResponse", status: 200, errors: []int{400, 413, 415, 422}},
-		{method: "GET", pattern: scriptPath, class: ClassScriptReads, auth: true, handle: (*Server).handleGetScript,
+		{method: "GET", pattern: wire.ScriptPath, class: ClassScriptReads, auth: true, handle: (*Server).handleGetScript,
 			summary: "Get a script", response: "Script", status: 200, errors: []int{404}},
-		{method: "PUT", pattern: scriptPath, class: ClassScriptWrites, auth: true, prepare: (*Server).preparePathScript, handle: (*Server).handlePutScript,
+		{method: "PUT", pattern: wire.ScriptPath, class: ClassScriptWrites, auth: true, prepare: (*Server).preparePathScript, handle: (*Server).handlePutScript,
 			summary: "Replace a script's name and text (creates it when unknown); If-Match or version make it a compare-and-swap", request: "ScriptPut", response: "Script", status: 200, errors: []int{400, 409, 412, 413, 415, 422}},
-		{method: "DELETE", pattern: scriptPath, class: ClassScriptWrites, auth: true, prepare: (*Server).preparePathScript, handle: (*Server).handleDeleteScript,
+		{method: "DELETE", pattern: wire.ScriptPath, class: ClassScriptWrites, auth: true, prepare: (*Server).preparePathScript, handle: (*Server).handleDeleteScript,
 			summary: "Delete a script and its versions", status: 204, errors: []int{404}},
-		{method: "GET", pattern: scriptPath + "/versions", class: ClassScriptReads, auth: true, handle: (*Server).handleVersions,
+		{method: "GET", pattern: wire.VersionsPath, class: ClassScriptReads, auth: true, handle: (*Server).handleVersions,
 			summary: "List a script's versions, newest first", response: "VersionPage", status: 200, errors: []int{400, 404}},
-		{method: "GET", pattern: "/api/v2/users", class: ClassUsers, auth: true, handle: (*Server).handleUsers,
+		{method: "GET", pattern: wire.UsersPath, class: ClassUsers, auth: true, handle: (*Server).handleUsers,
 			summary: "List the org's users", response: "UserList", status: 200},
-		{method: "GET", pattern: "/api/v2/ratelimits", class: ClassRateLimits, auth: true, peek: true, handle: (*Server).handleRateLimits,
+		{method: "GET", pattern: wire.RateLimitsPath, class: ClassRateLimits, auth: true, peek: true, handle: (*Server).handleRateLimits,
 			summary: "The policies that apply to the caller and their current state; consumes no quota", response: "RateLimits", status: 200},
 		{method: "GET", pattern: "/healthz", handle: (*Server).handleHealthz,
 			summary: "The process is up", response: "Health", status: 200},
@@ -112,7 +108,7 @@ type call struct {
 	scriptIDs []string
 	// tokenClient is the client id a token request presents.
 	tokenClient string
-	bulk        *bulkRequest
+	bulk        *wire.BulkRequest
 }
 
 // statusWriter records the status for metrics and whether anything was
@@ -202,7 +198,7 @@ func (s *Server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.H
 	}
 	if rec.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", rec.header.Get("Allow"))
-		writeError(w, ratelab.Errorf(codeMethodNotAllowed, "Method %s is not allowed on %s; allowed: %s.", r.Method, r.URL.Path, rec.header.Get("Allow")))
+		writeError(w, ratelab.Errorf(wire.CodeMethodNotAllowed, "Method %s is not allowed on %s; allowed: %s.", r.Method, r.URL.Path, rec.header.Get("Allow")))
 		return
 	}
 	writeError(w, ratelab.Errorf(ratelab.ENOTFOUND, "No route for %s %s.", r.Method, r.URL.Path))
@@ -330,7 +326,7 @@ func (s *Server) admit(c *call, unauthErr error) bool {
 // the per-script scope, or none when the scope does not apply.
 func (s *Server) appendTiers(tiers []limit.Tier, p *Policy, c *call, authed bool) []limit.Tier {
 	switch p.Scope {
-	case ScopeClient:
+	case wire.ScopeClient:
 		switch {
 		case authed:
 			return append(tiers, limit.Tier{Policy: &p.Policy, Key: c.client.ID})
@@ -338,11 +334,11 @@ func (s *Server) appendTiers(tiers []limit.Tier, p *Policy, c *call, authed bool
 			return append(tiers, limit.Tier{Policy: &p.Policy, Key: "client:" + c.tokenClient})
 		}
 		return append(tiers, limit.Tier{Policy: &p.Policy, Key: "addr:" + remoteHost(c.r)})
-	case ScopeOrg:
+	case wire.ScopeOrg:
 		if authed {
 			return append(tiers, limit.Tier{Policy: &p.Policy, Key: c.client.OrgID})
 		}
-	case ScopeOrgRouteClass:
+	case wire.ScopeOrgRouteClass:
 		if authed {
 			class := "other"
 			if c.rt != nil {
@@ -350,7 +346,7 @@ func (s *Server) appendTiers(tiers []limit.Tier, p *Policy, c *call, authed bool
 			}
 			return append(tiers, limit.Tier{Policy: &p.Policy, Key: class})
 		}
-	case ScopeOrgScript:
+	case wire.ScopeOrgScript:
 		if authed {
 			for _, id := range c.scriptIDs {
 				tiers = append(tiers, limit.Tier{Policy: &p.Policy, Key: id})
@@ -379,16 +375,16 @@ func (s *Server) decide(ctx context.Context, req *limit.Request, d *limit.Decisi
 }
 
 // rejection builds the 429 body for a rejected decision.
-func rejection(d *limit.Decision, c *call, ps *Policies) *ErrorBody {
+func rejection(d *limit.Decision, c *call, ps *Policies) *wire.ErrorBody {
 	lim := d.Limit()
 	p := ps.byName[lim.Policy.Name]
 	retryMs := (d.RetryAfter + time.Millisecond - 1) / time.Millisecond
-	body := &ErrorBody{
+	body := &wire.ErrorBody{
 		Code:   ratelab.ERATELIMITED,
 		Status: http.StatusTooManyRequests,
 		Message: fmt.Sprintf("%s allows %s, burst %d, for %s; retry in %d ms",
 			p.Name, p.Rate.Describe(), p.Burst, scopeText(p, lim.Key, c), retryMs),
-		Limit: &LimitState{
+		Limit: &wire.LimitState{
 			Policy: p.Name, Scope: p.Scope, Key: lim.Key,
 			Limit: p.Rate.Count, Window: p.Rate.Period.String(), Burst: p.Burst,
 			Remaining: 0, ResetAfterMs: lim.ResetAfter.Milliseconds(), RetryAfterMs: int64(retryMs),
@@ -407,11 +403,11 @@ func rejection(d *limit.Decision, c *call, ps *Policies) *ErrorBody {
 
 func scopeText(p *Policy, key string, c *call) string {
 	switch p.Scope {
-	case ScopeOrg:
+	case wire.ScopeOrg:
 		return "org " + key
-	case ScopeOrgRouteClass:
+	case wire.ScopeOrgRouteClass:
 		return "route class " + key + " of org " + c.client.OrgID
-	case ScopeOrgScript:
+	case wire.ScopeOrgScript:
 		return "script " + key
 	}
 	if after, ok := strings.CutPrefix(key, "addr:"); ok {

@@ -21,6 +21,7 @@ import (
 	"ratelab/httpapi"
 	"ratelab/limit"
 	"ratelab/sqlite"
+	"ratelab/wire"
 )
 
 // clock is a settable clock shared by the server and the database, so
@@ -177,9 +178,9 @@ func (r *resp) decode(v any) {
 }
 
 // errBody decodes the one error shape and checks its status field.
-func (r *resp) errBody() httpapi.ErrorBody {
+func (r *resp) errBody() wire.ErrorBody {
 	r.t.Helper()
-	var b httpapi.ErrorBody
+	var b wire.ErrorBody
 	r.decode(&b)
 	if b.Status != r.status || b.Code == "" || b.Message == "" {
 		r.t.Fatalf("error body %s does not match status %d", r.body, r.status)

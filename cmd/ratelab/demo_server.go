@@ -20,6 +20,7 @@ import (
 	"ratelab/load"
 	"ratelab/report"
 	"ratelab/sqlite"
+	"ratelab/wire"
 )
 
 // demoServer is the embedded server and a token for it.
@@ -81,7 +82,7 @@ func startDemoServer(ctx context.Context, dir string) (*demoServer, error) {
 }
 
 // limits reads GET /api/v2/ratelimits, as any client of the API can.
-func (s *demoServer) limits(ctx context.Context, scriptID string) (*httpapi.RateLimits, error) {
+func (s *demoServer) limits(ctx context.Context, scriptID string) (*wire.RateLimits, error) {
 	u := s.base + "/api/v2/ratelimits"
 	if scriptID != "" {
 		u += "?scriptId=" + scriptID
@@ -99,7 +100,7 @@ func (s *demoServer) limits(ctx context.Context, scriptID string) (*httpapi.Rate
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /api/v2/ratelimits: %s", resp.Status)
 	}
-	var out httpapi.RateLimits
+	var out wire.RateLimits
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return nil, fmt.Errorf("GET /api/v2/ratelimits: %w", err)
 	}
@@ -128,7 +129,7 @@ type bulkItem struct {
 }
 
 // bulkBody returns the body template of a bulk request that updates each
-// distinct script id of data once (up to httpapi.MaxBulkItems), and how
+// distinct script id of data once (up to wire.MaxBulkItems), and how
 // many it updates. The text is a template the engine renders per request.
 func bulkBody(data *load.DataSet) (string, int, error) {
 	var items []bulkItem
@@ -141,7 +142,7 @@ func bulkBody(data *load.DataSet) (string, int, error) {
 		seen[row[0]] = true
 		items = append(items, bulkItem{ID: row[0], Name: "Load test script", Text: "bulk update {{.Seq}} at {{now}}"})
 	}
-	items = items[:min(len(items), httpapi.MaxBulkItems)]
+	items = items[:min(len(items), wire.MaxBulkItems)]
 	b, err := json.Marshal(struct {
 		Scripts []bulkItem `json:"scripts"`
 	}{items})

@@ -1,5 +1,5 @@
 // Command bulk-updates sends M script updates spread over N scripts to a
-// ratelab scripts API, either through the Go client (httpapi.Client:
+// ratelab scripts API, either through the Go client (client.Client:
 // header-driven pacing, coalescing, bulk batching) or naively, one PUT at
 // a time waiting out each 429's Retry-After, and prints one JSON object:
 //
@@ -31,7 +31,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"ratelab"
-	"ratelab/httpapi"
+	"ratelab/client"
 )
 
 // result is the one JSON object the command prints.
@@ -71,7 +71,7 @@ func run(args []string, out io.Writer) error {
 	secret := fs.String("client-secret", os.Getenv("RATELAB_CLIENT_SECRET"), "OAuth client secret (env RATELAB_CLIENT_SECRET)")
 	scripts := fs.Int("scripts", 200, "number of scripts `N`")
 	updates := fs.Int("updates", 1000, "number of updates `M`, spread round-robin over the scripts")
-	mode := fs.String("mode", "client", "client (httpapi.Client) or naive (one PUT at a time, honouring Retry-After)")
+	mode := fs.String("mode", "client", "client (client.Client) or naive (one PUT at a time, honouring Retry-After)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -97,7 +97,7 @@ func run(args []string, out io.Writer) error {
 	}
 	cnt := &counting{next: http.DefaultTransport}
 	hc := &http.Client{Transport: cnt, Timeout: 30 * time.Second}
-	c, err := httpapi.NewClient(httpapi.ClientConfig{BaseURL: *base, ClientID: *id, ClientSecret: *secret, HTTPClient: hc})
+	c, err := client.New(client.Config{BaseURL: *base, ClientID: *id, ClientSecret: *secret, HTTPClient: hc})
 	if err != nil {
 		return err
 	}
@@ -123,8 +123,8 @@ func run(args []string, out io.Writer) error {
 // viaClient submits every update at once and waits for all: the client
 // merges updates of a script that wait for quota and batches scripts into
 // bulk requests.
-func viaClient(ctx context.Context, c *httpapi.Client, upds []ratelab.ScriptUpdate) error {
-	ps := make([]*httpapi.Pending, len(upds))
+func viaClient(ctx context.Context, c *client.Client, upds []ratelab.ScriptUpdate) error {
+	ps := make([]*client.Pending, len(upds))
 	for i, u := range upds {
 		ps[i] = c.Submit(ctx, u)
 	}
@@ -188,7 +188,7 @@ func naive(ctx context.Context, base, id, secret string, hc *http.Client, upds [
 }
 
 // finalOK reports whether every script's stored text is its last update.
-func finalOK(ctx context.Context, c *httpapi.Client, upds []ratelab.ScriptUpdate) (bool, error) {
+func finalOK(ctx context.Context, c *client.Client, upds []ratelab.ScriptUpdate) (bool, error) {
 	last := map[string]string{}
 	for _, u := range upds {
 		last[u.ID] = u.Text

@@ -1,4 +1,4 @@
-package httpapi
+package client
 
 import (
 	"bytes"
@@ -21,13 +21,14 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"ratelab"
+	"ratelab/wire"
 )
 
 // Client defaults.
 const (
-	// DefaultClientMaxRetries bounds the retries of one request after a 429
+	// DefaultMaxRetries bounds the retries of one request after a 429
 	// (or, for idempotent requests, a network error or 502/503/504).
-	DefaultClientMaxRetries = 5
+	DefaultMaxRetries = 5
 	// DefaultTokenRefreshBefore is how long before its expiry a token is
 	// replaced.
 	DefaultTokenRefreshBefore = time.Minute
@@ -35,14 +36,14 @@ const (
 	// leaves unused, to absorb the varying delay between its own decision
 	// and the server's.
 	DefaultPaceMargin = 25 * time.Millisecond
-	// DefaultClientMaxInFlight bounds the write requests (PUTs and bulks)
+	// DefaultMaxInFlight bounds the write requests (PUTs and bulks)
 	// the client has outstanding at once.
-	DefaultClientMaxInFlight = 4
+	DefaultMaxInFlight = 4
 )
 
-// ClientConfig configures a Client. BaseURL, ClientID and ClientSecret are
+// Config configures a Client. BaseURL, ClientID and ClientSecret are
 // required; every other field has a default.
-type ClientConfig struct {
+type Config struct {
 	// BaseURL is the API's root, e.g. "http://127.0.0.1:8080".
 	BaseURL      string
 	ClientID     string
@@ -54,7 +55,7 @@ type ClientConfig struct {
 	// failures at warn level. Default: discard.
 	Logger *slog.Logger
 	// MaxRetries bounds retries per request. 0 means
-	// DefaultClientMaxRetries; a negative value disables retries.
+	// DefaultMaxRetries; a negative value disables retries.
 	MaxRetries int
 	// TokenRefreshBefore is how long before expiry a token is replaced.
 	// Default: DefaultTokenRefreshBefore.
@@ -63,10 +64,10 @@ type ClientConfig struct {
 	// Default: DefaultPaceMargin; a negative value means none.
 	PaceMargin time.Duration
 	// MaxBatch bounds the updates of one bulk request, at most
-	// MaxBulkItems (the default). 1 disables batching.
+	// wire.MaxBulkItems (the default). 1 disables batching.
 	MaxBatch int
 	// MaxInFlight bounds concurrent write requests. Default:
-	// DefaultClientMaxInFlight.
+	// DefaultMaxInFlight.
 	MaxInFlight int
 }
 
@@ -94,7 +95,7 @@ type ClientConfig struct {
 // nothing); after a network error or a 5xx a POST is never retried, since
 // it may have been applied.
 //
-// Create a Client with NewClient and Close it when done. It is safe for
+// Create a Client with New and Close it when done. It is safe for
 // concurrent use.
 type Client struct {
 	base       *url.URL
@@ -119,14 +120,14 @@ type Client struct {
 
 var _ ratelab.ScriptService = (*Client)(nil)
 
-// NewClient returns a client for cfg. It sends nothing until used.
-func NewClient(cfg ClientConfig) (*Client, error) {
+// New returns a client for cfg. It sends nothing until used.
+func New(cfg Config) (*Client, error) {
 	if cfg.BaseURL == "" || cfg.ClientID == "" || cfg.ClientSecret == "" {
-		return nil, errors.New("httpapi: ClientConfig.BaseURL, ClientID and ClientSecret are required")
+		return nil, errors.New("client: Config.BaseURL, ClientID and ClientSecret are required")
 	}
 	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("httpapi: base url %q: want http(s)://host[:port]", cfg.BaseURL)
+		return nil, fmt.Errorf("client: base url %q: want http(s)://host[:port]", cfg.BaseURL)
 	}
 	c := &Client{base: base, hc: cfg.HTTPClient, log: cfg.Logger, maxRetries: cfg.MaxRetries, maxBatch: cfg.MaxBatch}
 	if c.hc == nil {
@@ -137,12 +138,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	switch {
 	case c.maxRetries == 0:
-		c.maxRetries = DefaultClientMaxRetries
+		c.maxRetries = DefaultMaxRetries
 	case c.maxRetries < 0:
 		c.maxRetries = 0
 	}
-	if c.maxBatch <= 0 || c.maxBatch > MaxBulkItems {
-		c.maxBatch = MaxBulkItems
+	if c.maxBatch <= 0 || c.maxBatch > wire.MaxBulkItems {
+		c.maxBatch = wire.MaxBulkItems
 	}
 	margin := cfg.PaceMargin
 	switch {
@@ -171,7 +172,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	c.tokens = c.newTS()
 	inflight := cfg.MaxInFlight
 	if inflight <= 0 {
-		inflight = DefaultClientMaxInFlight
+		inflight = DefaultMaxInFlight
 	}
 	c.w.init(c, inflight)
 	return c, nil
@@ -184,8 +185,8 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// ClientStats counts what a Client has done.
-type ClientStats struct {
+// Stats counts what a Client has done.
+type Stats struct {
 	// Requests counts API requests sent (token requests excluded).
 	Requests int64
 	// RateLimited counts 429 responses received.
@@ -202,9 +203,9 @@ type clientStats struct {
 }
 
 // Stats returns the client's counters so far.
-func (c *Client) Stats() ClientStats {
+func (c *Client) Stats() Stats {
 	s := &c.stats
-	return ClientStats{
+	return Stats{
 		Requests: s.requests.Load(), RateLimited: s.rateLimited.Load(), Retries: s.retries.Load(),
 		Puts: s.puts.Load(), Bulks: s.bulks.Load(), BulkItems: s.bulkItems.Load(), Coalesced: s.coalesced.Load(),
 	}
@@ -215,11 +216,11 @@ func (c *Client) Stats() ClientStats {
 // ratelab.ErrorCode works on it.
 type APIError struct {
 	Status int
-	Body   ErrorBody
+	Body   wire.ErrorBody
 }
 
 func (e *APIError) Error() string {
-	return fmt.Sprintf("httpapi: %d %s: %s", e.Status, e.Body.Code, e.Body.Message)
+	return fmt.Sprintf("client: %d %s: %s", e.Status, e.Body.Code, e.Body.Message)
 }
 
 // Unwrap returns the application error.
@@ -372,7 +373,7 @@ func (c *Client) send(ctx context.Context, r *apiRequest, body []byte) (*apiResp
 func (c *Client) observe(kind string, ids []string, resp *apiResponse, now time.Time) {
 	o := observed{status: resp.status, header: resp.header, retryAfter: -1}
 	if resp.status == http.StatusTooManyRequests {
-		var eb ErrorBody
+		var eb wire.ErrorBody
 		if json.Unmarshal(resp.body, &eb) == nil && eb.Limit != nil {
 			o.limit = eb.Limit
 		}
@@ -474,7 +475,7 @@ func (c *Client) refreshLimits(ctx context.Context) {
 		c.log.Debug("read rate limits", "status", resp.status)
 		return
 	}
-	var rl RateLimits
+	var rl wire.RateLimits
 	if err := json.Unmarshal(resp.body, &rl); err != nil {
 		c.log.Debug("read rate limits", "err", err)
 		return
@@ -502,27 +503,14 @@ func decode(resp *apiResponse, want int, v any) error {
 func responseError(resp *apiResponse) error {
 	e := &APIError{Status: resp.status}
 	if json.Unmarshal(resp.body, &e.Body) != nil || e.Body.Code == "" {
-		e.Body = ErrorBody{Code: codeForStatus(resp.status), Message: http.StatusText(resp.status), Status: resp.status}
+		e.Body = wire.ErrorBody{Code: wire.CodeOf(resp.status), Message: http.StatusText(resp.status), Status: resp.status}
 	}
 	return e
 }
 
-// codeForStatus maps a status back to an application code, for error
-// responses without the API's body.
-func codeForStatus(status int) string {
-	for code, st := range codes {
-		if st == status && code != codeMethodNotAllowed {
-			return code
-		}
-	}
-	return ratelab.EINTERNAL
-}
-
-func scriptPathOf(id string) string { return scriptsPath + "/" + url.PathEscape(id) }
-
 // FindScript returns a script.
 func (c *Client) FindScript(ctx context.Context, _, id string) (*ratelab.Script, error) {
-	resp, err := c.do(ctx, &apiRequest{kind: kindGetScript, method: http.MethodGet, path: scriptPathOf(id), idempotent: true})
+	resp, err := c.do(ctx, &apiRequest{kind: kindGetScript, method: http.MethodGet, path: wire.ScriptURLPath(id), idempotent: true})
 	if err != nil {
 		return nil, fmt.Errorf("find script: %w", err)
 	}
@@ -542,11 +530,11 @@ func (c *Client) FindScripts(ctx context.Context, _ string, page ratelab.Page) (
 	if page.Number > 0 {
 		q.Set("pageNumber", strconv.Itoa(page.Number))
 	}
-	resp, err := c.do(ctx, &apiRequest{kind: kindListScripts, method: http.MethodGet, path: scriptsPath, query: q, idempotent: true})
+	resp, err := c.do(ctx, &apiRequest{kind: kindListScripts, method: http.MethodGet, path: wire.ScriptsPath, query: q, idempotent: true})
 	if err != nil {
 		return nil, 0, fmt.Errorf("find scripts: %w", err)
 	}
-	var p Page[*ratelab.Script]
+	var p wire.Page[*ratelab.Script]
 	if err := decode(resp, http.StatusOK, &p); err != nil {
 		return nil, 0, err
 	}
@@ -559,7 +547,7 @@ func (c *Client) CreateScript(ctx context.Context, _ string, name, text, _ strin
 	if err := ratelab.ValidateScript(name, text); err != nil {
 		return nil, err
 	}
-	resp, err := c.do(ctx, &apiRequest{kind: kindCreateScript, method: http.MethodPost, path: scriptsPath, body: scriptCreate{Name: name, Text: text}})
+	resp, err := c.do(ctx, &apiRequest{kind: kindCreateScript, method: http.MethodPost, path: wire.ScriptsPath, body: wire.ScriptCreate{Name: name, Text: text}})
 	if err != nil {
 		return nil, fmt.Errorf("create script: %w", err)
 	}
@@ -573,7 +561,7 @@ func (c *Client) CreateScript(ctx context.Context, _ string, name, text, _ strin
 // DeleteScript deletes a script. It does not wait for updates of the
 // script that are still pending.
 func (c *Client) DeleteScript(ctx context.Context, _, id string) error {
-	resp, err := c.do(ctx, &apiRequest{kind: kindDeleteScript, ids: []string{id}, method: http.MethodDelete, path: scriptPathOf(id), idempotent: true})
+	resp, err := c.do(ctx, &apiRequest{kind: kindDeleteScript, ids: []string{id}, method: http.MethodDelete, path: wire.ScriptURLPath(id), idempotent: true})
 	if err != nil {
 		return fmt.Errorf("delete script: %w", err)
 	}
@@ -590,11 +578,11 @@ func (c *Client) ScriptVersions(ctx context.Context, _, id string, page ratelab.
 	if page.Number > 0 {
 		q.Set("pageNumber", strconv.Itoa(page.Number))
 	}
-	resp, err := c.do(ctx, &apiRequest{kind: kindVersions, method: http.MethodGet, path: scriptPathOf(id) + "/versions", query: q, idempotent: true})
+	resp, err := c.do(ctx, &apiRequest{kind: kindVersions, method: http.MethodGet, path: wire.VersionsURLPath(id), query: q, idempotent: true})
 	if err != nil {
 		return nil, 0, fmt.Errorf("script versions: %w", err)
 	}
-	var p Page[*ratelab.ScriptVersion]
+	var p wire.Page[*ratelab.ScriptVersion]
 	if err := decode(resp, http.StatusOK, &p); err != nil {
 		return nil, 0, err
 	}
@@ -607,7 +595,7 @@ func (c *Client) Users(ctx context.Context) ([]*ratelab.User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("users: %w", err)
 	}
-	var ul UserList
+	var ul wire.UserList
 	if err := decode(resp, http.StatusOK, &ul); err != nil {
 		return nil, err
 	}

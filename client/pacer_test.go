@@ -1,9 +1,11 @@
-package httpapi
+package client
 
 import (
 	"net/http"
 	"testing"
 	"time"
+
+	"ratelab/wire"
 )
 
 // hdr builds response headers as the server writes them.
@@ -44,9 +46,9 @@ func TestPacerFromHeadersAlone(t *testing.T) {
 		t.Fatalf("5th request: %+v, want a wait of exactly one interval", tk)
 	}
 	// Exact values with scope: per-script buckets are per script.
-	p.learnAll([]LimitState{
-		{Policy: "org", Scope: ScopeOrg, Limit: 1000, Window: "1s", Burst: 1000, Remaining: 996},
-		{Policy: "per-script", Scope: ScopeOrgScript, Key: "zzz", Limit: 2, Window: "1s", Burst: 4, Remaining: 4},
+	p.learnAll([]wire.LimitState{
+		{Policy: "org", Scope: wire.ScopeOrg, Limit: 1000, Window: "1s", Burst: 1000, Remaining: 996},
+		{Policy: "per-script", Scope: wire.ScopeOrgScript, Key: "zzz", Limit: 2, Window: "1s", Burst: 4, Remaining: 4},
 	}, t0)
 	for i := range 4 {
 		if tk := p.reserve(kindPutScript, []string{"b"}, t0); tk != (ticket{}) {
@@ -92,7 +94,7 @@ func TestPacerFromHeadersAlone(t *testing.T) {
 func TestPacerMargin(t *testing.T) {
 	p := newPacer(25 * time.Millisecond)
 	t0 := time.Unix(1000, 0)
-	p.learnAll([]LimitState{{Policy: "w", Scope: ScopeOrg, Limit: 2, Window: "1s", Burst: 2, Remaining: 2}}, t0)
+	p.learnAll([]wire.LimitState{{Policy: "w", Scope: wire.ScopeOrg, Limit: 2, Window: "1s", Burst: 2, Remaining: 2}}, t0)
 	p.kinds[kindPutScript] = []string{"w"}
 	// τ = 1 s, T = 0.5 s; τ − margin = 0.975 s: the 2nd request would
 	// bring the backlog to 1 s > 0.975 s, so it waits 25 ms.
@@ -103,7 +105,7 @@ func TestPacerMargin(t *testing.T) {
 		t.Fatalf("2nd: %+v, want the margin", tk)
 	}
 	q := newPacer(25 * time.Millisecond)
-	q.learnAll([]LimitState{{Policy: "one", Scope: ScopeOrg, Limit: 1, Window: "1s", Burst: 1, Remaining: 1}}, t0)
+	q.learnAll([]wire.LimitState{{Policy: "one", Scope: wire.ScopeOrg, Limit: 1, Window: "1s", Burst: 1, Remaining: 1}}, t0)
 	q.kinds[kindPutScript] = []string{"one"}
 	if tk := q.reserve(kindPutScript, nil, t0); tk != (ticket{}) {
 		t.Fatalf("burst 1, first: %+v", tk)
@@ -119,9 +121,9 @@ func TestPacerMargin(t *testing.T) {
 func TestPacerSyncAnd429(t *testing.T) {
 	p := newPacer(0)
 	t0 := time.Unix(1000, 0)
-	p.learnAll([]LimitState{
-		{Policy: "org", Scope: ScopeOrg, Limit: 10, Window: "1s", Burst: 10, Remaining: 10},
-		{Policy: "per-script", Scope: ScopeOrgScript, Limit: 2, Window: "1s", Burst: 4, Remaining: 4},
+	p.learnAll([]wire.LimitState{
+		{Policy: "org", Scope: wire.ScopeOrg, Limit: 10, Window: "1s", Burst: 10, Remaining: 10},
+		{Policy: "per-script", Scope: wire.ScopeOrgScript, Limit: 2, Window: "1s", Burst: 4, Remaining: 4},
 	}, t0)
 	p.kinds[kindPutScript] = []string{"org", "per-script"}
 	// Another client of the org used 8: the server says 1 remains after ours.
@@ -142,7 +144,7 @@ func TestPacerSyncAnd429(t *testing.T) {
 	}
 	// A 429 on script d: the body names the policy, the key and the delay.
 	t1 := t0.Add(2 * time.Second)
-	ls := &LimitState{Policy: "per-script", Scope: ScopeOrgScript, Key: "d", Limit: 2, Window: "1s", Burst: 4, RetryAfterMs: 300}
+	ls := &wire.LimitState{Policy: "per-script", Scope: wire.ScopeOrgScript, Key: "d", Limit: 2, Window: "1s", Burst: 4, RetryAfterMs: 300}
 	h := hdr(`"org";q=10;w=1, "per-script";q=4;w=2`, `"per-script";r=0;t=2`)
 	h.Set("Retry-After", "1")
 	p.learn(kindPutScript, []string{"d"}, observed{status: 429, header: h, limit: ls, retryAfter: retryDelay(h, ls, t1), jitter: 7 * time.Millisecond}, t1)
@@ -166,7 +168,7 @@ func TestPacerSyncAnd429(t *testing.T) {
 func TestPacerPolicyChange(t *testing.T) {
 	p := newPacer(0)
 	t0 := time.Unix(1000, 0)
-	p.learnAll([]LimitState{{Policy: "per-script", Scope: ScopeOrgScript, Limit: 5, Window: "1s", Burst: 5, Remaining: 5}}, t0)
+	p.learnAll([]wire.LimitState{{Policy: "per-script", Scope: wire.ScopeOrgScript, Limit: 5, Window: "1s", Burst: 5, Remaining: 5}}, t0)
 	p.learn(kindPutScript, []string{"a"}, observed{status: 200, header: hdr(`"per-script";q=5;w=1`, `"per-script";r=4;t=1`), retryAfter: -1}, t0)
 	if p.wantsRefresh() {
 		t.Fatal("unchanged policy asked for a refresh")
@@ -176,7 +178,7 @@ func TestPacerPolicyChange(t *testing.T) {
 		t.Fatal("changed policy did not ask for a refresh")
 	}
 	pp, _ := p.policy("per-script")
-	if pp.Burst != 10 || pp.Interval() != 100*time.Millisecond || pp.scope != ScopeOrgScript || pp.exact {
+	if pp.Burst != 10 || pp.Interval() != 100*time.Millisecond || pp.scope != wire.ScopeOrgScript || pp.exact {
 		t.Fatalf("after the change: %+v", pp)
 	}
 }

@@ -1,4 +1,4 @@
-package httpapi_test
+package client_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"ratelab"
+	"ratelab/client"
 	"ratelab/httpapi"
 	"ratelab/sqlite"
 )
@@ -114,9 +115,9 @@ func (c *counter) snapshot() (status map[int]int, tokens, writes int) {
 	return status, c.tokens, c.writes
 }
 
-func (s *cliServer) client(cr cliCreds, cnt *counter, mod func(*httpapi.ClientConfig)) *httpapi.Client {
+func (s *cliServer) newClient(cr cliCreds, cnt *counter, mod func(*client.Config)) *client.Client {
 	s.t.Helper()
-	cfg := httpapi.ClientConfig{
+	cfg := client.Config{
 		BaseURL: s.srv.URL(), ClientID: cr.id, ClientSecret: cr.secret,
 		HTTPClient: &http.Client{Transport: cnt, Timeout: 30 * time.Second},
 		Logger:     slog.New(slog.NewTextHandler(&testWriter{t: s.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -124,7 +125,7 @@ func (s *cliServer) client(cr cliCreds, cnt *counter, mod func(*httpapi.ClientCo
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := httpapi.NewClient(cfg)
+	c, err := client.New(cfg)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func TestClientScriptService(t *testing.T) {
 	s := startCliServer(t, nil, 0)
 	cr := s.creds("acme")
 	cnt := newCounter()
-	c := s.client(cr, cnt, nil)
+	c := s.newClient(cr, cnt, nil)
 	ctx := context.Background()
 
 	created, err := c.CreateScript(ctx, "", "greeting", "hello", "")
@@ -182,7 +183,7 @@ func TestClientScriptService(t *testing.T) {
 	if _, err := c.FindScript(ctx, "", "nope"); ratelab.ErrorCode(err) != ratelab.ENOTFOUND {
 		t.Fatalf("find unknown: %v", err)
 	}
-	var ae *httpapi.APIError
+	var ae *client.APIError
 	if _, err := c.FindScript(ctx, "", "nope"); !errors.As(err, &ae) || ae.Status != 404 {
 		t.Fatalf("find unknown: %#v", err)
 	}
@@ -252,7 +253,7 @@ func TestClientModifyRetriesConflicts(t *testing.T) {
 	t.Parallel()
 	s := startCliServer(t, nil, 0)
 	cr := s.creds("acme")
-	c := s.client(cr, newCounter(), nil)
+	c := s.newClient(cr, newCounter(), nil)
 	ctx := context.Background()
 	if _, err := c.UpdateScript(ctx, ratelab.ScriptUpdate{ID: "counter", Name: "counter", Text: "0"}); err != nil {
 		t.Fatal(err)
@@ -298,7 +299,7 @@ func TestClientOneScriptCoalescing(t *testing.T) {
 	s := startCliServer(t, nil, 0)
 	cr := s.creds("acme")
 	cnt := newCounter()
-	c := s.client(cr, cnt, nil)
+	c := s.newClient(cr, cnt, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 
@@ -306,7 +307,7 @@ func TestClientOneScriptCoalescing(t *testing.T) {
 	// order the client received them in.
 	var mu sync.Mutex
 	seq := 0
-	submit := func(g, i int) (int, *httpapi.Pending) {
+	submit := func(g, i int) (int, *client.Pending) {
 		mu.Lock()
 		defer mu.Unlock()
 		seq++
@@ -319,7 +320,7 @@ func TestClientOneScriptCoalescing(t *testing.T) {
 		wg.Go(func() {
 			type sub struct {
 				n int
-				p *httpapi.Pending
+				p *client.Pending
 			}
 			var subs []sub
 			check := func(s sub) {
@@ -421,11 +422,11 @@ func naiveUpdates(ctx context.Context, t *testing.T, baseURL string, cr cliCreds
 
 // runWaves sends upds through a new client of a new org in waves of one
 // update per script, waiting for each wave.
-func runWaves(ctx context.Context, t *testing.T, s *cliServer, upds []ratelab.ScriptUpdate, scripts int) (time.Duration, httpapi.ClientStats) {
+func runWaves(ctx context.Context, t *testing.T, s *cliServer, upds []ratelab.ScriptUpdate, scripts int) (time.Duration, client.Stats) {
 	t.Helper()
 	cr := s.creds("waves-org")
 	cnt := newCounter()
-	c := s.client(cr, cnt, nil)
+	c := s.newClient(cr, cnt, nil)
 	start := time.Now()
 	for w := 0; w < len(upds); w += scripts {
 		res, err := c.UpdateScripts(ctx, "", upds[w:min(w+scripts, len(upds))])
@@ -489,9 +490,9 @@ func compareClientNaive(t *testing.T, ps *httpapi.Policies, waves bool) float64 
 
 	crC := s.creds("client-org")
 	cnt := newCounter()
-	c := s.client(crC, cnt, nil)
+	c := s.newClient(crC, cnt, nil)
 	start := time.Now()
-	ps2 := make([]*httpapi.Pending, n)
+	ps2 := make([]*client.Pending, n)
 	for i, u := range upds {
 		ps2[i] = c.Submit(ctx, u)
 	}
@@ -506,7 +507,7 @@ func compareClientNaive(t *testing.T, ps *httpapi.Policies, waves bool) float64 
 	// Batching alone: the same updates in waves of one update per script,
 	// each wave waited for, so nothing is merged.
 	var wavesTime time.Duration
-	var wavesStats httpapi.ClientStats
+	var wavesStats client.Stats
 	if waves {
 		wavesTime, wavesStats = runWaves(ctx, t, s, upds, scripts)
 	}
@@ -584,7 +585,7 @@ func TestClientAdaptsToPolicyChange(t *testing.T) {
 	s := startCliServer(t, policies("5/s", 5), 0)
 	cr := s.creds("acme")
 	cnt := newCounter()
-	c := s.client(cr, cnt, nil)
+	c := s.newClient(cr, cnt, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 
@@ -645,7 +646,7 @@ func TestClientRefreshesToken(t *testing.T) {
 	s := startCliServer(t, nil, 2*time.Second)
 	cr := s.creds("acme")
 	cnt := newCounter()
-	c := s.client(cr, cnt, func(cfg *httpapi.ClientConfig) { cfg.TokenRefreshBefore = 1500 * time.Millisecond })
+	c := s.newClient(cr, cnt, func(cfg *client.Config) { cfg.TokenRefreshBefore = 1500 * time.Millisecond })
 	ctx := context.Background()
 	end := time.Now().Add(2 * time.Second)
 	for time.Now().Before(end) {
@@ -671,7 +672,7 @@ func TestClientSubmitCanceled(t *testing.T) {
 	t.Parallel()
 	s := startCliServer(t, nil, 0)
 	cr := s.creds("acme")
-	c := s.client(cr, newCounter(), nil)
+	c := s.newClient(cr, newCounter(), nil)
 	ctx := context.Background()
 	// Spend the script's burst so the next updates wait for quota.
 	for i := range 4 {

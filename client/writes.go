@@ -1,4 +1,4 @@
-package httpapi
+package client
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"ratelab"
+	"ratelab/wire"
 )
 
 // The writer schedules script updates.
@@ -111,7 +112,7 @@ func (w *writer) init(c *Client, inflight int) {
 
 // errClosed is the error of updates submitted to or pending in a closed
 // client.
-var errClosed = errors.New("httpapi: client closed")
+var errClosed = errors.New("client: client closed")
 
 // Submit queues an update of upd.ID and returns at once; the update is
 // sent when the server's limits allow it.
@@ -501,19 +502,19 @@ func (w *writer) send(kind string, teacher bool, batch []*writeEntry, upds []rat
 	for i, u := range upds {
 		ids[i] = u.ID
 	}
-	r := &apiRequest{kind: kind, ids: ids, method: http.MethodPost, path: scriptsPath + "/bulk"}
+	r := &apiRequest{kind: kind, ids: ids, method: http.MethodPost, path: wire.BulkPath}
 	if len(upds) == 1 {
 		u := upds[0]
-		body := scriptPut{Name: u.Name, Text: u.Text}
+		body := wire.ScriptPut{Name: u.Name, Text: u.Text}
 		if u.IfVersion > 0 {
 			body.Version = &u.IfVersion
 		}
-		r.method, r.path, r.body, r.idempotent = http.MethodPut, scriptPathOf(u.ID), body, true
+		r.method, r.path, r.body, r.idempotent = http.MethodPut, wire.ScriptURLPath(u.ID), body, true
 		c.stats.puts.Add(1)
 	} else {
-		var body bulkRequest
+		var body wire.BulkRequest
 		for _, u := range upds {
-			it := scriptPut{ID: u.ID, Name: u.Name, Text: u.Text}
+			it := wire.ScriptPut{ID: u.ID, Name: u.Name, Text: u.Text}
 			if u.IfVersion > 0 {
 				v := u.IfVersion
 				it.Version = &v
@@ -566,7 +567,7 @@ func (w *writer) send(kind string, teacher bool, batch []*writeEntry, upds []rat
 		w.settle(batch[0], ratelab.BulkResult{Script: &s, Created: resp.status == http.StatusCreated})
 		return
 	}
-	var br BulkResponse
+	var br wire.BulkResponse
 	if err := decode(resp, http.StatusOK, &br); err != nil {
 		for _, e := range batch {
 			w.settle(e, ratelab.BulkResult{Err: err})

@@ -1,4 +1,4 @@
-package httpapi
+package client
 
 import (
 	"net/http"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"ratelab/limit"
+	"ratelab/wire"
 )
 
 // The pacer is the client's picture of the server's rate limits, learned
@@ -69,7 +70,7 @@ type pacer struct {
 // pacedPolicy is one server policy as the client knows it.
 type pacedPolicy struct {
 	limit.Policy
-	scope Scope
+	scope wire.Scope
 	// exact is set when Rate and Burst came from the server's own numbers
 	// rather than from the rounded header values.
 	exact bool
@@ -79,14 +80,14 @@ type tierKey struct{ policy, key string }
 
 // Operation kinds: a request's method and route pattern.
 const (
-	kindListScripts  = "GET " + scriptsPath
-	kindCreateScript = "POST " + scriptsPath
-	kindBulk         = "POST " + scriptsPath + "/bulk"
-	kindGetScript    = "GET " + scriptPath
-	kindPutScript    = "PUT " + scriptPath
-	kindDeleteScript = "DELETE " + scriptPath
-	kindVersions     = "GET " + scriptPath + "/versions"
-	kindUsers        = "GET /api/v2/users"
+	kindListScripts  = "GET " + wire.ScriptsPath
+	kindCreateScript = "POST " + wire.ScriptsPath
+	kindBulk         = "POST " + wire.BulkPath
+	kindGetScript    = "GET " + wire.ScriptPath
+	kindPutScript    = "PUT " + wire.ScriptPath
+	kindDeleteScript = "DELETE " + wire.ScriptPath
+	kindVersions     = "GET " + wire.VersionsPath
+	kindUsers        = "GET " + wire.UsersPath
 )
 
 // writeKinds share the script-write policies, so an unseen one borrows
@@ -198,7 +199,7 @@ func (p *pacer) scriptWait(kind, id string, now time.Time) time.Duration {
 	var wait time.Duration
 	for _, name := range names {
 		pp := p.policies[name]
-		if pp == nil || pp.Shadow || pp.scope != ScopeOrgScript {
+		if pp == nil || pp.Shadow || pp.scope != wire.ScopeOrgScript {
 			continue
 		}
 		wait = max(wait, p.waitLocked(pp, tierKey{name, id}, now))
@@ -225,8 +226,8 @@ func (p *pacer) waitLocked(pp *pacedPolicy, tk tierKey, now time.Time) time.Dura
 
 // scopeKeys returns the bucket keys of a policy with the scope for a
 // request touching ids: one per script for org+script, else one.
-func scopeKeys(s Scope, ids []string) []string {
-	if s == ScopeOrgScript {
+func scopeKeys(s wire.Scope, ids []string) []string {
+	if s == wire.ScopeOrgScript {
 		return ids
 	}
 	return []string{""}
@@ -247,7 +248,7 @@ type observed struct {
 	status int
 	header http.Header
 	// limit is the 429 body's limit state, if any.
-	limit *LimitState
+	limit *wire.LimitState
 	// retryAfter is the 429 body's retryAfterMs, or Retry-After, or -1.
 	retryAfter time.Duration
 	// jitter is added to a retry delay so that clients do not retry in
@@ -301,7 +302,7 @@ func (p *pacer) learn(kind string, scriptIDs []string, o observed, now time.Time
 		name, key := adv.Policy, ""
 		if o.limit != nil && o.limit.Policy != "" {
 			name = o.limit.Policy
-			if o.limit.Scope == ScopeOrgScript {
+			if o.limit.Scope == wire.ScopeOrgScript {
 				key = o.limit.Key
 			}
 		}
@@ -315,7 +316,7 @@ func (p *pacer) learn(kind string, scriptIDs []string, o observed, now time.Time
 			p.blocked[kind] = now.Add(retry)
 			return
 		}
-		if pp.scope == ScopeOrgScript && key == "" && len(scriptIDs) == 1 {
+		if pp.scope == wire.ScopeOrgScript && key == "" && len(scriptIDs) == 1 {
 			key = scriptIDs[0]
 		}
 		// The server admits the next request when TAT + T − now ≤ τ; make
@@ -331,7 +332,7 @@ func (p *pacer) learn(kind string, scriptIDs []string, o observed, now time.Time
 		return
 	}
 	key := ""
-	if pp.scope == ScopeOrgScript {
+	if pp.scope == wire.ScopeOrgScript {
 		if len(scriptIDs) != 1 {
 			return // which script's bucket is decisive is unknown
 		}
@@ -374,7 +375,7 @@ func (p *pacer) learnPolicyLocked(ap limit.AdvertisedPolicy) {
 
 // learnExactLocked takes a policy's exact values from the server's own
 // description of it.
-func (p *pacer) learnExactLocked(ls *LimitState) {
+func (p *pacer) learnExactLocked(ls *wire.LimitState) {
 	period, err := time.ParseDuration(ls.Window)
 	if err != nil || ls.Limit < 1 || ls.Burst < 1 {
 		return
@@ -393,7 +394,7 @@ func (p *pacer) learnExactLocked(ls *LimitState) {
 // learnAll takes the body of GET /api/v2/ratelimits: every policy that
 // applies to the caller, exactly, and the state of the buckets that are
 // not per script.
-func (p *pacer) learnAll(states []LimitState, now time.Time) {
+func (p *pacer) learnAll(states []wire.LimitState, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refresh = false
@@ -401,7 +402,7 @@ func (p *pacer) learnAll(states []LimitState, now time.Time) {
 		ls := &states[i]
 		p.learnExactLocked(ls)
 		pp := p.policies[ls.Policy]
-		if pp == nil || !pp.exact || pp.Shadow || ls.Scope == ScopeOrgScript {
+		if pp == nil || !pp.exact || pp.Shadow || ls.Scope == wire.ScopeOrgScript {
 			continue
 		}
 		p.raiseTAT(tierKey{ls.Policy, ""}, now.Add(pp.Tolerance()-time.Duration(ls.Remaining)*pp.Interval()), now)
@@ -438,7 +439,7 @@ func ceilSeconds(d time.Duration) int64 {
 
 // retryDelay reads a 429's retry delay: the body's exact retryAfterMs,
 // else Retry-After, else -1.
-func retryDelay(h http.Header, ls *LimitState, now time.Time) time.Duration {
+func retryDelay(h http.Header, ls *wire.LimitState, now time.Time) time.Duration {
 	if ls != nil && ls.RetryAfterMs > 0 {
 		return time.Duration(ls.RetryAfterMs) * time.Millisecond
 	}

@@ -1,0 +1,20 @@
+// Package client is the Go client of ratelab's scripts API (the server is
+// package ratelab/httpapi; the shapes both speak are in ratelab/wire). A
+// [Client] implements ratelab.ScriptService over HTTP and never fights the
+// server's rate limiter:
+//
+//   - it authenticates with the OAuth client-credentials grant and
+//     replaces its token before it expires;
+//   - it paces itself from the server's own words: a local GCRA
+//     (limit.Bucket) per policy and scope key, learned from
+//     RateLimit-Policy and RateLimit and from GET /api/v2/ratelimits, so
+//     that it sends a request only when the server will admit it;
+//   - after a 429 it waits exactly the server's retry delay (read with
+//     limit.ParseResponse) plus a little jitter, and retries;
+//   - it merges updates of one script that wait for quota and batches
+//     updates of many scripts into bulk requests (Client.Submit).
+//
+// It imports neither Prometheus nor YAML nor procfs: a program that uses it
+// links only the standard library, golang.org/x/oauth2 and ratelab's
+// domain, wire and limit packages.
+package client

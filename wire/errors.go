@@ -1,0 +1,104 @@
+package wire
+
+import (
+	"net/http"
+
+	"ratelab"
+)
+
+// codes maps each application error code to its HTTP status: the one
+// table of the API. An unknown code is a 500.
+var codes = map[string]int{
+	ratelab.EINVALID:       http.StatusBadRequest,
+	ratelab.EUNPROCESSABLE: http.StatusUnprocessableEntity,
+	ratelab.EUNAUTHORIZED:  http.StatusUnauthorized,
+	ratelab.ENOTFOUND:      http.StatusNotFound,
+	ratelab.ECONFLICT:      http.StatusConflict,
+	ratelab.EPRECONDITION:  http.StatusPreconditionFailed,
+	ratelab.ETOOLARGE:      http.StatusRequestEntityTooLarge,
+	ratelab.EMEDIATYPE:     http.StatusUnsupportedMediaType,
+	ratelab.ERATELIMITED:   http.StatusTooManyRequests,
+	ratelab.EUNAVAILABLE:   http.StatusServiceUnavailable,
+	ratelab.EINTERNAL:      http.StatusInternalServerError,
+	CodeMethodNotAllowed:   http.StatusMethodNotAllowed,
+}
+
+// CodeMethodNotAllowed is the code of a 405; the domain has no use for it.
+const CodeMethodNotAllowed = "method_not_allowed"
+
+// Status returns the HTTP status of an application error code, and false
+// for a code the table does not know (which the server answers as a 500).
+func Status(code string) (int, bool) {
+	st, ok := codes[code]
+	return st, ok
+}
+
+// CodeOf maps a status back to an application code, for error responses
+// without the API's body (a proxy's 502, say). A status the table does
+// not know is EINTERNAL.
+func CodeOf(status int) string {
+	for code, st := range codes {
+		if st == status && code != CodeMethodNotAllowed {
+			return code
+		}
+	}
+	return ratelab.EINTERNAL
+}
+
+// ErrorBody is the one error shape of the API. Limit and ViolatedPolicies
+// are set on a 429 only; Error on OAuth token-endpoint errors only (RFC
+// 6749 §5.2, for OAuth client libraries).
+type ErrorBody struct {
+	Message          string      `json:"message"`
+	Code             string      `json:"code"`
+	Status           int         `json:"status"`
+	Error            string      `json:"error,omitempty"`
+	Limit            *LimitState `json:"limit,omitempty"`
+	ViolatedPolicies []string    `json:"violatedPolicies,omitempty"`
+}
+
+// LimitState describes one policy's state for one caller, in 429 bodies
+// and GET /api/v2/ratelimits.
+type LimitState struct {
+	Policy string `json:"policy"`
+	Scope  Scope  `json:"scope"`
+	// Key is the partition the state belongs to (org id, client id, route
+	// class or script id).
+	Key string `json:"key,omitempty"`
+	// Limit requests per Window is the sustained rate; Burst the most
+	// admitted at once.
+	Limit  int64  `json:"limit"`
+	Window string `json:"window"`
+	Burst  int64  `json:"burst"`
+	Shadow bool   `json:"shadow,omitempty"`
+	// Remaining is how many requests the bucket admits now.
+	Remaining int64 `json:"remaining"`
+	// ResetAfterMs is the time until the bucket is full again.
+	ResetAfterMs int64 `json:"resetAfterMs"`
+	// RetryAfterMs is, on a 429, the exact wait before a retry is admitted.
+	RetryAfterMs int64 `json:"retryAfterMs,omitempty"`
+}
+
+// Scope says what partitions a policy's quota: each distinct key has its
+// own bucket.
+type Scope string
+
+// The scopes a policy may have.
+const (
+	// ScopeOrg keeps one bucket per org.
+	ScopeOrg Scope = "org"
+	// ScopeClient keeps one bucket per OAuth client. On the token endpoint
+	// the client is the client id the request presents; a request without
+	// one (or an API request without valid credentials) is keyed by its
+	// remote address instead.
+	ScopeClient Scope = "client"
+	// ScopeOrgRouteClass keeps one bucket per org and route class (the
+	// primary class of the route: script-writes, script-reads, users, …).
+	ScopeOrgRouteClass Scope = "org+route-class"
+	// ScopeOrgScript keeps one bucket per org and script id: the
+	// per-resource tier. It applies only to requests that name scripts.
+	ScopeOrgScript Scope = "org+script"
+)
+
+// Scopes lists every scope, in the order the documentation gives them.
+func Scopes() []Scope { return []Scope{ScopeOrg, ScopeClient, ScopeOrgRouteClass, ScopeOrgScript} }

@@ -74,6 +74,23 @@ func ErrorMessage(err error) string {
 	return "Internal error."
 }
 
+// Unavailable returns an EUNAVAILABLE error for a failure to reach the
+// database (refused or dropped connection, timeout, a lock held too
+// long): the request may succeed if retried later. The user sees only a
+// fixed message; cause stays in the chain (errors.Is, errors.As, Error)
+// for the operator's log.
+func Unavailable(cause error) error {
+	return &unavailable{cause: cause, err: &Error{Code: EUNAVAILABLE, Message: "The database is unavailable; retry later."}}
+}
+
+type unavailable struct {
+	cause error
+	err   *Error
+}
+
+func (u *unavailable) Error() string   { return "unavailable: " + u.cause.Error() }
+func (u *unavailable) Unwrap() []error { return []error{u.err, u.cause} }
+
 // Org is a tenant: limits and data are per org.
 type Org struct {
 	ID        string    `json:"id"`
@@ -135,7 +152,9 @@ type ScriptUpdate struct {
 }
 
 // ValidateScript checks a script's name and text, returning an
-// EUNPROCESSABLE error that names the field.
+// EUNPROCESSABLE error that names the field. Both must be valid UTF-8
+// without NUL bytes, which PostgreSQL cannot store in text and SQLite
+// would, so that every store accepts the same scripts.
 func ValidateScript(name, text string) error {
 	switch {
 	case name == "":
@@ -145,7 +164,10 @@ func ValidateScript(name, text string) error {
 	case len(text) > MaxScriptTextLen:
 		return Errorf(EUNPROCESSABLE, "text is %d bytes; at most %d allowed", len(text), MaxScriptTextLen)
 	}
-	return nil
+	if err := storableText("name", name); err != nil {
+		return err
+	}
+	return storableText("text", text)
 }
 
 // Page selects a page of a listing: Number counts from 1, and Size is
@@ -202,9 +224,24 @@ type AuthService interface {
 	Authenticate(ctx context.Context, clientID, secret string) (*Client, error)
 	// IssueToken creates an access token for the client, valid for ttl.
 	IssueToken(ctx context.Context, client *Client, ttl time.Duration) (token string, expires time.Time, err error)
-	// ValidateToken returns the client a token belongs to; an unknown or
-	// expired token is EUNAUTHORIZED.
+	// ValidateToken returns the client a token belongs to; an unknown,
+	// expired or revoked token, or one of a deleted client, is
+	// EUNAUTHORIZED.
 	ValidateToken(ctx context.Context, token string, now time.Time) (*Client, error)
+	// RevokeToken revokes a token issued to the client clientID, at once
+	// (RFC 7009). An unknown or expired token, or one issued to another
+	// client, is left alone without an error, so that the answer reveals
+	// nothing about other clients' tokens.
+	RevokeToken(ctx context.Context, clientID, token string) error
+	// ListClients returns the clients of all orgs, oldest first.
+	ListClients(ctx context.Context) ([]*Client, error)
+	// DeleteClient deletes a client and, at once, every token issued to
+	// it; an unknown id is ENOTFOUND.
+	DeleteClient(ctx context.Context, id string) error
+	// RotateSecret replaces a client's secret (a random one when secret is
+	// empty) and revokes its tokens, returning the plain new secret, shown
+	// only once; an unknown id is ENOTFOUND.
+	RotateSecret(ctx context.Context, id, secret string) (string, error)
 	FindUsers(ctx context.Context, orgID string) ([]*User, error)
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error

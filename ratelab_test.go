@@ -74,6 +74,8 @@ func TestValidateScript(t *testing.T) {
 		{"", "x"},
 		{strings.Repeat("n", ratelab.MaxScriptNameLen+1), ""},
 		{"n", strings.Repeat("t", ratelab.MaxScriptTextLen+1)},
+		{"a\x00b", "x"}, {"n", "a\x00b"}, {"\x00", ""}, // PostgreSQL cannot store NUL
+		{"n\xff", "x"}, {"n", "a\xc3"}, // nor invalid UTF-8
 	} {
 		if ratelab.ErrorCode(ratelab.ValidateScript(c.name, c.text)) != ratelab.EUNPROCESSABLE {
 			t.Errorf("name %d bytes, text %d bytes: not unprocessable", len(c.name), len(c.text))
@@ -117,9 +119,40 @@ func TestValidID(t *testing.T) {
 	for id, want := range map[string]bool{
 		"s1": true, "00000000-0000-0000-0000-000000000001": true, "a.b_c-d": true,
 		"": false, "a/b": false, "a b": false, "a:b": false, strings.Repeat("x", 101): false,
+		".": false, "..": false, "...": true, ".a": true, "a..b": true, // "." and ".." are path segments
+		"a\x00b": false, "\x00": false, "\xff": false, "a\xc3": false, "é": false,
 	} {
 		if got := ratelab.ValidID(id); got != want {
 			t.Errorf("ValidID(%q) = %v", id, got)
 		}
+	}
+}
+
+func TestValidateID(t *testing.T) {
+	for _, id := range []string{"", ".", "..", "a\x00b", "\xff", "a b"} {
+		err := ratelab.ValidateID("script id", id)
+		if ratelab.ErrorCode(err) != ratelab.EUNPROCESSABLE || !strings.Contains(ratelab.ErrorMessage(err), "script id must be") {
+			t.Errorf("ValidateID(%q) = %v, want an unprocessable error stating the rule", id, err)
+		}
+	}
+	if err := ratelab.ValidateUpdate(ratelab.ScriptUpdate{ID: "..", Name: "n"}); ratelab.ErrorCode(err) != ratelab.EUNPROCESSABLE {
+		t.Errorf("ValidateUpdate(id ..) = %v, want unprocessable", err)
+	}
+	if err := ratelab.ValidateOrgName("a\x00b"); ratelab.ErrorCode(err) != ratelab.EINVALID {
+		t.Errorf("ValidateOrgName(NUL) = %v, want invalid", err)
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	cause := errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+	err := fmt.Errorf("postgres: find script: %w", ratelab.Unavailable(cause))
+	if ratelab.ErrorCode(err) != ratelab.EUNAVAILABLE || !errors.Is(err, cause) {
+		t.Fatalf("ErrorCode = %q, errors.Is(cause) = %v; want unavailable with the cause in the chain", ratelab.ErrorCode(err), errors.Is(err, cause))
+	}
+	if msg := ratelab.ErrorMessage(err); strings.Contains(msg, "127.0.0.1") || msg == "" {
+		t.Fatalf("ErrorMessage = %q: must be set and must not show the cause", msg)
+	}
+	if !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Error() = %q: the log must see the cause", err)
 	}
 }

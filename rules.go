@@ -1,6 +1,9 @@
 package ratelab
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // The rules every storage implementation applies the same way, so that
 // SQLite and PostgreSQL answer alike; the conformance suite in
@@ -32,9 +35,12 @@ func (p Page) LimitOffset() (limit, offset int64, ok bool) {
 }
 
 // ValidID reports whether id is an acceptable script or client id: 1 to
-// 100 characters of [A-Za-z0-9._-], safe in a URL path and in HTTP Basic.
+// 100 characters of [A-Za-z0-9._-], other than "." and "..", so that it is
+// safe in a URL path (where "." and ".." would name another path) and in
+// HTTP Basic. It is the one id rule: the stores apply it before any query
+// (ValidateID), and the HTTP layer uses it to answer before the store.
 func ValidID(id string) bool {
-	if len(id) == 0 || len(id) > 100 {
+	if len(id) == 0 || len(id) > 100 || id == "." || id == ".." {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
@@ -46,11 +52,23 @@ func ValidID(id string) bool {
 	return true
 }
 
+// ValidateID checks an id chosen by the caller for something to be
+// created (what: "script id", "client id"), returning an EUNPROCESSABLE
+// error that states the rule. A lookup by an id that fails ValidID is
+// not an error of its own: such a thing cannot exist, so the stores
+// answer ENOTFOUND (EUNAUTHORIZED for credentials) without a query.
+func ValidateID(what, id string) error {
+	if !ValidID(id) {
+		return Errorf(EUNPROCESSABLE, "%s must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-', and not '.' or '..'", what)
+	}
+	return nil
+}
+
 // ValidateUpdate checks a script update: its id, its version and its
 // fields (ValidateScript).
 func ValidateUpdate(upd ScriptUpdate) error {
-	if !ValidID(upd.ID) {
-		return Errorf(EINVALID, "script id must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+	if err := ValidateID("script id", upd.ID); err != nil {
+		return err
 	}
 	if upd.IfVersion < 0 {
 		return Errorf(EINVALID, "version must be positive")
@@ -59,17 +77,28 @@ func ValidateUpdate(upd ScriptUpdate) error {
 }
 
 // ValidateClientID checks a client id chosen by the caller.
-func ValidateClientID(id string) error {
-	if !ValidID(id) {
-		return Errorf(EINVALID, "client id must be 1 to 100 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
-	}
-	return nil
-}
+func ValidateClientID(id string) error { return ValidateID("client id", id) }
 
 // ValidateOrgName checks an org's name.
 func ValidateOrgName(name string) error {
 	if strings.TrimSpace(name) == "" || len(name) > 100 {
 		return Errorf(EINVALID, "org name must be 1 to 100 bytes and not blank")
+	}
+	if err := storableText("org name", name); err != nil {
+		return Errorf(EINVALID, "%s", ErrorMessage(err))
+	}
+	return nil
+}
+
+// storableText rejects what one of the stores cannot keep exactly: NUL
+// bytes (PostgreSQL text refuses them) and invalid UTF-8 (PostgreSQL
+// refuses it too; SQLite would store it as sent).
+func storableText(what, s string) error {
+	switch {
+	case strings.IndexByte(s, 0) >= 0:
+		return Errorf(EUNPROCESSABLE, "%s must not contain NUL bytes", what)
+	case !utf8.ValidString(s):
+		return Errorf(EUNPROCESSABLE, "%s must be valid UTF-8", what)
 	}
 	return nil
 }
@@ -77,6 +106,9 @@ func ValidateOrgName(name string) error {
 // ScriptNotFound is the error for a script that does not exist in the
 // caller's org (another org's script does not exist either).
 func ScriptNotFound(id string) error { return Errorf(ENOTFOUND, "script %q not found", id) }
+
+// ClientNotFound is the error for a client id that does not exist.
+func ClientNotFound(id string) error { return Errorf(ENOTFOUND, "client %q not found", id) }
 
 // BadCredentials is the error for any wrong client id or secret; it says
 // nothing about which was wrong.

@@ -102,6 +102,12 @@ func (db *DB) CountClients(ctx context.Context) (int, error) {
 // EUNAUTHORIZED otherwise. An unknown id costs the same hash computation
 // as a wrong secret, so response times do not reveal which ids exist.
 func (db *DB) Authenticate(ctx context.Context, clientID, secret string) (*ratelab.Client, error) {
+	if !ratelab.ValidID(clientID) {
+		// No query for an id no client can have, but the same hash, so
+		// that the answer takes as long as for any unknown id.
+		ratelab.VerifySecret(db.dummyHash, secret)
+		return nil, ratelab.BadCredentials()
+	}
 	c := &ratelab.Client{ID: clientID}
 	var hash string
 	err := db.pool.QueryRow(ctx, `SELECT org_id, secret_hash, created_at FROM clients WHERE id = $1`,
@@ -184,4 +190,81 @@ func (db *DB) FindUsers(ctx context.Context, orgID string) ([]*ratelab.User, err
 		users = []*ratelab.User{}
 	}
 	return users, nil
+}
+
+// RevokeToken deletes the token when it was issued to clientID, and does
+// nothing otherwise (see ratelab.AuthService).
+func (db *DB) RevokeToken(ctx context.Context, clientID, token string) error {
+	if !ratelab.ValidID(clientID) {
+		return nil
+	}
+	if _, err := db.pool.Exec(ctx, `DELETE FROM tokens WHERE hash = $1 AND client_id = $2`,
+		ratelab.HashToken(token), clientID); err != nil {
+		return fmt.Errorf("postgres: revoke token: %w", err)
+	}
+	return nil
+}
+
+// ListClients returns the clients of all orgs in creation order.
+func (db *DB) ListClients(ctx context.Context) ([]*ratelab.Client, error) {
+	rows, err := db.pool.Query(ctx, `SELECT id, org_id, created_at FROM clients ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list clients: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*ratelab.Client, error) {
+		var c ratelab.Client
+		err := r.Scan(&c.ID, &c.OrgID, &c.CreatedAt)
+		c.CreatedAt = c.CreatedAt.UTC()
+		return &c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list clients: %w", err)
+	}
+	if list == nil {
+		list = []*ratelab.Client{}
+	}
+	return list, nil
+}
+
+// DeleteClient deletes the client; its tokens go with it (ON DELETE
+// CASCADE, in the same statement), so they stop working at once.
+func (db *DB) DeleteClient(ctx context.Context, id string) error {
+	if !ratelab.ValidID(id) {
+		return ratelab.ClientNotFound(id)
+	}
+	tag, err := db.pool.Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("postgres: delete client: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ratelab.ClientNotFound(id)
+	}
+	return nil
+}
+
+// RotateSecret stores the hash of a new secret and deletes the client's
+// tokens in one transaction.
+func (db *DB) RotateSecret(ctx context.Context, id, secret string) (string, error) {
+	if !ratelab.ValidID(id) {
+		return "", ratelab.ClientNotFound(id)
+	}
+	cred, err := ratelab.PrepareClient(id, secret)
+	if err != nil {
+		return "", wrapInternal("rotate secret", err)
+	}
+	err = db.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE clients SET secret_hash = $1 WHERE id = $2`, cred.Hash, id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ratelab.ClientNotFound(id)
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM tokens WHERE client_id = $1`, id)
+		return err
+	})
+	if err != nil {
+		return "", wrapInternal("rotate secret", err)
+	}
+	return cred.Secret, nil
 }

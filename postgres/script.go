@@ -25,6 +25,9 @@ func scanScript(row pgx.Row) (*ratelab.Script, error) {
 
 // FindScript returns the org's script with this id, or ENOTFOUND.
 func (db *DB) FindScript(ctx context.Context, orgID, id string) (*ratelab.Script, error) {
+	if !ratelab.ValidID(id) {
+		return nil, ratelab.ScriptNotFound(id) // it cannot exist; no query
+	}
 	s, err := scanScript(db.pool.QueryRow(ctx,
 		`SELECT `+scriptColumns+` FROM scripts WHERE org_id = $1 AND id = $2`, orgID, id))
 	switch {
@@ -198,6 +201,9 @@ func (db *DB) UpdateScripts(ctx context.Context, orgID string, upds []ratelab.Sc
 // DeleteScript deletes the org's script and all its versions, or returns
 // ENOTFOUND.
 func (db *DB) DeleteScript(ctx context.Context, orgID, id string) error {
+	if !ratelab.ValidID(id) {
+		return ratelab.ScriptNotFound(id) // it cannot exist; no query
+	}
 	tag, err := db.pool.Exec(ctx, `DELETE FROM scripts WHERE org_id = $1 AND id = $2`, orgID, id)
 	if err != nil {
 		return fmt.Errorf("postgres: delete script: %w", err)
@@ -211,6 +217,9 @@ func (db *DB) DeleteScript(ctx context.Context, orgID, id string) error {
 // ScriptVersions returns one page of the script's versions, newest first,
 // and their total count; ENOTFOUND when the org has no such script.
 func (db *DB) ScriptVersions(ctx context.Context, orgID, id string, page ratelab.Page) ([]*ratelab.ScriptVersion, int, error) {
+	if !ratelab.ValidID(id) {
+		return nil, 0, ratelab.ScriptNotFound(id) // it cannot exist; no query
+	}
 	// One snapshot for the count and the page.
 	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {

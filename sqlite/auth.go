@@ -103,6 +103,12 @@ func (db *DB) CountClients(ctx context.Context) (int, error) {
 // EUNAUTHORIZED otherwise. An unknown id costs the same hash computation
 // as a wrong secret, so response times do not reveal which ids exist.
 func (db *DB) Authenticate(ctx context.Context, clientID, secret string) (*ratelab.Client, error) {
+	if !ratelab.ValidID(clientID) {
+		// No query for an id no client can have, but the same hash, so
+		// that the answer takes as long as for any unknown id.
+		ratelab.VerifySecret(db.dummyHash, secret)
+		return nil, ratelab.BadCredentials()
+	}
 	c := &ratelab.Client{ID: clientID}
 	var hash string
 	var created int64
@@ -187,4 +193,87 @@ func (db *DB) FindUsers(ctx context.Context, orgID string) ([]*ratelab.User, err
 		return nil, fmt.Errorf("sqlite: find users: %w", err)
 	}
 	return users, nil
+}
+
+// RevokeToken deletes the token when it was issued to clientID, and does
+// nothing otherwise (see ratelab.AuthService).
+func (db *DB) RevokeToken(ctx context.Context, clientID, token string) error {
+	if !ratelab.ValidID(clientID) {
+		return nil
+	}
+	if _, err := db.write.ExecContext(ctx, `DELETE FROM tokens WHERE hash = ? AND client_id = ?`,
+		ratelab.HashToken(token), clientID); err != nil {
+		return fmt.Errorf("sqlite: revoke token: %w", err)
+	}
+	return nil
+}
+
+// ListClients returns the clients of all orgs in creation order.
+func (db *DB) ListClients(ctx context.Context) ([]*ratelab.Client, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT id, org_id, created_at FROM clients ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list clients: %w", err)
+	}
+	defer rows.Close()
+	list := []*ratelab.Client{}
+	for rows.Next() {
+		var c ratelab.Client
+		var created int64
+		if err := rows.Scan(&c.ID, &c.OrgID, &created); err != nil {
+			return nil, fmt.Errorf("sqlite: scan client: %w", err)
+		}
+		c.CreatedAt = fromMicros(created)
+		list = append(list, &c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list clients: %w", err)
+	}
+	return list, nil
+}
+
+// DeleteClient deletes the client; its tokens go with it (ON DELETE
+// CASCADE, in the same statement), so they stop working at once.
+func (db *DB) DeleteClient(ctx context.Context, id string) error {
+	if !ratelab.ValidID(id) {
+		return ratelab.ClientNotFound(id)
+	}
+	res, err := db.write.ExecContext(ctx, `DELETE FROM clients WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("sqlite: delete client: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlite: delete client: %w", err)
+	} else if n == 0 {
+		return ratelab.ClientNotFound(id)
+	}
+	return nil
+}
+
+// RotateSecret stores the hash of a new secret and deletes the client's
+// tokens in one transaction.
+func (db *DB) RotateSecret(ctx context.Context, id, secret string) (string, error) {
+	if !ratelab.ValidID(id) {
+		return "", ratelab.ClientNotFound(id)
+	}
+	cred, err := ratelab.PrepareClient(id, secret)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: rotate secret: %w", err)
+	}
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE clients SET secret_hash = ? WHERE id = ?`, cred.Hash, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ratelab.ClientNotFound(id)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM tokens WHERE client_id = ?`, id)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("sqlite: rotate secret: %w", err)
+	}
+	return cred.Secret, nil
 }

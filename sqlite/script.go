@@ -27,6 +27,9 @@ const scriptColumns = `id, name, text, version, created_at, modified_at`
 
 // FindScript returns the org's script with this id, or ENOTFOUND.
 func (db *DB) FindScript(ctx context.Context, orgID, id string) (*ratelab.Script, error) {
+	if !ratelab.ValidID(id) {
+		return nil, ratelab.ScriptNotFound(id) // it cannot exist; no query
+	}
 	s, err := scanScript(db.read.QueryRowContext(ctx,
 		`SELECT `+scriptColumns+` FROM scripts WHERE org_id = ? AND id = ?`, orgID, id))
 	switch {
@@ -171,6 +174,9 @@ func (db *DB) UpdateScripts(ctx context.Context, orgID string, upds []ratelab.Sc
 // DeleteScript deletes the org's script and all its versions, or returns
 // ENOTFOUND.
 func (db *DB) DeleteScript(ctx context.Context, orgID, id string) error {
+	if !ratelab.ValidID(id) {
+		return ratelab.ScriptNotFound(id) // it cannot exist; no query
+	}
 	res, err := db.write.ExecContext(ctx, `DELETE FROM scripts WHERE org_id = ? AND id = ?`, orgID, id)
 	if err != nil {
 		return fmt.Errorf("sqlite: delete script: %w", err)
@@ -188,6 +194,9 @@ func (db *DB) DeleteScript(ctx context.Context, orgID, id string) error {
 // ScriptVersions returns one page of the script's versions, newest first,
 // and their total count; ENOTFOUND when the org has no such script.
 func (db *DB) ScriptVersions(ctx context.Context, orgID, id string, page ratelab.Page) ([]*ratelab.ScriptVersion, int, error) {
+	if !ratelab.ValidID(id) {
+		return nil, 0, ratelab.ScriptNotFound(id) // it cannot exist; no query
+	}
 	tx, err := db.read.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlite: script versions: %w", err)

@@ -103,6 +103,7 @@ func Run(t *testing.T, cfg Config) {
 		{"EnsureOrg", s.testEnsureOrg},
 		{"Clients", s.testClients},
 		{"Tokens", s.testTokens},
+		{"ClientManagement", s.testClientManagement},
 		{"ScriptLifecycle", s.testScriptLifecycle},
 		{"ScriptValidation", s.testScriptValidation},
 		{"CompareAndSwap", s.testCompareAndSwap},
@@ -271,8 +272,10 @@ func (s *suite) testClients(t *testing.T) {
 	if _, err := st.Authenticate(ctx, "load-test", "s3cret-chosen-by-a-person"); err != nil {
 		t.Fatalf("a rejected duplicate changed the first client's secret: %v", err)
 	}
-	_, _, err = st.CreateClient(ctx, org.ID, "bad id:with colon", "x")
-	wantCode(t, err, ratelab.EINVALID, "CreateClient(invalid id)")
+	for _, id := range []string{"bad id:with colon", "..", "a\x00b", "\xff"} {
+		_, _, err = st.CreateClient(ctx, org.ID, id, "x")
+		wantCode(t, err, ratelab.EUNPROCESSABLE, fmt.Sprintf("CreateClient(invalid id %q)", id))
+	}
 	_, _, err = st.CreateClient(ctx, "no-such-org", "", "")
 	wantCode(t, err, ratelab.ENOTFOUND, "CreateClient(unknown org)")
 
@@ -332,6 +335,129 @@ func (s *suite) testTokens(t *testing.T) {
 	if _, err := st.ValidateToken(ctx, tok2, clock.Now()); err != nil {
 		t.Fatalf("ValidateToken(second token) after another issue: %v", err)
 	}
+}
+
+// testClientManagement covers what `ratelab clients` and POST
+// /oauth/revoke need: listing, revoking one token, rotating a secret and
+// deleting a client, each taking effect at once.
+func (s *suite) testClientManagement(t *testing.T) {
+	ctx := context.Background()
+	clock := NewClock(t0)
+	st := s.open(t, clock)
+	org := newOrg(t, st, "management")
+	if list, err := st.ListClients(ctx); err != nil || list == nil || len(list) != 0 {
+		t.Fatalf("ListClients on an empty store = %v, %v; want an empty list", list, err)
+	}
+	a, _, err := st.CreateClient(ctx, org.ID, "mgmt-a", "secret-a")
+	if err != nil {
+		t.Fatalf("CreateClient(a): %v", err)
+	}
+	clock.Advance(time.Second)
+	other := newOrg(t, st, "management-other")
+	b, bSecret, err := st.CreateClient(ctx, other.ID, "", "")
+	if err != nil {
+		t.Fatalf("CreateClient(b): %v", err)
+	}
+	list, err := st.ListClients(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("ListClients = %v, %v; want 2 clients", list, err)
+	}
+	for i, want := range []*ratelab.Client{a, b} {
+		if got := list[i]; got.ID != want.ID || got.OrgID != want.OrgID || !got.CreatedAt.Equal(want.CreatedAt) {
+			t.Fatalf("ListClients[%d] = %+v, want %+v (oldest first)", i, got, want)
+		}
+	}
+
+	issue := func(c *ratelab.Client) string {
+		t.Helper()
+		tok, _, err := st.IssueToken(ctx, c, time.Hour)
+		if err != nil {
+			t.Fatalf("IssueToken(%s): %v", c.ID, err)
+		}
+		return tok
+	}
+	valid := func(tok string, want bool, what string) {
+		t.Helper()
+		_, err := st.ValidateToken(ctx, tok, clock.Now())
+		if want && err != nil {
+			t.Fatalf("%s: ValidateToken: %v; want valid", what, err)
+		}
+		if !want {
+			wantCode(t, err, ratelab.EUNAUTHORIZED, what)
+		}
+	}
+	ta1, ta2, tb := issue(a), issue(a), issue(b)
+
+	// Revoking: only the owner's revocation counts; revoking what does
+	// not exist is not an error.
+	for _, c := range []struct{ client, token string }{
+		{b.ID, ta1}, {"no-such-client", ta1}, {"a\x00b", ta1}, {a.ID, "not-a-token"}, {a.ID, ""}, {a.ID, tb},
+	} {
+		if err := st.RevokeToken(ctx, c.client, c.token); err != nil {
+			t.Fatalf("RevokeToken(%q, …): %v; want no error", c.client, err)
+		}
+	}
+	valid(ta1, true, "a's token after others tried to revoke it")
+	valid(tb, true, "b's token after a tried to revoke it")
+	if err := st.RevokeToken(ctx, a.ID, ta1); err != nil {
+		t.Fatalf("RevokeToken(a, its token): %v", err)
+	}
+	valid(ta1, false, "a revoked token")
+	valid(ta2, true, "a's other token")
+	if err := st.RevokeToken(ctx, a.ID, ta1); err != nil {
+		t.Fatalf("RevokeToken twice: %v", err)
+	}
+
+	// Rotating: the old secret and every token stop working.
+	newSecret, err := st.RotateSecret(ctx, a.ID, "")
+	if err != nil || len(newSecret) < 32 || newSecret == "secret-a" {
+		t.Fatalf("RotateSecret(a) = %q, %v; want a new long secret", newSecret, err)
+	}
+	_, err = st.Authenticate(ctx, a.ID, "secret-a")
+	wantCode(t, err, ratelab.EUNAUTHORIZED, "Authenticate(old secret after rotation)")
+	if _, err := st.Authenticate(ctx, a.ID, newSecret); err != nil {
+		t.Fatalf("Authenticate(new secret): %v", err)
+	}
+	valid(ta2, false, "a token issued before the rotation")
+	valid(tb, true, "another client's token after a's rotation")
+	if got, err := st.RotateSecret(ctx, a.ID, "chosen-secret"); err != nil || got != "chosen-secret" {
+		t.Fatalf("RotateSecret(a, chosen) = %q, %v", got, err)
+	}
+	if _, err := st.Authenticate(ctx, a.ID, "chosen-secret"); err != nil {
+		t.Fatalf("Authenticate(chosen secret): %v", err)
+	}
+	for _, id := range []string{"no-such-client", "a\x00b", "\xff", ".."} {
+		_, err := st.RotateSecret(ctx, id, "")
+		wantCode(t, err, ratelab.ENOTFOUND, fmt.Sprintf("RotateSecret(%q)", id))
+		err = st.DeleteClient(ctx, id)
+		wantCode(t, err, ratelab.ENOTFOUND, fmt.Sprintf("DeleteClient(%q)", id))
+	}
+
+	// Deleting: the client's tokens stop working at once.
+	ta3 := issue(a)
+	if err := st.DeleteClient(ctx, b.ID); err != nil {
+		t.Fatalf("DeleteClient(b): %v", err)
+	}
+	valid(tb, false, "a deleted client's token")
+	_, err = st.Authenticate(ctx, b.ID, bSecret)
+	wantCode(t, err, ratelab.EUNAUTHORIZED, "Authenticate(deleted client)")
+	err = st.DeleteClient(ctx, b.ID)
+	wantCode(t, err, ratelab.ENOTFOUND, "DeleteClient twice")
+	valid(ta3, true, "another client's token after b's deletion")
+	if list, err := st.ListClients(ctx); err != nil || len(list) != 1 || list[0].ID != a.ID {
+		t.Fatalf("ListClients after delete = %v, %v; want only %s", list, err, a.ID)
+	}
+	if n, err := st.CountClients(ctx); err != nil || n != 1 {
+		t.Fatalf("CountClients after delete = %d, %v; want 1", n, err)
+	}
+	// A deleted id may be created again; nothing of the old client comes back.
+	if err := st.DeleteClient(ctx, a.ID); err != nil {
+		t.Fatalf("DeleteClient(a): %v", err)
+	}
+	if _, _, err := st.CreateClient(ctx, org.ID, a.ID, "fresh"); err != nil {
+		t.Fatalf("CreateClient(a's id again): %v", err)
+	}
+	valid(ta3, false, "a token of the deleted client, after its id was reused")
 }
 
 func (s *suite) testScriptLifecycle(t *testing.T) {
@@ -453,9 +579,46 @@ func (s *suite) testScriptValidation(t *testing.T) {
 	}
 	_ = put
 
-	for _, id := range []string{"", strings.Repeat("a", 101), "has space", "slash/", "semi;colon", "ünïcode", "a\x00b"} {
+	badIDs := []string{"", strings.Repeat("a", 101), "has space", "slash/", "semi;colon", "ünïcode", "a\x00b", "\x00", "\xff", "a\xffb", ".", ".."}
+	for _, id := range badIDs {
 		_, _, err := st.PutScript(ctx, org.ID, ratelab.ScriptUpdate{ID: id, Name: "n", Text: "t"})
-		wantCode(t, err, ratelab.EINVALID, fmt.Sprintf("PutScript(id %q)", id))
+		wantCode(t, err, ratelab.EUNPROCESSABLE, fmt.Sprintf("PutScript(id %q)", id))
+		res, err := st.UpdateScripts(ctx, org.ID, []ratelab.ScriptUpdate{{ID: id, Name: "n"}})
+		if err != nil {
+			t.Fatalf("UpdateScripts(id %q): %v", id, err)
+		}
+		wantCode(t, res[0].Err, ratelab.EUNPROCESSABLE, fmt.Sprintf("bulk item with id %q", id))
+		// An id that fails the rule names no script: lookups are
+		// ENOTFOUND on every store, without reaching the database (where
+		// PostgreSQL would fail on NUL or invalid UTF-8).
+		_, err = st.FindScript(ctx, org.ID, id)
+		wantCode(t, err, ratelab.ENOTFOUND, fmt.Sprintf("FindScript(id %q)", id))
+		_, _, err = st.ScriptVersions(ctx, org.ID, id, ratelab.Page{})
+		wantCode(t, err, ratelab.ENOTFOUND, fmt.Sprintf("ScriptVersions(id %q)", id))
+		err = st.DeleteScript(ctx, org.ID, id)
+		wantCode(t, err, ratelab.ENOTFOUND, fmt.Sprintf("DeleteScript(id %q)", id))
+	}
+	// NUL bytes and invalid UTF-8 in a name or text are refused alike by
+	// every store (PostgreSQL cannot store them, SQLite could).
+	for _, f := range []struct{ name, text string }{
+		{"a\x00b", "t"}, {"n", "a\x00b"}, {"n", "\x00"}, {"n\xff", "t"}, {"n", "a\xc3(b"},
+	} {
+		_, _, err := st.PutScript(ctx, org.ID, ratelab.ScriptUpdate{ID: "odd", Name: f.name, Text: f.text})
+		wantCode(t, err, ratelab.EUNPROCESSABLE, fmt.Sprintf("PutScript(name %q, text %q)", f.name, f.text))
+		_, err = st.CreateScript(ctx, org.ID, f.name, f.text, "")
+		wantCode(t, err, ratelab.EUNPROCESSABLE, fmt.Sprintf("CreateScript(name %q, text %q)", f.name, f.text))
+		res, err := st.UpdateScripts(ctx, org.ID, []ratelab.ScriptUpdate{{ID: "odd", Name: f.name, Text: f.text}, {ID: "fine", Name: "n"}})
+		if err != nil {
+			t.Fatalf("UpdateScripts(name %q, text %q): %v", f.name, f.text, err)
+		}
+		wantCode(t, res[0].Err, ratelab.EUNPROCESSABLE, fmt.Sprintf("bulk item with name %q, text %q", f.name, f.text))
+		wantCode(t, res[1].Err, "", "the valid item beside it")
+	}
+	_, err = st.EnsureOrg(ctx, "a\x00b")
+	wantCode(t, err, ratelab.EINVALID, "EnsureOrg(name with NUL)")
+	for _, id := range badIDs {
+		_, err := st.Authenticate(ctx, id, "secret")
+		wantCode(t, err, ratelab.EUNAUTHORIZED, fmt.Sprintf("Authenticate(id %q)", id))
 	}
 	if _, _, err := st.PutScript(ctx, org.ID, ratelab.ScriptUpdate{ID: strings.Repeat("a", 100), Name: "n"}); err != nil {
 		t.Fatalf("PutScript(100-char id): %v", err)
@@ -639,7 +802,7 @@ func (s *suite) testBulk(t *testing.T) {
 		{ID: existing.ID, Name: "existing", Text: "v2", IfVersion: 1, ClientID: "bulk-client"}, // ok → 2
 		{ID: "new-one", Name: "new", Text: "created in bulk"},                                  // created
 		{ID: existing.ID, Name: "existing", Text: "stale", IfVersion: 1},                       // conflict
-		{ID: "bad id", Name: "x"},                                 // invalid
+		{ID: "bad id", Name: "x"},                                 // unprocessable
 		{ID: "nameless", Name: ""},                                // unprocessable
 		{ID: existing.ID, Name: "existing", Text: "v3"},           // ok → 3
 		{ID: "never", Name: "n", IfVersion: 4},                    // conflict (missing)
@@ -658,7 +821,7 @@ func (s *suite) testBulk(t *testing.T) {
 		created bool
 	}
 	want := []outcome{
-		{"", 2, false}, {"", 1, true}, {ratelab.ECONFLICT, 0, false}, {ratelab.EINVALID, 0, false},
+		{"", 2, false}, {"", 1, true}, {ratelab.ECONFLICT, 0, false}, {ratelab.EUNPROCESSABLE, 0, false},
 		{ratelab.EUNPROCESSABLE, 0, false}, {"", 3, false}, {ratelab.ECONFLICT, 0, false}, {"", 2, false},
 	}
 	for i, w := range want {

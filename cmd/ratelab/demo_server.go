@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -83,9 +84,9 @@ func startDemoServer(ctx context.Context, dir string) (*demoServer, error) {
 
 // limits reads GET /api/v2/ratelimits, as any client of the API can.
 func (s *demoServer) limits(ctx context.Context, scriptID string) (*wire.RateLimits, error) {
-	u := s.base + "/api/v2/ratelimits"
+	u := s.base + wire.RateLimitsPath
 	if scriptID != "" {
-		u += "?scriptId=" + scriptID
+		u += "?" + url.Values{"scriptId": {scriptID}}.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -121,18 +122,11 @@ func (s *demoServer) scriptLimit(ctx context.Context, data *load.DataSet) (*limi
 	return diagnose.ScriptLimit(lim.Policies, row[0])
 }
 
-// bulkItem is one script update of a bulk request's body.
-type bulkItem struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
-	Text string `json:"text"`
-}
-
 // bulkBody returns the body template of a bulk request that updates each
 // distinct script id of data once (up to wire.MaxBulkItems), and how
 // many it updates. The text is a template the engine renders per request.
 func bulkBody(data *load.DataSet) (string, int, error) {
-	var items []bulkItem
+	var body wire.BulkRequest
 	seen := map[string]bool{}
 	for range data.Len() {
 		row := data.Next(0)
@@ -140,13 +134,11 @@ func bulkBody(data *load.DataSet) (string, int, error) {
 			continue
 		}
 		seen[row[0]] = true
-		items = append(items, bulkItem{ID: row[0], Name: "Load test script", Text: "bulk update {{.Seq}} at {{now}}"})
+		body.Scripts = append(body.Scripts, wire.ScriptPut{ID: row[0], Name: "Load test script", Text: "bulk update {{.Seq}} at {{now}}"})
 	}
-	items = items[:min(len(items), wire.MaxBulkItems)]
-	b, err := json.Marshal(struct {
-		Scripts []bulkItem `json:"scripts"`
-	}{items})
-	return string(b), len(items), err
+	body.Scripts = body.Scripts[:min(len(body.Scripts), wire.MaxBulkItems)]
+	b, err := json.Marshal(body)
+	return string(b), len(body.Scripts), err
 }
 
 // bulkScenario builds the bulk run: one request per tick carrying an
@@ -161,7 +153,7 @@ func bulkScenario(s *demoServer, data *load.DataSet, perScript *limit.Policy, d 
 		RetryAfter: load.RetryHonor,
 		Workload:   load.Workload{Rate: perScript.Rate, Duration: d, MaxWorkers: 10},
 		Requests: []load.RequestSpec{{
-			Name: "POST bulk", Method: http.MethodPost, URL: s.base + "/api/v2/architect/scripts/bulk",
+			Name: "POST bulk", Method: http.MethodPost, URL: s.base + wire.BulkPath,
 			Headers: []load.Header{{Name: "Content-Type", Value: "application/json"}, {Name: "Authorization", Value: "Bearer " + s.token}},
 			Body:    body,
 		}},

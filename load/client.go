@@ -26,14 +26,23 @@ type ClientConfig struct {
 	Auth Auth
 }
 
-// NewClient returns the client for a run. With Auth it fetches the first
-// token now, so that bad credentials fail before any load is sent.
+// NewClient returns a net/http client configured as cfg says. With Auth
+// it fetches the first token now, so that bad credentials fail before any
+// load is sent.
 //
-// Without Auth, Run sends requests to http:// targets of this client over
-// connections its workers drive themselves (see http1_perf.go), with the
-// same timeout, connection cap and keep-alive setting; everything else,
-// and any other use of the client, goes through a standard http.Transport.
+// A run given this client (Config.Client) sends every request through it.
+// A run that builds its own from Config.HTTP instead sends requests to
+// http:// targets over connections its workers drive themselves (see
+// http1_perf.go), which costs less CPU per request.
 func NewClient(ctx context.Context, cfg ClientConfig) (*http.Client, error) {
+	c, _, err := newClient(ctx, cfg, false)
+	return c, err
+}
+
+// newClient returns the client for cfg and, when driven is set and cfg
+// has no Auth, the pools of worker-driven HTTP/1.1 connections that share
+// its settings.
+func newClient(ctx context.Context, cfg ClientConfig, driven bool) (*http.Client, *transport, error) {
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
@@ -59,9 +68,11 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*http.Client, error) {
 		// A redirect is a result of its own, not something to follow.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	if cfg.Auth.TokenURL == "" {
-		client.Transport = &transport{base: tr, timeout: timeout, idle: tr.IdleConnTimeout,
-			maxConns: cfg.Connections, keepAlive: !cfg.DisableKeepAlive, dialer: dialer}
-		return client, nil
+		if !driven {
+			return client, nil, nil
+		}
+		return client, &transport{base: tr, timeout: timeout, idle: tr.IdleConnTimeout,
+			maxConns: cfg.Connections, keepAlive: !cfg.DisableKeepAlive, dialer: dialer}, nil
 	}
 	cc := &clientcredentials.Config{
 		ClientID:     cfg.Auth.ClientID,
@@ -75,8 +86,8 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*http.Client, error) {
 		&http.Client{Transport: tr, Timeout: timeout})
 	src := cc.TokenSource(tokenCtx)
 	if _, err := src.Token(); err != nil {
-		return nil, fmt.Errorf("get token from %s: %w", cfg.Auth.TokenURL, err)
+		return nil, nil, fmt.Errorf("get token from %s: %w", cfg.Auth.TokenURL, err)
 	}
 	client.Transport = &oauth2.Transport{Source: src, Base: tr}
-	return client, nil
+	return client, nil, nil
 }

@@ -6,6 +6,12 @@
 // Sink (aggregators, the results-file Encoder, a JTL writer). Nothing is
 // kept per request: memory stays flat over long runs.
 //
+// The executor's stages have a file each: executor.go schedules (Run, the
+// closed model's thread group, the open model's pacer), worker.go is a
+// worker's request path (build, send, read, deliver), and http1_perf.go
+// the worker-driven HTTP/1.1 send path that a run takes for http://
+// targets when it builds its own client (Config.HTTP).
+//
 // # Pacing without drift
 //
 // The open model computes the intended time of arrival i directly from the
@@ -23,6 +29,8 @@
 // MaxWorkers; an arrival that finds none free is dropped and counted), and
 // each Result carries both instants: latency = (Start − Intended) +
 // Elapsed counts the wait for a worker, while Elapsed alone is the service
-// time. When a Retry-After pause is honoured, the schedule itself shifts and
-// the shift is recorded in Result.Waited instead of counted as latency.
+// time. When a Retry-After pause is honoured, the schedule itself shifts (a
+// Schedule wrapper that workers pause and the pacer reads) and the shift is
+// recorded in Result.Waited instead of counted as latency. The send lag,
+// Start − Intended, is in every Result; report aggregates it.
 package load

@@ -83,9 +83,6 @@ func (e *Encoder) Encode(r *Result) error {
 	return e.err
 }
 
-// Sink returns Encode as a Sink; write errors are kept for Flush.
-func (e *Encoder) Sink() Sink { return func(r *Result) { _ = e.Encode(r) } }
-
 // Flush writes buffered results and returns the first error seen.
 func (e *Encoder) Flush() error {
 	e.mu.Lock()

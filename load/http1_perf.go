@@ -12,16 +12,20 @@ package load
 // net/http's own parser (http.ReadResponse, so framing, chunking and
 // keep-alive rules are the standard library's), discards the body and
 // returns the connection to its host's pool. The only per-request extras
-// are a deadline on the connection and a pool hand-off. https, HTTP/2 and
-// clients that are not NewClient's (OAuth, a caller's own) use net/http.
+// are a deadline on the connection and a pool hand-off. https, HTTP/2,
+// OAuth and a caller's own client (Config.Client) use net/http.
 
 import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -31,9 +35,9 @@ import (
 // peek); a connection in steady use is never checked.
 const checkIdleAfter = 100 * time.Millisecond
 
-// transport is NewClient's RoundTripper. RoundTrip delegates to base; the
-// executor uses the pools directly for http:// targets. It is safe for
-// concurrent use.
+// transport holds the worker-driven connections of a run whose client
+// Run built itself, with the settings of that client's base transport.
+// It is safe for concurrent use.
 type transport struct {
 	base      *http.Transport
 	timeout   time.Duration
@@ -44,10 +48,6 @@ type transport struct {
 
 	mu    sync.Mutex
 	hosts map[string]*hostPool
-}
-
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	return t.base.RoundTrip(req)
 }
 
 // CloseIdleConnections closes the idle connections of both paths.
@@ -268,4 +268,74 @@ func replayable(req *http.Request) bool {
 func isReset(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && !op.Timeout()
+}
+
+// doFast sends the request over a worker-driven connection and returns
+// the response with its body unread, and the connection, which the
+// caller returns to its pool once the body is read.
+func (w *worker) doFast(ctx context.Context, t *Target, u *url.URL, h http.Header, body []byte, res *Result, intended time.Time) (*http.Response, *conn, time.Time, error) {
+	r := w.r
+	req := &w.req
+	*req = http.Request{Method: t.Method, URL: u, Host: u.Host, Header: h,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Close: !r.fast.keepAlive}
+	wire := t.wire
+	if wire == nil || req.Close {
+		wire = t.appendWire(w.wireBuf[:0], u, h, body, req.Close)
+		if wire == nil {
+			// net/http cannot write it either: let it say why.
+			resp, start, err := w.doStd(ctx, t, u, h, body, res, intended)
+			return resp, nil, start, err
+		}
+		if cap(wire) <= maxRateLimitBody {
+			w.wireBuf = wire[:0]
+		}
+	}
+	pool := w.poolFor(u)
+	start := w.started(res, intended)
+	for {
+		c, dial, err := pool.get(ctx, start)
+		if err != nil {
+			return nil, nil, start, urlError(req, res.URL, r.fast.timeout, err)
+		}
+		w.inflight.Store(c)
+		if ctx.Err() != nil {
+			w.inflight.Store(nil)
+			c.close()
+			return nil, nil, start, ctx.Err()
+		}
+		resp, ttfb, err := c.roundTrip(req, wire, start)
+		if err == nil {
+			res.Connect, res.TTFB = dial, ttfb
+			return resp, c, start, nil
+		}
+		w.inflight.Store(nil)
+		c.close()
+		if err != errNoResponse {
+			return nil, nil, start, urlError(req, res.URL, r.fast.timeout, err)
+		}
+		// The server had closed the reused connection: send again.
+	}
+}
+
+// poolFor returns the connection pool of u's host, cached for the
+// worker's last host.
+func (w *worker) poolFor(u *url.URL) *hostPool {
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	if w.pool == nil || addr != w.poolAddr {
+		w.pool, w.poolAddr = w.r.fast.pool(addr), addr
+	}
+	return w.pool
+}
+
+// urlError words a failure of the worker-driven path as net/http's
+// Client would: the method, the URL and the cause.
+func urlError(req *http.Request, urlStr string, timeout time.Duration, err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("timeout after %v (%w)", timeout, err)
+	}
+	op := req.Method[:1] + strings.ToLower(req.Method[1:])
+	return &url.Error{Op: op, URL: urlStr, Err: err}
 }

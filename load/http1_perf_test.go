@@ -4,12 +4,12 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
-
-	"ratelab/limit"
 )
 
 // connServer is a loopback server that records the client address of
@@ -44,12 +44,8 @@ func (s *connServer) count() int {
 
 func runWith(t *testing.T, cc ClientConfig, p *Plan, w Workload) ([]Result, Stats) {
 	t.Helper()
-	client, err := NewClient(context.Background(), cc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var c collect
-	st, err := Run(context.Background(), Config{Plan: p, Workload: w, Client: client, Sink: c.sink})
+	st, err := Run(context.Background(), Config{Plan: p, Workload: w, HTTP: cc, Sink: c.sink})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,21 +174,6 @@ func TestTimeoutIsAResult(t *testing.T) {
 	}
 }
 
-// The open model records every arrival's send lag; the closed model
-// without a timer records none.
-func TestSendLagStats(t *testing.T) {
-	url := serve(t, &limitServer{})
-	_, st := runWith(t, ClientConfig{}, plan(t, url), Workload{Rate: limit.Per(100, time.Second), Loops: 20})
-	l := st.SendLag
-	if l.Count != 20 || l.P50 > l.P99 || l.P99 > l.Max || l.Max > time.Second {
-		t.Fatalf("open model lag %+v", l)
-	}
-	_, st = runWith(t, ClientConfig{}, plan(t, url), Workload{Threads: 2, Loops: 3})
-	if st.SendLag != (LagStats{}) {
-		t.Fatalf("closed model lag %+v", st.SendLag)
-	}
-}
-
 func TestSleepPrecise(t *testing.T) {
 	s := newSleeper()
 	s.precise = newPreciseClock()
@@ -210,5 +191,32 @@ func TestSleepPrecise(t *testing.T) {
 	cancel()
 	if s.until(ctx, time.Now().Add(time.Hour)) {
 		t.Fatal("a cancelled wait reported success")
+	}
+}
+
+// A client the caller gives carries every request, with all of its
+// settings: here its cookie jar, which the worker-driven path would skip.
+func TestCallerClientSendsEverything(t *testing.T) {
+	var withCookie atomic.Int64
+	url := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := r.Cookie("session"); err == nil {
+			withCookie.Add(1)
+		}
+		http.SetCookie(w, &http.Cookie{Name: "session", Value: "s1", Path: "/"})
+	}))
+	client, err := NewClient(context.Background(), ClientConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client.Jar, err = cookiejar.New(nil); err != nil {
+		t.Fatal(err)
+	}
+	var c collect
+	if _, err := Run(context.Background(), Config{Plan: plan(t, url), Workload: Workload{Threads: 1, Loops: 3},
+		Client: client, Sink: c.sink}); err != nil {
+		t.Fatal(err)
+	}
+	if n := withCookie.Load(); n != 2 || len(c.sorted()) != 3 {
+		t.Fatalf("%d of the 2 requests after the first carried the jar's cookie", n)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"ratelab/limit"
@@ -180,4 +181,62 @@ func (s Stages) RateAt(t time.Duration) float64 {
 		start += st.Duration
 	}
 	return 0
+}
+
+// retryPause is a Schedule that honoured Retry-After responses pause: a
+// worker that reads one calls pause with the offset before which no
+// arrival may go out, and the pacer moves the arrival it is waiting for to
+// that offset with hold, shifting every later arrival by the same amount
+// so that they keep their spacing. At returns the base schedule's offset
+// plus the shifts so far.
+//
+// pause is safe for concurrent use; At and hold are called by the pacer
+// alone, in arrival order. A nil *retryPause never pauses.
+type retryPause struct {
+	Schedule
+	until atomic.Int64 // offset (ns) of the latest pause's end
+	shift time.Duration
+}
+
+// At implements Schedule: arrival i shifted by the pauses so far.
+func (p *retryPause) At(i uint64) (time.Duration, bool) {
+	off, ok := p.Schedule.At(i)
+	return off + p.shift, ok
+}
+
+// pause says that no arrival may go out before offset until.
+func (p *retryPause) pause(until time.Duration) {
+	for {
+		u := p.until.Load()
+		if int64(until) <= u || p.until.CompareAndSwap(u, int64(until)) {
+			return
+		}
+	}
+}
+
+// shifted returns the shift of all pauses so far.
+func (p *retryPause) shifted() time.Duration {
+	if p == nil {
+		return 0
+	}
+	return p.shift
+}
+
+// covers reports whether a pause holds an arrival at off.
+func (p *retryPause) covers(off time.Duration) bool {
+	return p != nil && time.Duration(p.until.Load()) > off
+}
+
+// hold returns how far a pause moves an arrival at off (0 when none holds
+// it) and shifts every later arrival by the same amount.
+func (p *retryPause) hold(off time.Duration) time.Duration {
+	if p == nil {
+		return 0
+	}
+	d := time.Duration(p.until.Load()) - off
+	if d <= 0 {
+		return 0
+	}
+	p.shift += d
+	return d
 }

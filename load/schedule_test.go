@@ -81,3 +81,25 @@ func TestStages(t *testing.T) {
 		}
 	}
 }
+
+// A pause moves the arrival it covers to its end and every later arrival
+// by the same amount; arrivals it does not cover keep their place.
+func TestRetryPause(t *testing.T) {
+	p := &retryPause{Schedule: ConstantRate{Rate: limit.Per(10, time.Second)}}
+	at := func(i uint64) time.Duration { off, _ := p.At(i); return off }
+	if at(3) != 300*time.Millisecond || p.hold(at(3)) != 0 || p.covers(at(3)) {
+		t.Fatal("unpaused schedule moved")
+	}
+	p.pause(450 * time.Millisecond)
+	p.pause(400 * time.Millisecond) // an earlier end does not shorten the pause
+	if !p.covers(at(4)) || p.hold(at(4)) != 50*time.Millisecond || at(4) != 450*time.Millisecond {
+		t.Fatalf("arrival 4 at %v, want the pause's end 450ms", at(4))
+	}
+	if at(5) != 550*time.Millisecond || p.covers(at(5)) || p.hold(at(5)) != 0 || p.shifted() != 50*time.Millisecond {
+		t.Fatalf("arrival 5 at %v, want 550ms", at(5))
+	}
+	var none *retryPause
+	if none.covers(time.Second) || none.hold(0) != 0 || none.shifted() != 0 {
+		t.Fatal("nil pause paused")
+	}
+}

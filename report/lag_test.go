@@ -1,9 +1,13 @@
 package report
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
+	"ratelab/limit"
 	"ratelab/load"
 )
 
@@ -37,5 +41,31 @@ func TestSendLag(t *testing.T) {
 	unpaced.Merge(paced)
 	if unpaced.Summary().SendLag == nil {
 		t.Fatal("merge lost the send lag")
+	}
+}
+
+// TestSendLagOfRun measures the send lag of real runs: every arrival of
+// an open-model run has one, a closed run without a timer has none.
+func TestSendLagOfRun(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
+	defer srv.Close()
+	s := &load.Scenario{Requests: []load.RequestSpec{{URL: srv.URL + "/x"}}}
+	p, err := s.Compile(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(w load.Workload) *Summary {
+		agg := NewAggregator(Config{})
+		if _, err := load.Run(context.Background(), load.Config{Plan: p, Workload: w, Sink: agg.Add}); err != nil {
+			t.Fatal(err)
+		}
+		return agg.Summary()
+	}
+	open := run(load.Workload{Rate: limit.Per(100, time.Second), Loops: 20})
+	if l := open.SendLag; open.Requests != 20 || l == nil || l.P50 > l.P99 || l.P99 > l.Max || l.Max > 1000 {
+		t.Fatalf("open model: %d requests, lag %+v", open.Requests, open.SendLag)
+	}
+	if closed := run(load.Workload{Threads: 2, Loops: 3}); closed.Requests != 6 || closed.SendLag != nil {
+		t.Fatalf("closed model: %d requests, lag %+v", closed.Requests, closed.SendLag)
 	}
 }

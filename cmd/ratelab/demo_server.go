@@ -167,13 +167,10 @@ func demoLoad(ctx context.Context, sc *load.Scenario, data *load.DataSet, title 
 	if err != nil {
 		return nil, err
 	}
-	client, err := load.NewClient(ctx, load.ClientConfig{Timeout: 10 * time.Second})
-	if err != nil {
-		return nil, err
-	}
 	model := diagnose.TargetOf(&sc.Workload, len(plan.Targets)).Model
 	agg := report.NewAggregator(report.Config{TargetRPS: target, Model: model, Title: title})
-	st, err := load.Run(ctx, load.Config{Plan: plan, Workload: sc.Workload, Client: client, RetryAfter: sc.RetryAfter, Sink: agg.Add})
+	st, err := load.Run(ctx, load.Config{Plan: plan, Workload: sc.Workload, HTTP: load.ClientConfig{Timeout: 10 * time.Second},
+		RetryAfter: sc.RetryAfter, Sink: agg.Add})
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"sync/atomic"
 	"time"
@@ -79,12 +78,11 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 		return err
 	}
 	defer out.close()
-	client, err := load.NewClient(ctx, load.ClientConfig{Timeout: s.Timeout, Connections: s.Connections,
-		DisableKeepAlive: !f.keepAlive, Auth: s.Auth})
-	if err != nil {
-		return err
-	}
-	return execute(ctx, env, &f, s, plan, client, out)
+	// Run builds the client (and fetches a first token) before any
+	// request, so that it can drive plain-HTTP connections itself.
+	cc := load.ClientConfig{Timeout: s.Timeout, Connections: s.Connections,
+		DisableKeepAlive: !f.keepAlive, Auth: s.Auth}
+	return execute(ctx, env, &f, s, plan, cc, out)
 }
 
 // outputs are the files a run writes, opened before it starts so that a
@@ -140,7 +138,7 @@ func (o *outputs) close() {
 
 // execute runs the plan with live progress, then writes the summary, the
 // files and the threshold verdicts.
-func execute(ctx context.Context, env *environ, f *loadFlags, s *load.Scenario, plan *load.Plan, client *http.Client, out *outputs) error {
+func execute(ctx context.Context, env *environ, f *loadFlags, s *load.Scenario, plan *load.Plan, cc load.ClientConfig, out *outputs) error {
 	w := &s.Workload
 	tg := diagnose.TargetOf(w, len(plan.Targets))
 	target, model := tg.RPS, tg.Model
@@ -178,7 +176,7 @@ func execute(ctx context.Context, env *environ, f *loadFlags, s *load.Scenario, 
 		}
 		return report.Snapshot{}, false
 	})
-	st, err := load.Run(ctx, load.Config{Plan: plan, Workload: *w, Client: client, RetryAfter: s.RetryAfter,
+	st, err := load.Run(ctx, load.Config{Plan: plan, Workload: *w, HTTP: cc, RetryAfter: s.RetryAfter,
 		Sink: sink, Started: started})
 	stopProgress()
 	if err != nil {

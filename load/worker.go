@@ -1,0 +1,326 @@
+package load
+
+// The executor's request path: a worker runs the plan's requests of one
+// iteration, builds each request, sends it (through net/http here, or the
+// worker-driven path of http1_perf.go) and delivers its Result.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"ratelab/limit"
+)
+
+// maxRateLimitBody caps how much of a 429's body is read for its policy.
+const maxRateLimitBody = 64 << 10
+
+// worker is one virtual user (closed model) or pool worker (open model).
+// Its buffers, its Result and its request are reused from request to
+// request. It is used by one goroutine.
+type worker struct {
+	r      *runner
+	thread int
+	sleep  *sleeper
+	vars   Vars
+	res    Result
+	tt     ThroughputThread
+	// pendingWait is the Retry-After the last response asked for.
+	pendingWait time.Duration
+	bodyBuf     []byte // 429 bodies
+
+	// The net/http path: a trace made on first use, and what it saw.
+	trace     *httptrace.ClientTrace
+	connStart atomic.Int64
+	gotConn   atomic.Int64
+	reused    atomic.Bool
+	firstByte atomic.Int64
+
+	// The worker-driven path (http1_perf.go).
+	req       http.Request
+	buildBuf  []byte // templated bodies
+	wireBuf   []byte // requests of templated targets
+	poolAddr  string
+	pool      *hostPool
+	inflight  atomic.Pointer[conn]
+	stopAbort func() bool
+}
+
+// newWorker returns worker thread of the run; ctx is the run's: when it
+// ends, the worker's request in flight is abandoned.
+func (r *runner) newWorker(ctx context.Context, thread int) *worker {
+	w := &worker{r: r, thread: thread, sleep: newSleeper()}
+	w.vars.Thread = thread
+	if r.fast != nil {
+		// Ctrl-C abandons the request in flight, as cancelling a
+		// net/http request would: its connection's deadline passes now.
+		w.stopAbort = context.AfterFunc(ctx, func() {
+			if c := w.inflight.Load(); c != nil {
+				c.nc.SetDeadline(time.Unix(1, 0))
+			}
+		})
+	}
+	return w
+}
+
+// traced returns ctx with the trace of the worker's net/http requests.
+func (w *worker) traced(ctx context.Context) context.Context {
+	if w.trace == nil {
+		w.trace = &httptrace.ClientTrace{
+			ConnectStart: func(string, string) { w.connStart.CompareAndSwap(0, time.Now().UnixNano()) },
+			GotConn: func(info httptrace.GotConnInfo) {
+				w.reused.Store(info.Reused)
+				w.gotConn.Store(time.Now().UnixNano())
+			},
+			GotFirstResponseByte: func() { w.firstByte.Store(time.Now().UnixNano()) },
+		}
+	}
+	return httptrace.WithClientTrace(ctx, w.trace)
+}
+
+func (w *worker) close() {
+	w.sleep.t.Stop()
+	if w.stopAbort != nil {
+		w.stopAbort()
+	}
+}
+
+func (w *worker) sleepUntil(ctx context.Context, t time.Time) bool { return w.sleep.until(ctx, t) }
+
+// iteration runs the plan's requests once. stopCtx ends at the run's
+// deadline: no request starts after it, but one in flight completes.
+// intended and waited come from the open model's schedule for the first
+// request. It reports false when the run is over for this worker.
+func (w *worker) iteration(ctx, stopCtx context.Context, iter int, intended time.Time, waited time.Duration) bool {
+	r := w.r
+	w.vars.Iteration = iter
+	if r.cfg.Plan.Data != nil {
+		w.vars.Row = r.cfg.Plan.Data.Next(w.thread)
+	}
+	for i, t := range r.cfg.Plan.Targets {
+		if stopCtx.Err() != nil {
+			return false
+		}
+		var wait time.Duration
+		if i > 0 || intended.IsZero() {
+			intended = time.Time{}
+			if w.pendingWait > 0 {
+				// Honor Retry-After: sleep before the next request.
+				wait = w.pendingWait
+				w.pendingWait = 0
+				if !w.sleepUntil(stopCtx, time.Now().Add(wait)) {
+					return false
+				}
+			}
+			if r.timer != nil {
+				now := time.Now()
+				d := r.timer.Delay(&w.tt, now, int(r.active.Load()))
+				if d > 0 {
+					intended = now.Add(d)
+					if !w.sleepUntil(stopCtx, intended) {
+						return false
+					}
+				}
+			}
+		} else {
+			wait = waited
+		}
+		w.send(ctx, t, intended, wait)
+		if t.Think > 0 && !w.sleepUntil(stopCtx, time.Now().Add(t.Think)) {
+			return false
+		}
+	}
+	if th := r.cfg.Plan.Think; th > 0 && !w.sleepUntil(stopCtx, time.Now().Add(th)) {
+		return false
+	}
+	return stopCtx.Err() == nil
+}
+
+// send sends one request and delivers its result.
+func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited time.Duration) {
+	r := w.r
+	res := &w.res
+	raw := res.RateLimitRaw[:0]
+	*res = Result{Remaining: -1, Thread: w.thread, Iteration: w.vars.Iteration, Label: t.Name,
+		Method: t.Method, Waited: waited, ActiveThreads: int(r.active.Load())}
+	res.Seq = r.seq.Add(1) - 1
+	w.vars.Seq = res.Seq
+	// A static URL says now whether the request can take the
+	// worker-driven path; a templated one says once it is built.
+	fast := r.fast != nil && (t.staticURL == nil || t.staticURL.Scheme == "http")
+	var now time.Time
+	if t.wire == nil || !fast {
+		// Templates may use {{now}}; a static target needs no clock here.
+		now = time.Now()
+		w.vars.Now = now
+	}
+	var buf []byte
+	if fast {
+		// The worker-driven path writes the body before send returns, so
+		// the buffer is free again for the next request; net/http may still
+		// be reading a body after the response arrived.
+		buf = w.buildBuf
+	}
+	u, h, body, err := t.Build(&w.vars, buf)
+	if err != nil {
+		res.Start, res.Intended, res.Error = now, now, err.Error()
+		w.deliver(res)
+		return
+	}
+	if fast && t.staticBody == nil && cap(body) <= maxRateLimitBody {
+		w.buildBuf = body[:0]
+	}
+	res.URL = t.URLString(u)
+	res.BytesOut = int64(len(body))
+
+	var resp *http.Response
+	var c *conn
+	var start time.Time
+	if fast && u.Scheme == "http" {
+		resp, c, start, err = w.doFast(ctx, t, u, h, body, res, intended)
+	} else {
+		if buf != nil && t.staticBody == nil {
+			body = bytes.Clone(body) // the buffer is reused by the next request
+		}
+		resp, start, err = w.doStd(ctx, t, u, h, body, res, intended)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return // interrupted: not a result of the target
+		}
+		res.Elapsed = time.Since(start)
+		res.Error = err.Error()
+		w.deliver(res)
+		return
+	}
+	res.Status = resp.StatusCode
+	adv := limit.ParseHeaders(resp.Header, start)
+	if resp.StatusCode == http.StatusTooManyRequests {
+		res.BytesIn, res.Policy, res.RetryAfter, err = w.readRateLimitBody(resp.Body)
+	} else {
+		res.BytesIn, err = io.Copy(io.Discard, resp.Body)
+	}
+	resp.Body.Close()
+	end := time.Now()
+	res.Elapsed = end.Sub(start)
+	if c != nil {
+		w.inflight.Store(nil)
+		c.pool.put(c, err == nil && !resp.Close && ctx.Err() == nil, end)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		res.Error = "read body: " + err.Error()
+	}
+	if c == nil {
+		w.fromTrace(res, start)
+	}
+	if res.Policy == "" {
+		res.Policy = adv.Policy
+	}
+	if res.RetryAfter == 0 && adv.RetryAfter > 0 {
+		res.RetryAfter = adv.RetryAfter
+	}
+	res.Remaining = adv.Remaining
+	if len(adv.Raw) > 0 {
+		res.RateLimitRaw = append(raw, adv.Raw...)
+	}
+	if res.RetryAfter > 0 && r.cfg.RetryAfter == RetryHonor {
+		if r.pause != nil {
+			r.pause.pause(end.Sub(r.start) + res.RetryAfter)
+		} else {
+			w.pendingWait = res.RetryAfter
+		}
+	}
+	w.deliver(res)
+}
+
+// started sets the result's send times: Start is now, and Intended the
+// schedule's instant (Start when nothing paced the request, or when the
+// request went out early).
+func (w *worker) started(res *Result, intended time.Time) time.Time {
+	start := time.Now()
+	res.Start = start
+	res.Intended = start
+	if !intended.IsZero() && intended.Before(start) {
+		res.Intended = intended
+	}
+	return start
+}
+
+// doStd sends the request through the run's http.Client.
+func (w *worker) doStd(ctx context.Context, t *Target, u *url.URL, h http.Header, body []byte, res *Result, intended time.Time) (*http.Response, time.Time, error) {
+	req := &http.Request{Method: t.Method, URL: u, Host: u.Host, Header: h,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+	if len(body) > 0 {
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	req = req.WithContext(w.traced(ctx))
+	w.connStart.Store(0)
+	w.firstByte.Store(0)
+	w.reused.Store(true)
+	start := w.started(res, intended)
+	resp, err := w.r.cfg.Client.Do(req)
+	return resp, start, err
+}
+
+// fromTrace sets TTFB and Connect from what the trace of a net/http
+// request saw.
+func (w *worker) fromTrace(res *Result, start time.Time) {
+	if fb := w.firstByte.Load(); fb > 0 {
+		res.TTFB = time.Duration(fb - start.UnixNano())
+	}
+	if !w.reused.Load() {
+		if cs, gc := w.connStart.Load(), w.gotConn.Load(); cs > 0 && gc >= cs {
+			res.Connect = time.Duration(gc - cs)
+		}
+	}
+}
+
+func (w *worker) deliver(res *Result) {
+	w.r.sent.Add(1)
+	w.r.cfg.Sink(res)
+}
+
+// rateLimitBody is the part of a 429 body ratelab reads: ratelab's own
+// server names the policy and the exact retry delay.
+type rateLimitBody struct {
+	Limit *struct {
+		Policy       string   `json:"policy"`
+		RetryAfterMs *float64 `json:"retryAfterMs"`
+	} `json:"limit"`
+}
+
+// readRateLimitBody reads up to 64 KiB of a 429's body for the policy and
+// retry delay, and discards the rest.
+func (w *worker) readRateLimitBody(body io.Reader) (n int64, policy string, retry time.Duration, err error) {
+	if w.bodyBuf == nil {
+		w.bodyBuf = make([]byte, 0, 4096)
+	}
+	buf := bytes.NewBuffer(w.bodyBuf[:0])
+	n, err = buf.ReadFrom(io.LimitReader(body, maxRateLimitBody))
+	rest, err2 := io.Copy(io.Discard, body)
+	if err == nil {
+		err = err2
+	}
+	if buf.Cap() <= maxRateLimitBody {
+		w.bodyBuf = buf.Bytes()[:0]
+	}
+	var b rateLimitBody
+	if json.Unmarshal(buf.Bytes(), &b) == nil && b.Limit != nil {
+		policy = b.Limit.Policy
+		if ms := b.Limit.RetryAfterMs; ms != nil && *ms > 0 {
+			retry = time.Duration(*ms * float64(time.Millisecond))
+		}
+	}
+	return n + rest, policy, retry, err
+}

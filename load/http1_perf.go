@@ -286,7 +286,7 @@ func (w *worker) doFast(ctx context.Context, t *Target, u *url.URL, h http.Heade
 			resp, start, err := w.doStd(ctx, t, u, h, body, res, intended)
 			return resp, nil, start, err
 		}
-		if cap(wire) <= maxRateLimitBody {
+		if cap(wire) <= maxBuffer {
 			w.wireBuf = wire[:0]
 		}
 	}

@@ -7,7 +7,6 @@ package load
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptrace"
@@ -18,8 +17,8 @@ import (
 	"ratelab/limit"
 )
 
-// maxRateLimitBody caps how much of a 429's body is read for its policy.
-const maxRateLimitBody = 64 << 10
+// maxBuffer caps the buffers a worker keeps from request to request.
+const maxBuffer = 64 << 10
 
 // worker is one virtual user (closed model) or pool worker (open model).
 // Its buffers, its Result and its request are reused from request to
@@ -173,7 +172,7 @@ func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited
 		w.deliver(res)
 		return
 	}
-	if fast && t.staticBody == nil && cap(body) <= maxRateLimitBody {
+	if fast && t.staticBody == nil && cap(body) <= maxBuffer {
 		w.buildBuf = body[:0]
 	}
 	res.URL = t.URLString(u)
@@ -200,11 +199,14 @@ func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited
 		return
 	}
 	res.Status = resp.StatusCode
-	adv := limit.ParseHeaders(resp.Header, start)
+	var adv limit.Advertised
 	if resp.StatusCode == http.StatusTooManyRequests {
-		res.BytesIn, res.Policy, res.RetryAfter, err = w.readRateLimitBody(resp.Body)
+		var body []byte
+		body, res.BytesIn, err = w.readRejection(resp.Body)
+		adv = limit.ParseResponse(resp.Header, body, start)
 	} else {
 		res.BytesIn, err = io.Copy(io.Discard, resp.Body)
+		adv = limit.ParseHeaders(resp.Header, start)
 	}
 	resp.Body.Close()
 	end := time.Now()
@@ -222,10 +224,8 @@ func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited
 	if c == nil {
 		w.fromTrace(res, start)
 	}
-	if res.Policy == "" {
-		res.Policy = adv.Policy
-	}
-	if res.RetryAfter == 0 && adv.RetryAfter > 0 {
+	res.Policy = adv.Policy
+	if adv.RetryAfter > 0 {
 		res.RetryAfter = adv.RetryAfter
 	}
 	res.Remaining = adv.Remaining
@@ -291,36 +291,21 @@ func (w *worker) deliver(res *Result) {
 	w.r.cfg.Sink(res)
 }
 
-// rateLimitBody is the part of a 429 body ratelab reads: ratelab's own
-// server names the policy and the exact retry delay.
-type rateLimitBody struct {
-	Limit *struct {
-		Policy       string   `json:"policy"`
-		RetryAfterMs *float64 `json:"retryAfterMs"`
-	} `json:"limit"`
-}
-
-// readRateLimitBody reads up to 64 KiB of a 429's body for the policy and
-// retry delay, and discards the rest.
-func (w *worker) readRateLimitBody(body io.Reader) (n int64, policy string, retry time.Duration, err error) {
+// readRejection reads up to limit.MaxBodyRead bytes of a 429's body, for
+// the policy and retry delay it may state, and discards the rest; n is the
+// whole body's size.
+func (w *worker) readRejection(body io.Reader) (head []byte, n int64, err error) {
 	if w.bodyBuf == nil {
 		w.bodyBuf = make([]byte, 0, 4096)
 	}
 	buf := bytes.NewBuffer(w.bodyBuf[:0])
-	n, err = buf.ReadFrom(io.LimitReader(body, maxRateLimitBody))
+	n, err = buf.ReadFrom(io.LimitReader(body, limit.MaxBodyRead))
 	rest, err2 := io.Copy(io.Discard, body)
 	if err == nil {
 		err = err2
 	}
-	if buf.Cap() <= maxRateLimitBody {
+	if buf.Cap() <= limit.MaxBodyRead {
 		w.bodyBuf = buf.Bytes()[:0]
 	}
-	var b rateLimitBody
-	if json.Unmarshal(buf.Bytes(), &b) == nil && b.Limit != nil {
-		policy = b.Limit.Policy
-		if ms := b.Limit.RetryAfterMs; ms != nil && *ms > 0 {
-			retry = time.Duration(*ms * float64(time.Millisecond))
-		}
-	}
-	return n + rest, policy, retry, err
+	return buf.Bytes(), n + rest, err
 }

@@ -56,6 +56,10 @@ func memoryContenders() []contender {
 	return []contender{
 		ratelabMemory("ratelab-1tier", 1, 0),
 		ratelabMemory("ratelab-4tiers", 4, 0),
+		// The window algorithms on the same keys: 100 per 100ms, the same
+		// 1000/s with a quota of 100, beside GCRA's ratelab-1tier.
+		ratelabMemoryAlg("ratelab-1tier-fixed-window", 1, 0, limit.FixedWindow),
+		ratelabMemoryAlg("ratelab-1tier-sliding-window", 1, 0, limit.SlidingWindow),
 		// With a key cap the store keeps an exact LRU list, updated on
 		// every access; this is the configuration of the Redis store's
 		// fallback.
@@ -119,10 +123,18 @@ func runContender(b *testing.B, w *workload, c contender, parallelism int, metri
 // four-tier decision does four times the work of one tier, no more.
 var tierNames = [...]string{"org", "client", "script-writes", "script"}
 
-func benchPolicies(n int) []*limit.Policy {
+func benchPolicies(n int) []*limit.Policy { return benchPoliciesAlg(n, limit.GCRA) }
+
+// benchPoliciesAlg is benchPolicies for an algorithm: a window policy
+// admits benchBurst per benchBurst/benchRate seconds.
+func benchPoliciesAlg(n int, alg limit.Algorithm) []*limit.Policy {
 	ps := make([]*limit.Policy, n)
 	for i := range ps {
 		ps[i] = &limit.Policy{Name: tierNames[i], Rate: limit.Per(benchRate, time.Second), Burst: benchBurst}
+		if alg != limit.GCRA {
+			ps[i] = &limit.Policy{Name: tierNames[i], Algorithm: alg,
+				Rate: limit.Per(benchBurst, time.Second*benchBurst/benchRate)}
+		}
 	}
 	return ps
 }
@@ -132,9 +144,14 @@ func benchPolicies(n int) []*limit.Policy {
 // sequence. A worker reuses one Request and one Decision, as a server's
 // request path would from a pool.
 func ratelabMemory(name string, tiers, maxKeys int) contender {
+	return ratelabMemoryAlg(name, tiers, maxKeys, limit.GCRA)
+}
+
+// ratelabMemoryAlg is ratelabMemory with policies of algorithm alg.
+func ratelabMemoryAlg(name string, tiers, maxKeys int, alg limit.Algorithm) contender {
 	return contender{name: name, width: uint64(tiers), open: func(b *testing.B, w *workload) (func() worker, float64, func()) {
 		s := limit.NewMemoryStore(limit.MemoryConfig{MaxKeys: maxKeys})
-		policies := benchPolicies(tiers)
+		policies := benchPoliciesAlg(tiers, alg)
 		ctx := context.Background()
 		newWorker := func() worker {
 			req := &limit.Request{Group: "bench", Tiers: make([]limit.Tier, tiers), Cost: 1}

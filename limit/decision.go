@@ -49,16 +49,18 @@ var ErrTooManyTiers = errors.New("limit: too many tiers in one decision")
 // temporarily unavailable (503), not as an internal failure.
 var ErrUnavailable = errors.New("limit: store unavailable")
 
-// CostError reports a request whose cost exceeds the burst of a
-// non-shadow policy: no amount of waiting would admit it.
+// CostError reports a request whose cost exceeds the quota (the burst of
+// a GCRA policy, the count per window of a window policy) of a non-shadow
+// policy: no amount of waiting would admit it. A concurrency policy takes
+// one slot per request whatever its cost, so it never refuses a cost.
 type CostError struct {
 	Policy string
 	Cost   int64
-	Burst  int64
+	Burst  int64 // the policy's Quota
 }
 
 func (e *CostError) Error() string {
-	return fmt.Sprintf("limit: cost %d exceeds the burst %d of policy %q", e.Cost, e.Burst, e.Policy)
+	return fmt.Sprintf("limit: cost %d exceeds the quota %d of policy %q", e.Cost, e.Burst, e.Policy)
 }
 
 // Validate checks the request's shape; stores call it before touching state.
@@ -74,15 +76,13 @@ func (r *Request) Validate() error {
 		if p == nil {
 			return fmt.Errorf("limit: tier %d has no policy", i)
 		}
-		// Rate.Interval() <= 0, without its division: Period / Count is
-		// zero or less exactly when Count <= 0 or Period < Count.
-		if p.Burst <= 0 || p.Rate.Count <= 0 || p.Rate.Period < time.Duration(p.Rate.Count) {
+		if !p.valid() {
 			// Policy.Validate says which field; this is the cheap check that
 			// keeps a bad policy from dividing by zero.
 			return fmt.Errorf("limit: invalid policy %q (see Policy.Validate)", p.Name)
 		}
-		if !p.Shadow && r.Cost > p.Burst {
-			return &CostError{Policy: p.Name, Cost: r.Cost, Burst: p.Burst}
+		if !p.Shadow && p.Algorithm != Concurrency && r.Cost > p.Quota() {
+			return &CostError{Policy: p.Name, Cost: r.Cost, Burst: p.Quota()}
 		}
 		for j := range i {
 			if r.Tiers[j].Policy.Name == p.Name && r.Tiers[j].Key == r.Tiers[i].Key {
@@ -97,7 +97,8 @@ func (r *Request) Validate() error {
 // avoid allocating: stores reset it and grow Tiers only when it is too short.
 type Decision struct {
 	// Allowed reports whether the request was admitted: every non-shadow
-	// tier admitted it. When false, nothing was consumed from any tier.
+	// tier admitted it. When false, nothing was consumed from any tier
+	// but those whose policy counts rejected requests (CountRejected).
 	Allowed bool
 	// Tiers holds each tier's state after the decision, in request order.
 	Tiers []TierState
@@ -107,8 +108,13 @@ type Decision struct {
 	// tier only if all are shadow). -1 when there are no tiers.
 	Limiting int
 	// RetryAfter is, for a rejected request, the exact time until every
-	// violated tier would admit it; always positive then. 0 when allowed.
+	// enforced tier would admit it, given the state this decision left;
+	// always positive then. 0 when allowed.
 	RetryAfter time.Duration
+	// Lease holds the slots the decision acquired on concurrency tiers.
+	// The caller releases it (see Releaser) when the response is complete;
+	// Lease.ID is empty when the decision acquired none.
+	Lease Lease
 }
 
 // TierState is one tier's view of a decision.
@@ -117,15 +123,17 @@ type TierState struct {
 	Key    string
 	// Allowed reports whether this tier alone would admit the request.
 	Allowed bool
-	// Consumed reports whether the decision took quota from this tier.
+	// Consumed reports whether the decision took quota from this tier (a
+	// slot, on a concurrency tier).
 	Consumed bool
-	// Remaining is how many more requests of cost 1 the tier admits now.
+	// Remaining is how many more requests of cost 1 the tier admits now,
+	// after the decision.
 	Remaining int64
-	// ResetAfter is the time until the tier's bucket is full again
-	// (TAT − now, after the decision).
+	// ResetAfter is the time until the tier's quota is full again, after
+	// the decision: TAT − now for GCRA; see doc.go for the others.
 	ResetAfter time.Duration
-	// RetryAfter is the time until this tier would admit the request; 0 if
-	// it admits it now.
+	// RetryAfter is the time until this tier would admit the request, on
+	// the state the decision left; 0 if it admits it now (or admitted it).
 	RetryAfter time.Duration
 }
 
@@ -146,7 +154,10 @@ type Store interface {
 	Decide(ctx context.Context, req *Request, d *Decision) error
 }
 
-// Evaluate is the pure GCRA core that every store shares. backlog[i] is
+// Evaluate is the pure GCRA core that every store shares, the fast path
+// for requests whose tiers are all plain GCRA (Request.Plain); any other
+// request goes through EvaluateStates, which decides plain tiers exactly
+// as Evaluate does. backlog[i] is
 // tier i's TAT − now before the decision, clamped at zero (a TAT in the past
 // carries no information). Evaluate fills d; a store then commits, for
 // every tier with Consumed set, TAT = now + ResetAfter.
@@ -163,6 +174,7 @@ func Evaluate(req *Request, backlog []time.Duration, d *Decision) {
 	}
 	d.Tiers = d.Tiers[:n]
 	d.Allowed = true
+	d.Lease = Lease{}
 	cost := time.Duration(req.Cost)
 	for i := range req.Tiers {
 		p := req.Tiers[i].Policy

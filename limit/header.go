@@ -38,9 +38,15 @@ var (
 //	X-RateLimit-Reset: 3
 //	Retry-After: 1
 //
-// RateLimit-Policy lists every enforced tier: q is its burst (the quota a
-// full bucket holds) and w the seconds an empty bucket takes to refill,
-// rounded up. RateLimit, X-RateLimit-* describe the decisive tier
+// RateLimit-Policy lists every enforced tier: q is its quota
+// (Policy.Quota) and w its window (Policy.Window) in seconds, rounded up.
+// For GCRA that is the burst a full bucket holds and the time an empty
+// bucket takes to refill; for a fixed or sliding window the count per
+// window and the window; a concurrency tier has no window and says
+// qu="concurrent-requests" instead, its quota being of requests in flight:
+//
+//	RateLimit-Policy: "org";q=300;w=60, "uploads";q=4;qu="concurrent-requests" RateLimit, X-RateLimit-* describe the decisive tier
+//
 // (Decision.Limiting): r the requests it admits now, t the whole seconds
 // until it is full, rounded up. Retry-After, on a rejection only, is the
 // exact retry-after rounded up to whole seconds, so a client that honours
@@ -68,7 +74,12 @@ func SetHeaders(h http.Header, d *Decision) {
 		first = false
 		buf = AppendQuoted(buf, p.Name)
 		buf = append(buf, ";q="...)
-		buf = strconv.AppendInt(buf, p.Burst, 10)
+		buf = strconv.AppendInt(buf, p.Quota(), 10)
+		if p.Algorithm == Concurrency {
+			// No window: the quota is of requests in flight.
+			buf = append(buf, `;qu="concurrent-requests"`...)
+			continue
+		}
 		buf = append(buf, ";w="...)
 		buf = strconv.AppendInt(buf, ceilSeconds(p.Window()), 10)
 	}
@@ -82,7 +93,7 @@ func SetHeaders(h http.Header, d *Decision) {
 	buf = strconv.AppendInt(buf, reset, 10)
 	h[keyRateLimit] = []string{string(buf)}
 
-	h[keyXLimit] = []string{strconv.FormatInt(lim.Policy.Burst, 10)}
+	h[keyXLimit] = []string{strconv.FormatInt(lim.Policy.Quota(), 10)}
 	h[keyXRemaining] = []string{strconv.FormatInt(lim.Remaining, 10)}
 	h[keyXReset] = []string{strconv.FormatInt(reset, 10)}
 	if !d.Allowed {

@@ -172,3 +172,45 @@ func FuzzParseHeaders(f *testing.F) {
 		}
 	})
 }
+
+func TestSetHeadersAlgorithms(t *testing.T) {
+	fixed := &limit.Policy{Name: "client", Algorithm: limit.FixedWindow, Rate: limit.Per(300, time.Minute)}
+	sliding := &limit.Policy{Name: "listing", Algorithm: limit.SlidingWindow, Rate: limit.Per(30, 10*time.Second)}
+	conc := &limit.Policy{Name: "uploads", Algorithm: limit.Concurrency, Concurrency: 4, Lease: 30 * time.Second}
+	s := limit.NewMemoryStore(limit.MemoryConfig{})
+	// 1000.5s is 40.5s into a minute window and 0.5s into a 10s one.
+	at := time.Unix(1000, 500_000_000)
+	var d limit.Decision
+	req := &limit.Request{Now: at, Cost: 1, Tiers: []limit.Tier{{Policy: fixed, Key: "c"}, {Policy: sliding, Key: "c"}, {Policy: conc, Key: "c"}}}
+	if err := s.Decide(t.Context(), req, &d); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	limit.SetHeaders(h, &d)
+	for k, want := range map[string]string{
+		"RateLimit-Policy":  `"client";q=300;w=60, "listing";q=30;w=10, "uploads";q=4;qu="concurrent-requests"`,
+		"RateLimit":         `"uploads";r=3;t=30`,
+		"X-RateLimit-Limit": "4",
+	} {
+		if got := h.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	// Fill the fixed window: the 300th rejection says the window's end.
+	one := &limit.Request{Now: at, Cost: 1, Tiers: []limit.Tier{{Policy: fixed, Key: "c"}}}
+	for range 300 {
+		if err := s.Decide(t.Context(), one, &d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h = http.Header{}
+	limit.SetHeaders(h, &d)
+	for k, want := range map[string]string{
+		"RateLimit":   `"client";r=0;t=20`,
+		"Retry-After": "20", // 19.5s to the window's end, rounded up
+	} {
+		if got := h.Get(k); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+}

@@ -2,8 +2,11 @@ package limit
 
 import (
 	"context"
+	"encoding/binary"
 	"hash/maphash"
+	"math"
 	"math/bits"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +43,7 @@ type MemoryStore struct {
 	now      func() time.Time
 
 	evictions atomic.Int64
+	leaseSeq  atomic.Uint64
 	stop      chan struct{}
 	stopOnce  sync.Once
 	sweeper   sync.WaitGroup
@@ -68,11 +72,51 @@ const (
 	slotUsed    = 1 << 63
 )
 
-// memSlot is one table slot, exactly one 64-byte cache line.
+// memSlot is one table slot, exactly one 64-byte cache line. tat is the
+// instant after which the entry carries no information: the TAT of a GCRA
+// tier, State.Until as an instant for the others (see State). A window
+// tier keeps its counts in count and prev; a concurrency tier keeps
+// ^index of its lease set in count (so count < 0 marks it).
 type memSlot struct {
-	hash                uint64
-	tat                 int64 // unix nanoseconds
-	group, policy, name string
+	hash        uint64
+	tat         int64 // unix nanoseconds
+	count, prev int64
+	name        string // the partition key
+	gp          string // see groupPolicy
+}
+
+// groupPolicy returns the gp of a slot: the group's length as a uvarint,
+// the group, the policy name. The length makes it unambiguous.
+func groupPolicy(group, policy string) string {
+	b := make([]byte, 0, binary.MaxVarintLen64+len(group)+len(policy))
+	b = binary.AppendUvarint(b, uint64(len(group)))
+	return string(append(append(b, group...), policy...))
+}
+
+// isGroupPolicy reports whether gp is groupPolicy(group, policy), without
+// building it.
+func isGroupPolicy(gp, group, policy string) bool {
+	var n uint64
+	k := 0
+	for shift := 0; ; shift += 7 {
+		if k >= len(gp) || shift > 63 {
+			return false
+		}
+		c := gp[k]
+		k++
+		n |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			break
+		}
+	}
+	return n == uint64(len(group)) && len(gp) == k+len(group)+len(policy) &&
+		gp[k:k+len(group)] == group && gp[k+len(group):] == policy
+}
+
+// memLease is one held slot of a concurrency tier.
+type memLease struct {
+	id     uint64
+	expiry int64 // unix nanoseconds
 }
 
 // memLink links a slot into its shard's recency list by slot index; -1
@@ -88,7 +132,11 @@ type memShard struct {
 	// used slot, tail the least.
 	lru        []memLink
 	head, tail int32
-	_          [48]byte // keep shards on separate cache lines
+	// sets holds the lease sets of concurrency tiers, indexed from their
+	// slots; free lists the unused ones.
+	sets [][]memLease
+	free []int32
+	_    [40]byte // keep shards on separate cache lines
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -167,6 +215,10 @@ func (s *MemoryStore) Decide(_ context.Context, req *Request, d *Decision) error
 	// measurable part of a decision, so requests of up to four tiers (the
 	// common case) get small ones.
 	n := len(req.Tiers)
+	if !req.Plain() {
+		s.decideStates(req, d, now.UnixNano())
+		return nil
+	}
 	if n == 1 {
 		s.decideOne(req, d, now.UnixNano())
 		return nil
@@ -282,6 +334,245 @@ func (s *MemoryStore) decide(req *Request, d *Decision, nowNs int64, hashes []ui
 	}
 }
 
+// decideStates takes a validated decision with tiers that are not all
+// plain GCRA, on EvaluateStates; small requests get small scratch arrays,
+// as in Decide.
+func (s *MemoryStore) decideStates(req *Request, d *Decision, nowNs int64) {
+	n := len(req.Tiers)
+	if n == 1 {
+		s.decideOneState(req, d, nowNs)
+		return
+	}
+	if n <= 4 {
+		var (
+			hashes       [4]uint64
+			shard, order [4]uint32
+			slot         [4]int32
+			st           [4]State
+		)
+		s.decideStatesIn(req, d, nowNs, hashes[:n], shard[:n], order[:n], slot[:n], st[:n])
+		return
+	}
+	var (
+		hashes       [MaxTiers]uint64
+		shard, order [MaxTiers]uint32
+		slot         [MaxTiers]int32
+		st           [MaxTiers]State
+	)
+	s.decideStatesIn(req, d, nowNs, hashes[:n], shard[:n], order[:n], slot[:n], st[:n])
+}
+
+// decideOneState is decideStatesIn for one tier, without the scratch
+// arrays and the lock ordering.
+func (s *MemoryStore) decideOneState(req *Request, d *Decision, nowNs int64) {
+	t := &req.Tiers[0]
+	h := s.hash(req.Group, t.Policy.Name, t.Key)
+	sh := &s.shards[h>>s.shift]
+	h |= slotUsed
+	var st [1]State
+	sh.mu.Lock()
+	i := sh.find(h, req.Group, t.Policy.Name, t.Key)
+	if i >= 0 {
+		if sh.lru != nil {
+			sh.touch(i)
+		}
+		sh.read(i, t.Policy, nowNs, &st[0])
+	}
+	EvaluateStates(req, nowNs, st[:], d)
+	var id uint64
+	if d.Tiers[0].Consumed {
+		if i < 0 {
+			i = s.insert(sh, h, req.Group, t.Policy.Name, t.Key, 0, nowNs)
+		}
+		if t.Policy.Algorithm == Concurrency {
+			id = s.leaseSeq.Add(1)
+		}
+		sh.write(i, t.Policy, nowNs, &st[0], id)
+	}
+	sh.mu.Unlock()
+	if id != 0 {
+		d.Lease = Lease{ID: strconv.FormatUint(id, 36), Group: req.Group, Tiers: []Tier{*t}}
+	}
+}
+
+// lockTiers hashes the tiers of req into hashes (slotUsed set) and shard,
+// and locks their distinct shards in ascending order, which it lists in
+// order; it returns how many it locked.
+func (s *MemoryStore) lockTiers(group string, tiers []Tier, hashes []uint64, shard, order []uint32) int {
+	locked := 0
+	for i := range tiers {
+		t := &tiers[i]
+		h := s.hash(group, t.Policy.Name, t.Key)
+		hashes[i], shard[i] = h|slotUsed, uint32(h>>s.shift)
+		// Insertion sort into order, skipping duplicates: n is tiny.
+		j := locked
+		for j > 0 && order[j-1] > shard[i] {
+			j--
+		}
+		if j > 0 && order[j-1] == shard[i] {
+			continue
+		}
+		copy(order[j+1:locked+1], order[j:locked])
+		order[j] = shard[i]
+		locked++
+	}
+	for _, o := range order[:locked] {
+		s.shards[o].mu.Lock()
+	}
+	return locked
+}
+
+func (s *MemoryStore) unlock(order []uint32) {
+	for _, o := range order {
+		s.shards[o].mu.Unlock()
+	}
+}
+
+func (s *MemoryStore) decideStatesIn(req *Request, d *Decision, nowNs int64, hashes []uint64, shard, order []uint32, slot []int32, st []State) {
+	n := len(req.Tiers)
+	locked := s.lockTiers(req.Group, req.Tiers, hashes, shard, order)
+	for i := range n {
+		sh := &s.shards[shard[i]]
+		t := &req.Tiers[i]
+		slot[i] = sh.find(hashes[i], req.Group, t.Policy.Name, t.Key)
+		if slot[i] < 0 {
+			continue
+		}
+		if sh.lru != nil {
+			sh.touch(slot[i])
+		}
+		sh.read(slot[i], t.Policy, nowNs, &st[i])
+	}
+	EvaluateStates(req, nowNs, st, d)
+	var id uint64
+	// Known keys first: an insert may grow a table and move its slots.
+	for pass := range 2 {
+		for i := range n {
+			ts := &d.Tiers[i]
+			if !ts.Consumed || (slot[i] >= 0) != (pass == 0) {
+				continue
+			}
+			sh := &s.shards[shard[i]]
+			t := &req.Tiers[i]
+			if slot[i] < 0 {
+				slot[i] = s.insert(sh, hashes[i], req.Group, t.Policy.Name, t.Key, 0, nowNs)
+			}
+			if t.Policy.Algorithm == Concurrency && id == 0 {
+				id = s.leaseSeq.Add(1)
+			}
+			sh.write(slot[i], t.Policy, nowNs, &st[i], id)
+		}
+	}
+	s.unlock(order[:locked])
+	if id != 0 {
+		l := Lease{ID: strconv.FormatUint(id, 36), Group: req.Group}
+		for i := range n {
+			if d.Tiers[i].Consumed && req.Tiers[i].Policy.Algorithm == Concurrency {
+				l.Tiers = append(l.Tiers, req.Tiers[i])
+			}
+		}
+		d.Lease = l
+	}
+}
+
+// read loads the state of slot i for policy p. For a concurrency tier it
+// drops the expired leases first.
+func (sh *memShard) read(i int32, p *Policy, nowNs int64, st *State) {
+	e := &sh.slots[i]
+	if (p.Algorithm == Concurrency) != (e.count < 0) {
+		// The key holds another algorithm's state (a policy that changed
+		// algorithm but kept its name): start afresh.
+		return
+	}
+	if p.Algorithm != Concurrency {
+		*st = State{Until: time.Duration(e.tat - nowNs), Count: e.count, Prev: e.prev}
+		return
+	}
+	set := sh.sets[^e.count]
+	kept := set[:0]
+	first, last := int64(math.MaxInt64), int64(math.MinInt64)
+	for _, l := range set {
+		if l.expiry > nowNs {
+			kept = append(kept, l)
+			first, last = min(first, l.expiry), max(last, l.expiry)
+		}
+	}
+	sh.sets[^e.count] = kept
+	if len(kept) > 0 {
+		*st = State{Until: time.Duration(last - nowNs), Count: int64(len(kept)), First: time.Duration(first - nowNs)}
+	}
+}
+
+// write stores the state after a decision in slot i; for a concurrency
+// tier it adds the lease id.
+func (sh *memShard) write(i int32, p *Policy, nowNs int64, st *State, id uint64) {
+	e := &sh.slots[i]
+	e.tat = nowNs + int64(st.Until)
+	if p.Algorithm != Concurrency {
+		if e.count < 0 {
+			sh.freeSet(e)
+		}
+		e.count, e.prev = st.Count, st.Prev
+		return
+	}
+	if e.count >= 0 {
+		var j int32
+		if k := len(sh.free); k > 0 {
+			j, sh.free = sh.free[k-1], sh.free[:k-1]
+		} else {
+			j = int32(len(sh.sets))
+			sh.sets = append(sh.sets, nil)
+		}
+		e.count, e.prev = ^int64(j), 0
+	}
+	sh.sets[^e.count] = append(sh.sets[^e.count], memLease{id: id, expiry: nowNs + int64(p.Lease)})
+}
+
+// freeSet returns the lease set of slot e to the free list.
+func (sh *memShard) freeSet(e *memSlot) {
+	sh.sets[^e.count] = sh.sets[^e.count][:0]
+	sh.free = append(sh.free, int32(^e.count))
+	e.count = 0
+}
+
+// Release implements Releaser: it frees the lease's slots.
+func (s *MemoryStore) Release(_ context.Context, l *Lease) error {
+	if !l.Held() || len(l.Tiers) == 0 {
+		return nil
+	}
+	id, err := strconv.ParseUint(l.ID, 36, 64)
+	if err != nil || len(l.Tiers) > MaxTiers {
+		return nil // not a lease of this store: it holds nothing here
+	}
+	var (
+		hashes       [MaxTiers]uint64
+		shard, order [MaxTiers]uint32
+	)
+	n := len(l.Tiers)
+	locked := s.lockTiers(l.Group, l.Tiers, hashes[:n], shard[:n], order[:n])
+	for i := range l.Tiers {
+		t := &l.Tiers[i]
+		sh := &s.shards[shard[i]]
+		j := sh.find(hashes[i], l.Group, t.Policy.Name, t.Key)
+		if j < 0 || sh.slots[j].count >= 0 {
+			continue
+		}
+		e := &sh.slots[j]
+		set := sh.sets[^e.count]
+		kept, last := set[:0], int64(0)
+		for _, x := range set {
+			if x.id != id {
+				kept = append(kept, x)
+				last = max(last, x.expiry)
+			}
+		}
+		sh.sets[^e.count] = kept
+		e.tat = last // an empty set carries no information: Sweep drops it
+	}
+	s.unlock(order[:locked])
+	return nil
+}
+
 // find returns the slot holding the key, or -1. The shard is locked.
 func (sh *memShard) find(h uint64, group, policy, key string) int32 {
 	if len(sh.slots) == 0 {
@@ -293,15 +584,15 @@ func (sh *memShard) find(h uint64, group, policy, key string) int32 {
 		switch {
 		case e.hash == slotEmpty:
 			return -1
-		case e.hash == h && e.name == key && e.policy == policy && e.group == group:
+		case e.hash == h && e.name == key && isGroupPolicy(e.gp, group, policy):
 			return int32(i)
 		}
 	}
 }
 
 // insert adds a key known to be absent to a locked shard, evicting the
-// least recently used entry if the shard is full.
-func (s *MemoryStore) insert(sh *memShard, h uint64, group, policy, key string, tat, nowNs int64) {
+// least recently used entry if the shard is full, and returns its slot.
+func (s *MemoryStore) insert(sh *memShard, h uint64, group, policy, key string, tat, nowNs int64) int32 {
 	if s.perShard > 0 && sh.live >= s.perShard && sh.tail >= 0 {
 		victim := sh.tail
 		if sh.slots[victim].tat > nowNs {
@@ -315,11 +606,12 @@ func (s *MemoryStore) insert(sh *memShard, h uint64, group, policy, key string, 
 		sh.rebuild(s.perShard > 0)
 	}
 	i := sh.place(h)
-	sh.slots[i] = memSlot{hash: h, tat: tat, group: group, policy: policy, name: key}
+	sh.slots[i] = memSlot{hash: h, tat: tat, gp: groupPolicy(group, policy), name: key}
 	sh.live++
 	if sh.lru != nil {
 		sh.pushFront(i)
 	}
+	return i
 }
 
 // place returns a free slot (empty or a tombstone) for hash h, counting it
@@ -340,6 +632,9 @@ func (sh *memShard) place(h uint64) int32 {
 func (sh *memShard) remove(i int32) {
 	if sh.lru != nil {
 		sh.unlink(i)
+	}
+	if sh.slots[i].count < 0 {
+		sh.freeSet(&sh.slots[i])
 	}
 	sh.slots[i] = memSlot{hash: slotDeleted}
 	sh.live--
@@ -430,6 +725,7 @@ func (s *MemoryStore) Sweep(now time.Time) int {
 		if n > 0 {
 			if sh.live == 0 {
 				sh.slots, sh.lru, sh.used = nil, nil, 0
+				sh.sets, sh.free = nil, nil
 				sh.head, sh.tail = -1, -1
 			} else {
 				sh.rebuild(s.perShard > 0)

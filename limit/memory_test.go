@@ -188,3 +188,68 @@ func TestShadowCostOverflow(t *testing.T) {
 		t.Fatalf("decision %+v, tier %+v", d, d.Tiers[0])
 	}
 }
+
+func TestWindowKnownKeyDoesNotAllocate(t *testing.T) {
+	for _, alg := range []limit.Algorithm{limit.FixedWindow, limit.SlidingWindow} {
+		s := limit.NewMemoryStore(limit.MemoryConfig{})
+		p := &limit.Policy{Name: "w", Algorithm: alg, Rate: limit.Per(100, time.Second)}
+		q := &limit.Policy{Name: "g", Rate: limit.Per(100, time.Second), Burst: 10}
+		req := limit.Request{Group: "org-1", Cost: 1, Tiers: []limit.Tier{{Policy: p, Key: "k"}, {Policy: q, Key: "k"}}}
+		var d limit.Decision
+		at := time.Unix(1000, 0)
+		for _, n := range []int{1, 2} {
+			req.Tiers = req.Tiers[:n]
+			allocs := testing.AllocsPerRun(100, func() {
+				at = at.Add(10 * time.Millisecond)
+				req.Now = at
+				if err := s.Decide(t.Context(), &req, &d); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs != 0 {
+				t.Fatalf("%s, %d tiers: %v allocations per decision on known keys, want 0", alg, n, allocs)
+			}
+		}
+	}
+}
+
+func TestPolicyValidateAlgorithms(t *testing.T) {
+	for _, ok := range []limit.Policy{
+		{Name: "f", Algorithm: limit.FixedWindow, Rate: limit.Per(300, time.Minute)},
+		{Name: "f", Algorithm: limit.FixedWindow, Rate: limit.Per(30, 10*time.Second), AlignFirst: true, CountRejected: true},
+		{Name: "s", Algorithm: limit.SlidingWindow, Rate: limit.Per(10, time.Second), CountRejected: true},
+		{Name: "c", Algorithm: limit.Concurrency, Concurrency: 4, Lease: 30 * time.Second},
+		{Name: "g", Rate: limit.Per(1, time.Second), Burst: 5, CountRejected: true},
+	} {
+		if err := ok.Validate(); err != nil {
+			t.Errorf("%v: %v", &ok, err)
+		}
+	}
+	for field, p := range map[string]limit.Policy{
+		"rate: quota":             {Name: "f", Algorithm: limit.FixedWindow},
+		"rate: window 1.5ms":      {Name: "f", Algorithm: limit.FixedWindow, Rate: limit.Per(3, 1500*time.Microsecond)},
+		"burst: not used":         {Name: "f", Algorithm: limit.FixedWindow, Rate: limit.Per(3, time.Second), Burst: 3},
+		"align: sliding":          {Name: "s", Algorithm: limit.SlidingWindow, Rate: limit.Per(3, time.Second), AlignFirst: true},
+		"concurrency: must":       {Name: "c", Algorithm: limit.Concurrency, Lease: time.Second},
+		"lease: must":             {Name: "c", Algorithm: limit.Concurrency, Concurrency: 2},
+		"count_rejected: a conc":  {Name: "c", Algorithm: limit.Concurrency, Concurrency: 2, Lease: time.Second, CountRejected: true},
+		"rate: not used":          {Name: "c", Algorithm: limit.Concurrency, Concurrency: 2, Lease: time.Second, Rate: limit.Per(1, time.Second)},
+		"align: not used by gcra": {Name: "g", Rate: limit.Per(1, time.Second), Burst: 1, AlignFirst: true},
+		"count_rejected: window":  {Name: "g", Rate: limit.Per(1, time.Hour), Burst: 1300, CountRejected: true},
+		"algorithm: unknown":      {Name: "x", Algorithm: 9},
+	} {
+		err := p.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), strings.SplitN(field, " ", 2)[0]) {
+			t.Errorf("%s: err = %v", field, err)
+		}
+	}
+	for _, name := range []string{"", "gcra", "fixed-window", "sliding-window", "concurrency"} {
+		a, err := limit.ParseAlgorithm(name)
+		if err != nil || (name != "" && a.String() != name) {
+			t.Errorf("ParseAlgorithm(%q) = %v, %v", name, a, err)
+		}
+	}
+	if _, err := limit.ParseAlgorithm("token-bucket"); err == nil {
+		t.Error("ParseAlgorithm(token-bucket): no error")
+	}
+}

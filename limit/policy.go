@@ -144,36 +144,146 @@ func parsePeriod(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// Policy is one rate limit: a name, a sustained rate, and a burst (the most
-// requests admitted at once from a full bucket). A shadow policy is
-// evaluated and reported like any other but never rejects a request.
+// Algorithm is how a policy counts. The zero value is GCRA.
+type Algorithm uint8
+
+// The algorithms a Policy can use. See doc.go for each one's arithmetic.
+const (
+	// GCRA is the generic cell rate algorithm: a leaky bucket of Burst
+	// requests refilled at Rate, one number (the TAT) per key.
+	GCRA Algorithm = iota
+	// FixedWindow admits Rate.Count requests per window of Rate.Period.
+	// Windows are aligned to the Unix epoch, or, with AlignFirst, start at
+	// the first request of a key that has no open window.
+	FixedWindow
+	// SlidingWindow is the two-window weighted counter: a request is
+	// counted in the epoch-aligned window of Rate.Period it falls in, and
+	// the admitted count is current + previous × (1 − elapsed/window).
+	SlidingWindow
+	// Concurrency admits at most Policy.Concurrency requests in flight per
+	// key. A decision acquires a slot (Decision.Lease) that the caller
+	// releases when the response is complete; a slot never released frees
+	// itself after Policy.Lease.
+	Concurrency
+)
+
+var algorithmNames = [...]string{GCRA: "gcra", FixedWindow: "fixed-window", SlidingWindow: "sliding-window", Concurrency: "concurrency"}
+
+// String returns the algorithm's name as ParseAlgorithm reads it.
+func (a Algorithm) String() string {
+	if int(a) < len(algorithmNames) {
+		return algorithmNames[a]
+	}
+	return "algorithm(" + strconv.Itoa(int(a)) + ")"
+}
+
+// ParseAlgorithm reads an algorithm name: gcra, fixed-window,
+// sliding-window or concurrency. The empty string is GCRA.
+func ParseAlgorithm(s string) (Algorithm, error) {
+	if s == "" {
+		return GCRA, nil
+	}
+	for i, n := range algorithmNames {
+		if s == n {
+			return Algorithm(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown algorithm %q: want gcra, fixed-window, sliding-window or concurrency", s)
+}
+
+// Policy is one rate limit: a name, an algorithm and its parameters. A
+// shadow policy is evaluated and reported like any other but never rejects
+// a request.
+//
+// Which fields apply depends on Algorithm:
+//
+//	GCRA            Rate (sustained), Burst (requests admitted at once)
+//	FixedWindow     Rate: Count requests per window of Period; AlignFirst
+//	SlidingWindow   Rate: Count requests per window of Period
+//	Concurrency     Concurrency (requests in flight), Lease (their timeout)
+//
+// Fields that do not apply must be zero, so that a policy says what it
+// does. CountRejected applies to all but Concurrency.
 //
 // A Policy must not change once it is in use by a store; build a new one
 // instead (stores key state by name, so a replacement with the same name
-// keeps the state of its predecessor).
+// keeps the state of its predecessor; give a policy whose algorithm
+// changes a new name, as stores do not convert state between algorithms).
 type Policy struct {
-	Name   string
-	Rate   Rate
-	Burst  int64
-	Shadow bool
+	Name      string
+	Algorithm Algorithm
+	Rate      Rate
+	Burst     int64
+	Shadow    bool
+	// AlignFirst starts a fixed window at the first request of a key that
+	// has no open window, instead of at a multiple of the period since the
+	// Unix epoch.
+	AlignFirst bool
+	// CountRejected makes a rejected request consume from this tier too,
+	// as Envoy's ratelimit service and HAProxy's http_req_rate do: a client
+	// that keeps sending over the limit keeps itself limited. See doc.go,
+	// "Counting rejected requests", for what it consumes when another tier
+	// rejects.
+	CountRejected bool
+	// Concurrency is the most requests in flight per key (Concurrency only).
+	Concurrency int64
+	// Lease is how long an acquired slot is held when it is never released
+	// (Concurrency only).
+	Lease time.Duration
 }
 
-// Interval returns the policy's emission interval T.
+// Interval returns the policy's emission interval T (GCRA).
 func (p *Policy) Interval() time.Duration { return p.Rate.Interval() }
 
-// Tolerance returns τ = T × Burst: how far ahead of now the theoretical
-// arrival time may run before requests are rejected.
+// Tolerance returns τ = T × Burst (GCRA): how far ahead of now the
+// theoretical arrival time may run before requests are rejected.
 func (p *Policy) Tolerance() time.Duration { return p.Rate.Interval() * time.Duration(p.Burst) }
 
-// Window returns how long an empty bucket takes to refill completely: the
-// tolerance, which is the window advertised in RateLimit-Policy.
-func (p *Policy) Window() time.Duration { return p.Tolerance() }
+// Quota returns the most requests the policy admits at once: the burst
+// of a GCRA policy, the count per window of a window policy, the requests
+// in flight of a concurrency policy. It is the q of RateLimit-Policy.
+func (p *Policy) Quota() int64 {
+	switch p.Algorithm {
+	case FixedWindow, SlidingWindow:
+		return p.Rate.Count
+	case Concurrency:
+		return p.Concurrency
+	}
+	return p.Burst
+}
+
+// Window returns the policy's time window, the w of RateLimit-Policy: for
+// GCRA how long an empty bucket takes to refill completely (the
+// tolerance), for a window policy its period, for a concurrency policy
+// its lease.
+func (p *Policy) Window() time.Duration {
+	switch p.Algorithm {
+	case FixedWindow, SlidingWindow:
+		return p.Rate.Period
+	case Concurrency:
+		return p.Lease
+	}
+	return p.Tolerance()
+}
 
 // Validate reports the first problem with p, naming the field.
 func (p *Policy) Validate() error {
-	switch {
-	case p.Name == "":
+	if p.Name == "" {
 		return errors.New("name: must not be empty")
+	}
+	switch p.Algorithm {
+	case GCRA:
+		return p.validateGCRA()
+	case FixedWindow, SlidingWindow:
+		return p.validateWindow()
+	case Concurrency:
+		return p.validateConcurrency()
+	}
+	return fmt.Errorf("algorithm: unknown (%d)", p.Algorithm)
+}
+
+func (p *Policy) validateGCRA() error {
+	switch {
 	case p.Rate.Count <= 0:
 		return errors.New("rate: count must be positive")
 	case p.Rate.Period <= 0:
@@ -186,18 +296,87 @@ func (p *Policy) Validate() error {
 		return errors.New("burst: too large for the rate (window overflows)")
 	case p.Tolerance() > MaxWindow:
 		return fmt.Errorf("burst: window %v (burst × interval) exceeds %v", p.Tolerance(), MaxWindow)
+	case p.CountRejected && p.Tolerance() > MaxWindow/2:
+		// A count-rejected tier's backlog may reach 2τ (see doc.go).
+		return fmt.Errorf("count_rejected: window %v (burst × interval) exceeds %v, half the longest window", p.Tolerance(), MaxWindow/2)
+	}
+	return p.noneOf("align", p.AlignFirst, "concurrency", p.Concurrency != 0, "lease", p.Lease != 0)
+}
+
+func (p *Policy) validateWindow() error {
+	switch {
+	case p.Rate.Count <= 0:
+		return errors.New("rate: quota must be positive")
+	case p.Rate.Count > MaxQuota:
+		return fmt.Errorf("rate: quota %d exceeds %d", p.Rate.Count, int64(MaxQuota))
+	case p.Rate.Period < time.Millisecond || p.Rate.Period%time.Millisecond != 0:
+		// Stores align windows on whole milliseconds since the epoch: Redis's
+		// Lua cannot divide unix nanoseconds exactly.
+		return fmt.Errorf("rate: window %v must be a whole number of milliseconds", p.Rate.Period)
+	case p.Rate.Period > MaxWindow:
+		return fmt.Errorf("rate: window %v exceeds %v", p.Rate.Period, MaxWindow)
+	case p.AlignFirst && p.Algorithm == SlidingWindow:
+		return errors.New("align: sliding windows are always aligned to the epoch")
+	}
+	return p.noneOf("burst", p.Burst != 0, "concurrency", p.Concurrency != 0, "lease", p.Lease != 0)
+}
+
+func (p *Policy) validateConcurrency() error {
+	switch {
+	case p.Concurrency <= 0:
+		return errors.New("concurrency: must be at least 1")
+	case p.Concurrency > MaxQuota:
+		return fmt.Errorf("concurrency: %d exceeds %d", p.Concurrency, int64(MaxQuota))
+	case p.Lease < time.Millisecond:
+		return errors.New("lease: must be at least 1ms")
+	case p.Lease > MaxWindow:
+		return fmt.Errorf("lease: %v exceeds %v", p.Lease, MaxWindow)
+	case p.CountRejected:
+		// A rejected request is never in flight, so there is nothing it
+		// could hold; counting it would need a lease nobody releases.
+		return errors.New("count_rejected: a concurrency limit counts requests in flight, and a rejected request never is")
+	}
+	return p.noneOf("rate", p.Rate != (Rate{}), "burst", p.Burst != 0, "align", p.AlignFirst)
+}
+
+// noneOf returns an error naming the first field that is set although
+// the algorithm does not use it.
+func (p *Policy) noneOf(fields ...any) error {
+	for i := 0; i < len(fields); i += 2 {
+		if fields[i+1].(bool) {
+			return fmt.Errorf("%s: not used by %s", fields[i], p.Algorithm)
+		}
 	}
 	return nil
 }
+
+// MaxQuota bounds the quota of window and concurrency policies: counts
+// stay far below 2^53, so that Redis's Lua holds them exactly.
+const MaxQuota = 1 << 40
 
 // MaxWindow bounds a policy's tolerance. Stores keep time offsets in
 // nanoseconds; 100 days keeps every offset exactly representable in the
 // 53-bit integers of Redis's Lua, so all stores decide identically.
 const MaxWindow = 100 * 24 * time.Hour
 
-// String describes the policy for people: "script-writes (2/s, burst 5)".
+// String describes the policy for people: "script-writes (2/s, burst 5)",
+// "org (fixed-window 300/m)", "uploads (concurrency 4, lease 30s)".
 func (p *Policy) String() string {
-	s := fmt.Sprintf("%s (%s, burst %d)", p.Name, p.Rate, p.Burst)
+	var s string
+	switch p.Algorithm {
+	case GCRA:
+		s = fmt.Sprintf("%s (%s, burst %d)", p.Name, p.Rate, p.Burst)
+	case Concurrency:
+		s = fmt.Sprintf("%s (concurrency %d, lease %v)", p.Name, p.Concurrency, p.Lease)
+	default:
+		s = fmt.Sprintf("%s (%s %s)", p.Name, p.Algorithm, p.Rate)
+		if p.AlignFirst {
+			s += " align first"
+		}
+	}
+	if p.CountRejected {
+		s += " count rejected"
+	}
 	if p.Shadow {
 		s += " shadow"
 	}

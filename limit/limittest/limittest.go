@@ -9,7 +9,14 @@
 // The suite walks fixed instants (Request.Now is always set) and checks the
 // exact GCRA arithmetic, the all-or-nothing rule, exact retry-after, shadow
 // tiers, costs above one, the over-admission bound under many goroutines,
-// and a property test against a reference model on random arrivals. Each
+// and a property test against a reference model on random arrivals; then
+// the same for fixed windows (aligned to the epoch and to a key's first
+// request), sliding windows and concurrency limits, count-rejected tiers
+// and decisions that mix every algorithm: step tables, each algorithm's
+// over-admission bound under many goroutines, and a property test per
+// algorithm (and one for the mix) against a reference model that keeps
+// every counted request and finds retry-after by search. A store must
+// also implement limit.Releaser. Each
 // subtest uses its own Request.Group, so a store may be shared between
 // subtests and runs.
 package limittest
@@ -52,6 +59,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("BadRequests", func(t *testing.T) { testBadRequests(t, newStore(t)) })
 	t.Run("ConcurrentNoOverAdmission", func(t *testing.T) { testConcurrent(t, newStore(t)) })
 	t.Run("PropertyRandomArrivals", func(t *testing.T) { testProperty(t, newStore(t)) })
+	runAlgorithms(t, newStore)
 }
 
 func decide(t *testing.T, s limit.Store, req *limit.Request) *limit.Decision {

@@ -1,0 +1,350 @@
+package limit
+
+import (
+	"math"
+	"math/bits"
+	"time"
+)
+
+// valid is the cheap check of Request.Validate: the fields the arithmetic
+// divides by are in range. Policy.Validate is the full check.
+func (p *Policy) valid() bool {
+	switch p.Algorithm {
+	case GCRA:
+		// Rate.Interval() > 0, without its division: Period / Count is
+		// zero or less exactly when Count <= 0 or Period < Count.
+		return p.Burst > 0 && p.Rate.Count > 0 && p.Rate.Period >= time.Duration(p.Rate.Count)
+	case FixedWindow, SlidingWindow:
+		return p.Rate.Count > 0 && p.Rate.Period >= time.Millisecond && p.Rate.Period <= MaxWindow
+	case Concurrency:
+		return p.Concurrency > 0 && p.Lease > 0 && p.Lease <= MaxWindow
+	}
+	return false
+}
+
+// plain reports whether the policy is a GCRA that does not count rejected
+// requests: the tiers Evaluate decides, on the fast path of every store.
+func (p *Policy) plain() bool { return p.Algorithm == GCRA && !p.CountRejected }
+
+// Plain reports whether every tier of req is a GCRA policy that does not
+// count rejected requests, so that Evaluate can decide it from backlogs
+// alone. Other requests go through EvaluateStates.
+func (r *Request) Plain() bool {
+	for i := range r.Tiers {
+		if !r.Tiers[i].Policy.plain() {
+			return false
+		}
+	}
+	return true
+}
+
+// State is what a store keeps for one tier, as offsets from the
+// decision's instant. A store reads it before EvaluateStates, which
+// rewrites it in place to the state after the decision; the store then
+// writes back the tiers whose TierState.Consumed is set.
+//
+//	             Until                              Count              Prev        First
+//	GCRA         TAT − now (the backlog)            -                  -           -
+//	fixed        until the current window ends      count in it        -           -
+//	sliding      until the window after it ends     count in current   previous    -
+//	concurrency  until the last lease expires       leases held        -           until the first expires
+//
+// Until ≤ 0 means the key carries no information (a missing key): the
+// other fields are then ignored. A store may keep Until as an absolute
+// expiry (now + Until); once it passes, the key can be dropped.
+//
+// For concurrency the store keeps the leases themselves: it counts the
+// unexpired ones into Count, First and Until before the decision, and
+// after it, for a consumed tier, adds one lease expiring at now + Lease
+// (which is what Count, First and Until then already describe).
+type State struct {
+	Until time.Duration
+	Count int64
+	Prev  int64
+	First time.Duration
+}
+
+// view is one tier's state before or after a decision, rolled to now.
+type view struct {
+	backlog time.Duration // GCRA
+	count   int64         // windows: count in the current window; concurrency: leases held
+	prev    int64         // sliding: count in the previous window
+	elapsed time.Duration // windows: now − start of the current window, ≥ 0
+	// lag is, for windows, how far the key's current window starts after
+	// now: positive only for an instant that reaches the store after a
+	// later one opened a new window (callers' clocks disagree). Such a
+	// request is counted in that window, at its start, as GCRA counts a
+	// late request after the TAT: no window ever exceeds its quota.
+	lag   time.Duration
+	first time.Duration // concurrency: until the first lease expires
+	last  time.Duration // concurrency: until the last lease expires
+}
+
+// floorMod returns a mod m in [0, m).
+func floorMod(a, m int64) int64 {
+	r := a % m
+	if r < 0 {
+		r += m
+	}
+	return r
+}
+
+// load rolls a stored state to now.
+func load(p *Policy, now int64, s *State) view {
+	var v view
+	switch p.Algorithm {
+	case GCRA:
+		v.backlog = max(s.Until, 0)
+	case FixedWindow:
+		w := p.Rate.Period
+		switch {
+		case s.Until > 0:
+			v.count, v.elapsed, v.lag = s.Count, w-min(s.Until, w), max(0, s.Until-w)
+		case !p.AlignFirst:
+			v.elapsed = time.Duration(floorMod(now, int64(w)))
+		}
+	case SlidingWindow:
+		w := p.Rate.Period
+		switch {
+		case s.Until > w:
+			v.count, v.prev, v.elapsed, v.lag = s.Count, s.Prev, 2*w-min(s.Until, 2*w), max(0, s.Until-2*w)
+		case s.Until > 0:
+			v.prev, v.elapsed = s.Count, w-s.Until
+		default:
+			v.elapsed = time.Duration(floorMod(now, int64(w)))
+		}
+	case Concurrency:
+		if s.Until > 0 {
+			v.count, v.first, v.last = s.Count, max(s.First, 0), s.Until
+		}
+	}
+	return v
+}
+
+// store writes a view back as a State.
+func (v *view) store(p *Policy, s *State) {
+	switch p.Algorithm {
+	case GCRA:
+		s.Until = v.backlog
+	case FixedWindow:
+		*s = State{Until: p.Rate.Period - v.elapsed + v.lag, Count: v.count}
+	case SlidingWindow:
+		*s = State{Until: 2*p.Rate.Period - v.elapsed + v.lag, Count: v.count, Prev: v.prev}
+	case Concurrency:
+		*s = State{Until: v.last, Count: v.count, First: v.first}
+	}
+}
+
+// gcraNext returns backlog + cost·T, saturated where only a shadow tier
+// (whose cost Validate does not cap) could overflow it.
+func gcraNext(p *Policy, backlog time.Duration, cost int64) time.Duration {
+	T := p.Interval()
+	if cost > p.Burst && time.Duration(cost) > (math.MaxInt64-backlog)/T {
+		return math.MaxInt64
+	}
+	return backlog + time.Duration(cost)*T
+}
+
+// mulLE reports whether a·b ≤ c·d, exactly, for non-negative a, b, c, d.
+func mulLE(a, b, c, d int64) bool {
+	h1, l1 := bits.Mul64(uint64(a), uint64(b))
+	h2, l2 := bits.Mul64(uint64(c), uint64(d))
+	return h1 < h2 || h1 == h2 && l1 <= l2
+}
+
+// mulDiv returns ⌊a·b / c⌋ for non-negative a, b and positive c, given
+// that the quotient fits (a·b < c·2^63).
+func mulDiv(a, b, c int64) int64 {
+	h, l := bits.Mul64(uint64(a), uint64(b))
+	q, _ := bits.Div64(h, l, uint64(c))
+	return int64(q)
+}
+
+// mulDivCeil returns ⌈a·b / c⌉ under the conditions of mulDiv.
+func mulDivCeil(a, b, c int64) int64 {
+	h, l := bits.Mul64(uint64(a), uint64(b))
+	q, r := bits.Div64(h, l, uint64(c))
+	if r != 0 {
+		q++
+	}
+	return int64(q)
+}
+
+// admits reports whether the tier in state v admits a request of cost n.
+func (v *view) admits(p *Policy, n int64) bool {
+	switch p.Algorithm {
+	case GCRA:
+		return gcraNext(p, v.backlog, n) <= p.Tolerance()
+	case FixedWindow:
+		return v.count <= p.Rate.Count-n
+	case SlidingWindow:
+		// count + n + prev·(w − elapsed)/w ≤ quota, in integers:
+		// prev·(w − elapsed) ≤ (quota − count − n)·w.
+		r := p.Rate.Count - v.count - n
+		return r >= 0 && (v.prev == 0 || mulLE(v.prev, int64(p.Rate.Period-v.elapsed), r, int64(p.Rate.Period)))
+	case Concurrency:
+		return v.count < p.Concurrency
+	}
+	return false
+}
+
+// consume counts a request of cost n > 0 in v.
+func (v *view) consume(p *Policy, n int64) {
+	switch p.Algorithm {
+	case GCRA:
+		// A rejected request on a count-rejected tier pushes the backlog
+		// up to 2τ at most: the tier then forgets what lies more than one
+		// window back, as a window counter does.
+		v.backlog = min(gcraNext(p, v.backlog, n), 2*p.Tolerance())
+	case FixedWindow, SlidingWindow:
+		v.count += n
+	case Concurrency:
+		if v.count == 0 || p.Lease < v.first {
+			v.first = p.Lease
+		}
+		v.last = max(v.last, p.Lease)
+		v.count++
+	}
+}
+
+// report returns the tier's remaining quota and reset-after in state v.
+func (v *view) report(p *Policy) (remaining int64, reset time.Duration) {
+	switch p.Algorithm {
+	case GCRA:
+		if tau := p.Tolerance(); v.backlog < tau {
+			remaining = int64((tau - v.backlog) / p.Interval())
+		}
+		return remaining, v.backlog
+	case FixedWindow:
+		if v.count > 0 {
+			reset = p.Rate.Period - v.elapsed + v.lag
+		}
+		return max(0, p.Rate.Count-v.count), reset
+	case SlidingWindow:
+		w := p.Rate.Period
+		// The previous window weighs ⌈prev·(w − elapsed)/w⌉ whole requests.
+		weighed := mulDivCeil(v.prev, int64(w-v.elapsed), int64(w))
+		switch {
+		case v.count > 0:
+			reset = 2*w - v.elapsed + v.lag
+		case v.prev > 0:
+			reset = w - v.elapsed + v.lag
+		}
+		return max(0, p.Rate.Count-v.count-weighed), reset
+	case Concurrency:
+		if v.count > 0 {
+			reset = v.last
+		}
+		return max(0, p.Concurrency-v.count), reset
+	}
+	return 0, 0
+}
+
+// retryAfter returns the time until the tier in state v admits a request
+// of cost n, 0 if it admits it now. Time only ever adds room, so the tier
+// admits the request at any instant from then on (unless other requests
+// come first).
+func (v *view) retryAfter(p *Policy, n int64) time.Duration {
+	if v.admits(p, n) {
+		return 0
+	}
+	switch p.Algorithm {
+	case GCRA:
+		next := gcraNext(p, v.backlog, n)
+		if next == math.MaxInt64 {
+			return next
+		}
+		return next - p.Tolerance()
+	case FixedWindow:
+		// The next window starts empty.
+		return p.Rate.Period - v.elapsed + v.lag
+	case SlidingWindow:
+		return slidingRetry(p, v, n)
+	case Concurrency:
+		// The earliest a slot is sure to free; a release frees one sooner.
+		return v.first
+	}
+	return 0
+}
+
+// slidingRetry solves the sliding window's admission rule for the first
+// instant at which a tier that rejects now admits a request of cost n.
+func slidingRetry(p *Policy, v *view, n int64) time.Duration {
+	q, w := p.Rate.Count, int64(p.Rate.Period)
+	// Later in this window: prev·(w − e) ≤ r·w holds from
+	// e = w − ⌊r·w/prev⌋ on. It rejects now, so r < prev and the
+	// quotient is below w.
+	if r := q - v.count - n; r >= 0 && v.prev > 0 {
+		if e := w - mulDiv(r, w, v.prev); e < w {
+			return time.Duration(e) - v.elapsed + v.lag
+		}
+	}
+	toNext := time.Duration(w) - v.elapsed + v.lag
+	// In the next window, count becomes the previous one:
+	// count·(w − e) ≤ (q − n)·w from e = w − ⌊(q − n)·w/count⌋ on
+	// (0 when count ≤ q − n; w, the start of the window after, when
+	// (q − n)·w < count).
+	r := q - n
+	if r < 0 {
+		return toNext + time.Duration(w) // a cost above the quota: never; say two windows
+	}
+	if v.count <= r {
+		return toNext
+	}
+	return toNext + time.Duration(w-mulDiv(r, w, v.count))
+}
+
+// EvaluateStates is the decision core for any mix of algorithms, shared
+// by every store: Evaluate generalised. now is the decision's instant in
+// Unix nanoseconds (windows align to it), st[i] tier i's stored state;
+// EvaluateStates fills d and rewrites st to the state after the decision,
+// which the store writes back for every tier with Consumed set.
+//
+// A tier consumes the request's cost when the request is admitted and
+// the tier admits it, or, for a tier whose policy counts rejected
+// requests, whenever the cost is positive: on a rejected request such a
+// tier consumes whether it was the tier that rejected or not. Every other
+// tier consumes nothing from a rejected request. Remaining and reset come
+// from the state after the decision; a tier's retry-after is the wait
+// until that state admits the same request, and the decision's is the
+// longest of the enforced tiers'. See doc.go.
+func EvaluateStates(req *Request, now int64, st []State, d *Decision) {
+	n := len(req.Tiers)
+	if cap(d.Tiers) < n {
+		d.Tiers = make([]TierState, n)
+	}
+	d.Tiers = d.Tiers[:n]
+	d.Allowed = true
+	d.Lease = Lease{}
+	for i := range req.Tiers {
+		p := req.Tiers[i].Policy
+		v := load(p, now, &st[i])
+		ok := v.admits(p, req.Cost)
+		d.Tiers[i] = TierState{Policy: p, Key: req.Tiers[i].Key, Allowed: ok}
+		if !ok && !p.Shadow {
+			d.Allowed = false
+		}
+	}
+	d.Limiting, d.RetryAfter = -1, 0
+	for i := range d.Tiers {
+		ts := &d.Tiers[i]
+		p := ts.Policy
+		v := load(p, now, &st[i])
+		counts := d.Allowed && ts.Allowed || p.CountRejected && p.Algorithm != Concurrency
+		if ts.Consumed = counts && req.Cost > 0; ts.Consumed {
+			v.consume(p, req.Cost)
+			v.store(p, &st[i])
+		}
+		ts.Remaining, ts.ResetAfter = v.report(p)
+		if !d.Allowed || !ts.Allowed {
+			ts.RetryAfter = v.retryAfter(p, req.Cost)
+		}
+		if d.Allowed {
+			if d.Limiting < 0 || lessRoom(ts, &d.Tiers[d.Limiting]) {
+				d.Limiting = i
+			}
+		} else if !p.Shadow && ts.RetryAfter > d.RetryAfter {
+			d.Limiting, d.RetryAfter = i, ts.RetryAfter
+		}
+	}
+}

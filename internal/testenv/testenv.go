@@ -1,9 +1,9 @@
 // Package testenv gives tests the real services they need: the URLs of the
-// Redis and PostgreSQL servers that .ci/run starts, and redis-server
-// processes of a test's own (StartRedis) for tests that kill or freeze
-// Redis.
+// Redis, Redis Cluster and PostgreSQL servers that .ci/run starts, and
+// redis-server processes of a test's own (StartRedis) for tests that kill
+// or freeze Redis.
 //
-// A test that needs a service calls RedisURL or PostgresURL. When the
+// A test that needs a service calls RedisURL, RedisClusterURL or PostgresURL. When the
 // service is not configured the test is skipped on a developer's machine,
 // and fails under CI=true or RATELAB_REQUIRE_SERVICES=1, so that CI can
 // never pass by skipping what it should run.
@@ -23,6 +23,13 @@ func Required() bool {
 // RedisURL returns RATELAB_REDIS_URL, or skips (fails when Required) if it
 // is unset.
 func RedisURL(t testing.TB) string { return need(t, "RATELAB_REDIS_URL", "Redis") }
+
+// RedisClusterURL returns RATELAB_REDIS_CLUSTER_URL, the Redis Cluster
+// that .ci/run starts (three masters; a URL as goredis.ParseClusterURL
+// reads it), or skips (fails when Required) if it is unset.
+func RedisClusterURL(t testing.TB) string {
+	return need(t, "RATELAB_REDIS_CLUSTER_URL", "Redis Cluster")
+}
 
 // PostgresURL returns RATELAB_POSTGRES_URL, or skips (fails when Required)
 // if it is unset.

@@ -55,8 +55,9 @@ func (r *Request) Plain() bool {
 //
 // For concurrency the store keeps the leases themselves: it counts the
 // unexpired ones into Count, First and Until before the decision, and
-// after it, for a consumed tier, adds one lease expiring at now + Lease
-// (which is what Count, First and Until then already describe).
+// after it, for a consumed tier, adds one lease expiring at
+// Policy.LeaseExpiry(now) (which is what Count, First and Until then
+// already describe).
 type State struct {
 	Until time.Duration
 	Count int64
@@ -188,8 +189,8 @@ func (v *view) admits(p *Policy, n int64) bool {
 	return false
 }
 
-// consume counts a request of cost n > 0 in v.
-func (v *view) consume(p *Policy, n int64) {
+// consume counts a request of cost n > 0 at now in v.
+func (v *view) consume(p *Policy, n, now int64) {
 	switch p.Algorithm {
 	case GCRA:
 		// A rejected request on a count-rejected tier pushes the backlog
@@ -199,10 +200,11 @@ func (v *view) consume(p *Policy, n int64) {
 	case FixedWindow, SlidingWindow:
 		v.count += n
 	case Concurrency:
-		if v.count == 0 || p.Lease < v.first {
-			v.first = p.Lease
+		l := time.Duration(p.LeaseExpiry(now) - now)
+		if v.count == 0 || l < v.first {
+			v.first = l
 		}
-		v.last = max(v.last, p.Lease)
+		v.last = max(v.last, l)
 		v.count++
 	}
 }
@@ -332,7 +334,7 @@ func EvaluateStates(req *Request, now int64, st []State, d *Decision) {
 		v := load(p, now, &st[i])
 		counts := d.Allowed && ts.Allowed || p.CountRejected && p.Algorithm != Concurrency
 		if ts.Consumed = counts && req.Cost > 0; ts.Consumed {
-			v.consume(p, req.Cost)
+			v.consume(p, req.Cost, now)
 			v.store(p, &st[i])
 		}
 		ts.Remaining, ts.ResetAfter = v.report(p)

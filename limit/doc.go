@@ -122,6 +122,7 @@
 // slot whatever its cost, and cost 0 peeks. With h the unexpired slots:
 //
 //	admit        ⇔  h < N,  and then a slot expiring at now + Lease
+//	                          (rounded up to a whole microsecond)
 //	remaining    = N − h                    (after the decision)
 //	reset-after  = until the last slot expires (0 when none is held)
 //	retry-after  = until the first slot expires

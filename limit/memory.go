@@ -525,7 +525,7 @@ func (sh *memShard) write(i int32, p *Policy, nowNs int64, st *State, id uint64)
 		}
 		e.count, e.prev = ^int64(j), 0
 	}
-	sh.sets[^e.count] = append(sh.sets[^e.count], memLease{id: id, expiry: nowNs + int64(p.Lease)})
+	sh.sets[^e.count] = append(sh.sets[^e.count], memLease{id: id, expiry: p.LeaseExpiry(nowNs)})
 }
 
 // freeSet returns the lease set of slot e to the free list.

@@ -327,8 +327,10 @@ func (p *Policy) validateConcurrency() error {
 		return errors.New("concurrency: must be at least 1")
 	case p.Concurrency > MaxQuota:
 		return fmt.Errorf("concurrency: %d exceeds %d", p.Concurrency, int64(MaxQuota))
-	case p.Lease < time.Millisecond:
-		return errors.New("lease: must be at least 1ms")
+	case p.Lease < time.Millisecond || p.Lease%time.Millisecond != 0:
+		// Stores keep lease expiries in whole microseconds (Redis's sorted
+		// set scores are doubles); a whole-millisecond lease keeps that exact.
+		return fmt.Errorf("lease: %v must be a whole number of milliseconds, at least 1ms", p.Lease)
 	case p.Lease > MaxWindow:
 		return fmt.Errorf("lease: %v exceeds %v", p.Lease, MaxWindow)
 	case p.CountRejected:
@@ -337,6 +339,18 @@ func (p *Policy) validateConcurrency() error {
 		return errors.New("count_rejected: a concurrency limit counts requests in flight, and a rejected request never is")
 	}
 	return p.noneOf("rate", p.Rate != (Rate{}), "burst", p.Burst != 0, "align", p.AlignFirst)
+}
+
+// LeaseExpiry returns when a slot acquired at now (Unix nanoseconds) on a
+// concurrency policy expires: now + Lease, rounded up to a whole
+// microsecond, so that every store (Redis keeps expiries as sorted-set
+// scores, which are doubles) holds it exactly.
+func (p *Policy) LeaseExpiry(now int64) int64 {
+	us := now / 1000
+	if us*1000 < now {
+		us++
+	}
+	return us*1000 + int64(p.Lease)
 }
 
 // noneOf returns an error naming the first field that is set although

@@ -47,6 +47,38 @@
 // PX per tier it consumes. The Store builds each call's arguments in a
 // pooled list that go-redis writes without boxing or copying them.
 //
+// # Other algorithms
+//
+// A request with any tier that is not plain GCRA (fixed or sliding window,
+// concurrency, or a tier that counts rejected requests; see
+// limit.Request.Plain) goes to a second script, statesSource, still one
+// round trip per decision and all of its tiers atomically. It reads each
+// tier's state, decides exactly as limit.EvaluateStates does, writes what
+// the decision consumed, and returns the states it read, from which the
+// Store runs limit.EvaluateStates for remaining, reset and retry-after and
+// checks the verdict, as for GCRA. The keys:
+//
+//	GCRA            <prefix>{<group>}<policy>\x00<key>    string: the TAT (shared with the fast script)
+//	fixed window    <prefix>f{<group>}<policy>\x00<key>   hash: e (window end), c (count)
+//	sliding window  <prefix>s{<group>}<policy>\x00<key>   hash: e (end of the next window), c, p (previous count)
+//	concurrency     <prefix>c{<group>}<policy>\x00<key>   sorted set: lease IDs scored by expiry (unix µs)
+//
+// The letter keeps algorithms apart (a policy that changes algorithm
+// under one name starts afresh instead of meeting a value of another
+// type) and leaves the hash tag alone, so one decision is still one
+// Cluster slot. Every key expires (PX / PEXPIRE) when it stops carrying
+// information: a window at its end (a sliding one at the end of the
+// window after, when its count no longer weighs), a lease set with its
+// last lease; a set whose last lease is released disappears at once.
+// Expired leases are removed (ZREMRANGEBYSCORE) before a concurrency tier
+// is counted. Windows and leases are whole milliseconds, and the sliding
+// window's products, which may exceed 2^53, are compared exactly in 18-bit
+// limbs, so the script is as exact as the memory store. A decision that
+// acquires slots carries a lease ID made by the Store (random per Store,
+// then a counter); Store.Release removes it from every tier in one round
+// trip. A lease taken on the fallback while Redis was away is released on
+// the fallback.
+//
 // # Time
 //
 // When Request.Now is zero the script reads the instant from Redis TIME,

@@ -104,6 +104,8 @@ type Store struct {
 	onStateChange  func(bool)
 
 	degraded atomic.Bool
+	scripts  stateScripts  // the states and release scripts (states.go)
+	leaseSeq atomic.Uint64 // numbers this Store's lease IDs
 
 	// mu serializes state changes and their OnStateChange calls, and
 	// guards the fields below.
@@ -165,6 +167,7 @@ func New(cfg Config) (*Store, error) {
 		log:            cfg.Logger,
 		fallback:       cfg.Fallback,
 		onStateChange:  cfg.OnStateChange,
+		scripts:        newStateScripts(),
 		stop:           make(chan struct{}),
 	}, nil
 }
@@ -242,6 +245,9 @@ func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 		limit.Evaluate(req, nil, d)
 		return nil
 	}
+	if !req.Plain() {
+		return s.decideStates(ctx, req, d)
+	}
 	c, _ := s.calls.Get().(*call)
 	if c == nil {
 		c = new(call)
@@ -270,9 +276,11 @@ func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 // go-redis writes *int64 and encoding.BinaryMarshaler arguments as they
 // are, and pointers go into interfaces without allocating.
 type call struct {
-	args []any // evalsha, sha, numkeys, the keys, the numbers
-	keys []keyArg
-	nums []int64
+	args  []any // evalsha, sha, numkeys, the keys, the numbers
+	keys  []keyArg
+	nums  []int64
+	src   any    // the script's source, for EVAL after NOSCRIPT
+	lease string // the lease ID argument of the states script
 }
 
 // build fills c with the EVALSHA of decideSource for req.
@@ -293,6 +301,7 @@ func (c *call) build(s *Store, req *limit.Request) {
 	}
 	c.keys, c.nums, c.args = c.keys[:n], c.nums[:nnums], c.args[:3+n+nnums]
 	c.args[0], c.args[1], c.args[2] = "evalsha", s.shaArg, n
+	c.src = s.srcArg
 	cost := req.Cost
 	for i := range req.Tiers {
 		t := &req.Tiers[i]
@@ -338,7 +347,7 @@ func (s *Store) exec(ctx context.Context, c *call) ([]int64, error) {
 	cmd.SetFirstKeyPos(3)
 	err := s.client.Process(ctx, cmd)
 	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
-		c.args[0], c.args[1] = "eval", s.srcArg
+		c.args[0], c.args[1] = "eval", c.src
 		cmd = goredis.NewIntSliceCmd(ctx, c.args...)
 		cmd.SetFirstKeyPos(3)
 		err = s.client.Process(ctx, cmd)

@@ -562,7 +562,8 @@ func (r *refTier) consume(now, cost int64, lease int) {
 		}
 		r.counts[st] += cost
 	case limit.Concurrency:
-		r.leases[lease] = now + int64(p.Lease)
+		us := (now + 999) / 1000 // now ≥ 0 here: whole microseconds, rounded up
+		r.leases[lease] = us*1000 + int64(p.Lease)
 	}
 }
 

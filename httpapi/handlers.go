@@ -394,11 +394,12 @@ func (s *Server) handleUsers(c *call) error {
 // caller's client id. The decisions cost 0: nothing is consumed.
 func (s *Server) handleRateLimits(c *call) error {
 	ps := s.policies.Load()
+	var scriptIDs []string
 	if id := c.r.URL.Query().Get("scriptId"); id != "" {
 		if err := validID(id); err != nil {
 			return err
 		}
-		c.scriptIDs = []string{id}
+		scriptIDs = []string{id}
 	}
 	var out []wire.LimitState
 	peek := func(group string, tiers []limit.Tier) error {
@@ -423,40 +424,37 @@ func (s *Server) handleRateLimits(c *call) error {
 		}
 		return nil
 	}
-	var tiers []limit.Tier
+	// Every tier any request of the caller's could be charged, each once:
+	// those of the authenticated routes, and those of the token endpoint
+	// for the caller's client id.
 	type tk struct{ policy, key string }
 	seen := map[tk]bool{}
-	for i := range s.routes {
-		rt := &s.routes[i]
-		if !rt.auth {
-			continue
-		}
-		if i >= len(ps.byRoute) {
-			break
-		}
-		rc := &call{r: c.r, rt: rt, client: c.client, scriptIDs: c.scriptIDs}
-		for _, p := range ps.byRoute[i] {
-			for _, t := range s.appendTiers(nil, p, rc, true) {
-				if !seen[tk{t.Policy.Name, t.Key}] {
-					seen[tk{t.Policy.Name, t.Key}] = true
-					tiers = append(tiers, t)
-				}
+	var tiers []limit.Tier
+	add := func(rt *route, who caller) {
+		_, ts := tiersFor(nil, ps, rt, who, scriptIDs)
+		for _, t := range ts {
+			if !seen[tk{t.Policy.Name, t.Key}] {
+				seen[tk{t.Policy.Name, t.Key}] = true
+				tiers = append(tiers, t)
 			}
 		}
 	}
-	if err := peek(c.client.OrgID, tiers); err != nil {
+	for i := range s.routes {
+		if rt := &s.routes[i]; rt.auth {
+			add(rt, caller{client: c.client})
+		}
+	}
+	if err := peek(caller{client: c.client}.group(), tiers); err != nil {
 		return err
 	}
 	tiers = tiers[:0]
+	token := caller{tokenClient: c.client.ID}
 	for i := range s.routes {
-		if s.routes[i].class == ClassToken && i < len(ps.byRoute) {
-			rc := &call{r: c.r, rt: &s.routes[i], tokenClient: c.client.ID}
-			for _, p := range ps.byRoute[i] {
-				tiers = s.appendTiers(tiers, p, rc, false)
-			}
+		if rt := &s.routes[i]; rt.class == ClassToken {
+			add(rt, token)
 		}
 	}
-	if err := peek("token", tiers); err != nil {
+	if err := peek(token.group(), tiers); err != nil {
 		return err
 	}
 	if out == nil {

@@ -55,11 +55,11 @@ type Policies struct {
 	// Source names where the set came from: a file name or "defaults".
 	Source string
 	list   []*Policy
-	// byRoute[i] are the policies that match route i of apiRoutes for an
-	// authenticated request; unauth those matching unauthenticated
-	// requests; other those matching an authenticated request to an
-	// unknown route (class "all" only).
-	byRoute [][]*Policy
+	// byRoute[id] are the policies that match the route of that id
+	// ("METHOD pattern") for an authenticated request; unauth those
+	// matching unauthenticated requests; other those matching an
+	// authenticated request to an unknown route (class "all" only).
+	byRoute map[string][]*Policy
 	unauth  []*Policy
 	other   []*Policy
 	byName  map[string]*Policy
@@ -143,7 +143,7 @@ func BuildPolicies(source string, specs []PolicySpec) (*Policies, error) {
 		return nil, fmt.Errorf("%s: policies: none defined (to stop enforcing, mark policies shadow: true)", source)
 	}
 	routes := apiRoutes()
-	ps := &Policies{Source: source, byRoute: make([][]*Policy, len(routes)), byName: map[string]*Policy{}}
+	ps := &Policies{Source: source, byRoute: map[string][]*Policy{}, byName: map[string]*Policy{}}
 	for i, sp := range specs {
 		p, err := buildPolicy(sp, routes)
 		if err != nil {
@@ -159,8 +159,8 @@ func BuildPolicies(source string, specs []PolicySpec) (*Policies, error) {
 		ps.byName[p.Name] = p
 		ps.list = append(ps.list, p)
 		for ri := range routes {
-			if p.matchesRoute(&routes[ri]) {
-				ps.byRoute[ri] = append(ps.byRoute[ri], p)
+			if rt := &routes[ri]; p.matchesRoute(rt) {
+				ps.byRoute[rt.id] = append(ps.byRoute[rt.id], p)
 			}
 		}
 		if slices.Contains(p.Classes, ClassUnauthenticated) {

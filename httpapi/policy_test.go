@@ -42,7 +42,7 @@ func TestDefaultPolicies(t *testing.T) {
 		for i := range routes {
 			if routes[i].method+" "+routes[i].pattern == route {
 				var out []string
-				for _, p := range ps.byRoute[i] {
+				for _, p := range ps.byRoute[routes[i].id] {
 					out = append(out, p.Name)
 				}
 				return strings.Join(out, ",")
@@ -89,7 +89,7 @@ func TestLoadPoliciesValid(t *testing.T) {
 	for i := range routes {
 		rt := &routes[i]
 		var got []string
-		for _, p := range ps.byRoute[i] {
+		for _, p := range ps.byRoute[routes[i].id] {
 			got = append(got, p.Name)
 		}
 		var want []string

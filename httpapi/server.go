@@ -91,7 +91,6 @@ type Server struct {
 
 	routes  []route
 	mux     *http.ServeMux
-	handler http.Handler
 	decPool sync.Pool
 
 	ln   net.Listener
@@ -156,22 +155,17 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux = http.NewServeMux()
 	for i := range s.routes {
 		rt := &s.routes[i]
-		rt.index = i
-		s.mux.Handle(rt.method+" "+rt.pattern, s.routeHandler(rt))
+		s.mux.Handle(rt.id, s.routeHandler(rt))
 	}
-	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s, nil
 }
-
-// ServeHTTP serves the API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // Routes returns the API's routes as registered on the ServeMux, e.g.
 // "PUT /api/v2/architect/scripts/{scriptId}".
 func (s *Server) Routes() []string {
 	out := make([]string, len(s.routes))
 	for i := range s.routes {
-		out[i] = s.routes[i].method + " " + s.routes[i].pattern
+		out[i] = s.routes[i].id
 	}
 	return out
 }

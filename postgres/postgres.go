@@ -12,6 +12,12 @@
 // `version = version + 1`, and a create is `INSERT … ON CONFLICT DO
 // NOTHING` followed by the update when another writer created the row
 // first. Version numbers are therefore dense, and no write is lost.
+// A bulk holds the locks of all its rows until it commits, so it takes
+// them in the order of the ids (internal/sqlstore), whatever the order of
+// its items: two bulks of the same ids can then only queue behind each
+// other, never deadlock. Should PostgreSQL still abort a transaction as a
+// deadlock victim or for a serialization failure, it is run again a few
+// times (inTx) before the error reaches the caller.
 // Migrations take a transaction-scoped advisory lock so that replicas
 // starting together apply them once.
 //
@@ -25,9 +31,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"ratelab"
@@ -182,8 +190,35 @@ func (m migrator) Apply(ctx context.Context, version int, name, body string) err
 // timestamptz, so that returned values equal what a later read gets.
 func (db *DB) clock() time.Time { return db.now().UTC().Truncate(time.Microsecond) }
 
-// inTx runs fn in a transaction and commits it.
+// txAttempts bounds how often inTx runs a transaction that PostgreSQL
+// aborted as a deadlock victim or for a serialization failure.
+const txAttempts = 5
+
+// inTx runs fn in a transaction and commits it. A transaction that
+// PostgreSQL aborts with a deadlock or serialization failure (SQLSTATE
+// 40P01, 40001) has written nothing, so it is run again, up to txAttempts
+// times in all, after a short random pause that grows with each attempt;
+// fn must therefore do nothing outside the transaction that cannot be
+// done twice. Bulks take their row locks in one order (sqlstore.Bulk), so
+// this is a safety net, not the common path.
 func (db *DB) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := db.tryTx(ctx, fn)
+		if err == nil || !retryable(err) || attempt == txAttempts {
+			return err
+		}
+		db.log.Warn("transaction retried", "db", "postgres", "attempt", attempt, "err", err)
+		pause := time.Duration(attempt) * time.Duration(1+rand.Int64N(int64(5*time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+	}
+}
+
+// tryTx runs fn in one transaction and commits it.
+func (db *DB) tryTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -196,4 +231,11 @@ func (db *DB) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// retryable reports whether err is PostgreSQL aborting a transaction that
+// may succeed when run again: a deadlock victim or a serialization failure.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }

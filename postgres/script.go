@@ -188,6 +188,7 @@ func (db *DB) UpdateScripts(ctx context.Context, orgID string, upds []ratelab.Sc
 			Put: func(ctx context.Context, upd ratelab.ScriptUpdate) (*ratelab.Script, bool, error) {
 				return putScript(ctx, tx, orgID, upd, now)
 			},
+			Abort:   retryable,
 			ItemErr: func(err error) error { return wrapInternal("update scripts", err) },
 		}, upds)
 		return err

@@ -114,6 +114,7 @@ func Run(t *testing.T, cfg Config) {
 		{"ConcurrentUnconditional", s.testConcurrentUnconditional},
 		{"ConcurrentCreate", s.testConcurrentCreate},
 		{"ConcurrentEnsureOrg", s.testConcurrentEnsureOrg},
+		{"ConcurrentOppositeBulks", s.testConcurrentOppositeBulks},
 		{"Restart", s.testRestart},
 	} {
 		t.Run(tc.name, tc.fn)
@@ -1010,6 +1011,58 @@ func (s *suite) testConcurrentEnsureOrg(t *testing.T) {
 	users, err := st.FindUsers(context.Background(), ids[0])
 	if err != nil || len(users) != 3 {
 		t.Fatalf("FindUsers = %d, %v; want the 3 users created once", len(users), err)
+	}
+}
+
+// testConcurrentOppositeBulks runs bulks of the same ten ids, half of the
+// writers in one order and half in the reverse one, at once: every item
+// must succeed (no deadlock reaches an item) and every script must end
+// with one dense version per acknowledged write.
+func (s *suite) testConcurrentOppositeBulks(t *testing.T) {
+	ctx := context.Background()
+	st := s.open(t, NewClock(t0))
+	org := newOrg(t, st, "opposite-bulks")
+	const nIDs = 10
+	ids := make([]string, nIDs)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("bulk-%02d", i)
+	}
+	writers := max(2, s.cfg.Writers/5)
+	rounds := max(5, s.cfg.UpdatesPerWriter/2)
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for r := range rounds {
+				upds := make([]ratelab.ScriptUpdate, nIDs)
+				for i := range upds {
+					id := ids[i]
+					if w%2 == 1 {
+						id = ids[nIDs-1-i]
+					}
+					upds[i] = ratelab.ScriptUpdate{ID: id, Name: "n", Text: fmt.Sprintf("w%d-r%d", w, r)}
+				}
+				res, err := st.UpdateScripts(ctx, org.ID, upds)
+				if err != nil {
+					errs <- fmt.Errorf("writer %d round %d: UpdateScripts: %w", w, r, err)
+					return
+				}
+				for i, it := range res {
+					if it.Err != nil || it.Script == nil || it.Script.ID != upds[i].ID {
+						errs <- fmt.Errorf("writer %d round %d item %d (%s): %+v, %v", w, r, i, upds[i].ID, it.Script, it.Err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		checkDenseVersions(t, st, org.ID, id, int64(writers*rounds))
 	}
 }
 

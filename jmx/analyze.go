@@ -60,12 +60,16 @@ var writeMethods = map[string]bool{"PUT": true, "POST": true, "PATCH": true, "DE
 // Analyze explains the plan.
 func Analyze(p *Plan, opts Options) *Analysis {
 	a := &Analysis{Warnings: append([]Warning{}, p.Warnings...), Faithful: true, Pitfalls: []Pitfall{}}
-	env := planEnv(p, opts)
+	env, rw := p.resolve(opts)
+	a.Warnings = append(a.Warnings, rw...)
 	var effective, intended float64
 	paced, anyTimer := true, false
 	var total int64
 	bounded := true
 	for _, g := range p.Groups {
+		if g.Kind == "setUp" || g.Kind == "tearDown" {
+			continue
+		}
 		a.Threads += g.Threads
 		a.RampUpS = math.Max(a.RampUpS, g.RampUp.Seconds())
 		if a.Loops == 0 || g.Loops < 0 {
@@ -150,6 +154,13 @@ func analyzeGroup(g *ThreadGroup, env *exprEnv) groupAnalysis {
 	// The effective rate: the timer's rules simulated over a minute with an
 	// instant server (what JMeter does when the server keeps up).
 	switch {
+	case g.Open:
+		var peak float64
+		for _, st := range g.Stages {
+			peak = math.Max(peak, math.Max(st.From, st.To))
+		}
+		ga.rps = peak
+		ga.lines = append(ga.lines, fmt.Sprintf("%s: an arrival schedule (open model) of %d stages over %v, at most %s req/s", label, len(g.Stages), g.Duration, num(peak)))
 	case ctt != nil:
 		timer := &load.ThroughputTimer{Mode: ctt.Mode, PerMinute: ctt.PerMinute}
 		// Steady state: the second minute's samples, so the undelayed
@@ -210,42 +221,46 @@ func analyzeGroup(g *ThreadGroup, env *exprEnv) groupAnalysis {
 			}
 		}
 	}
-	if g.Threads > 1 && (g.RampUp == 0 || ga.burst > 2*int(math.Ceil(math.Max(ga.intended, 1)))) {
+	// A start-up burst is a first second busier than the steady state: only
+	// a paced plan has a steady rate to exceed (an unpaced one runs as fast
+	// as the server answers from the first second on).
+	if !g.Open && g.Threads > 1 && ga.rps > 0 && float64(ga.burst) > ga.rps+1 {
 		ga.pitfalls = append(ga.pitfalls, Pitfall{
 			ID: "startup-burst",
-			Message: fmt.Sprintf("ramp-up %v: %d requests in the first second, a burst that trips burst limits before any pacing starts",
-				g.RampUp, ga.burst),
+			Message: fmt.Sprintf("ramp-up %v: %d requests in the first second against a steady %s req/s, a burst that trips burst limits before any pacing starts",
+				g.RampUp, ga.burst, num(ga.rps)),
 			Fix: "use a ramp-up of at least threads ÷ rate seconds, or ratelab's open model (--rate), which has no start-up burst",
 		})
 	}
-	for _, s := range g.Samplers {
+	for _, st := range g.requests() {
+		s := st.s
 		path := env.translate(s.URLPath)
-		if writeMethods[s.Method] && g.Threads > 1 && !path.varies {
+		if res, ok := itemResource(s.Method, path); ok && (g.Threads > 1 || g.Open) {
 			ga.pitfalls = append(ga.pitfalls, Pitfall{
 				ID: "same-resource",
-				Message: fmt.Sprintf("%q: every thread sends %s %s, the same resource; APIs limit writes per resource (here every thread competes for one script's quota)",
-					s.Name, s.Method, path.text),
+				Message: fmt.Sprintf("%q: every thread sends %s %s: all of them write the one resource %s, and APIs limit writes per resource, so this limit is hit long before the plan's total rate",
+					s.Name, s.Method, path.text, res),
 				Fix: "give each thread its own resource: a CSV Data Set of ids, ${__threadNum} or ${__UUID()} in the path (ratelab load --data ids.csv, {{.Thread}} or {{uuid}}), or batch the updates through a bulk endpoint",
 			})
 		}
 		for _, pr := range append(path.problems, samplerProblems(s, env)...) {
 			ga.warnings = append(ga.warnings, Warning{Path: s.Path, Line: s.Line, Message: pr, Unfaithful: true})
 		}
-		if countersPerIteration(s, env) && len(g.Samplers) > 1 {
+		if countersPerIteration(s, env) && len(g.requests()) > 1 {
 			ga.warnings = append(ga.warnings, Warning{Path: s.Path, Line: s.Line, Unfaithful: true,
 				Message: "__counter advances on every call in JMeter but per iteration in ratelab; with several samplers the values differ"})
 		}
 	}
-	if len(g.Samplers) > 0 {
+	if len(g.requests()) > 0 {
 		ga.pitfalls = append(ga.pitfalls, Pitfall{
 			ID:      "no-retry-after",
 			Message: "JMeter does not read Retry-After or rate-limit headers (apache/jmeter#6009): after a 429 every thread keeps sending at full speed and collects more 429s",
 			Fix:     "ratelab load --retry-after honor waits as the server says and reports each wait; ratelab records every rate-limit header either way",
 		})
 	}
-	if g.CookieManager {
+	if g.CookieManager && cookiesUnused(g, env) {
 		ga.pitfalls = append(ga.pitfalls, Pitfall{ID: "cookie-manager",
-			Message: "an HTTP Cookie Manager is enabled: a token-authenticated API needs no cookies, and each thread keeps a cookie jar",
+			Message: "an HTTP Cookie Manager is enabled, but every request carries its own Authorization header and none posts a login form: the API is token-authenticated, and the per-thread cookie jar only costs memory (and can carry a stale session across iterations)",
 			Fix:     "disable it unless the API uses cookie sessions"})
 	}
 	if g.CacheManager {
@@ -279,31 +294,37 @@ func groupCTT(g *ThreadGroup) *Timer {
 	return nil
 }
 
-// constantDelay returns the mean pause the constant and random timers add
-// before an iteration's requests, per request.
+// constantDelay returns the mean pause the timers and Flow Control
+// Actions add before each request.
 func constantDelay(g *ThreadGroup) time.Duration {
-	if len(g.Samplers) == 0 {
+	reqs := g.requests()
+	if len(reqs) == 0 {
 		return 0
 	}
 	var sum time.Duration
-	for _, s := range g.Samplers {
-		for _, t := range s.Timers {
-			switch t.Kind {
-			case Constant:
-				sum += t.Delay
-			case UniformRandom:
-				sum += t.Delay + t.Range/2
-			}
-		}
+	for _, r := range reqs {
+		sum += r.pre
 	}
-	return sum / time.Duration(len(g.Samplers))
+	return sum / time.Duration(len(reqs))
 }
 
 // startupBurst simulates the first second as JMeter runs the group with an
 // instant server: thread i starts at i·RampUp/N, and the timer spaces its
 // samples.
 func startupBurst(g *ThreadGroup, ctt *Timer) int {
-	if g.Threads <= 0 || len(g.Samplers) == 0 {
+	if g.Open {
+		// The arrivals of the schedule's first second.
+		n, _ := 0, 0
+		for i := uint64(0); i < 1_000_000; i++ {
+			at, ok := g.Stages.At(i)
+			if !ok || at >= time.Second {
+				break
+			}
+			n++
+		}
+		return n
+	}
+	if g.Threads <= 0 || len(g.requests()) == 0 {
 		return 0
 	}
 	start := time.Unix(1_700_000_000, 0)
@@ -320,7 +341,7 @@ func startupBurst(g *ThreadGroup, ctt *Timer) int {
 	}
 	limitPerThread := -1
 	if g.Loops >= 0 {
-		limitPerThread = g.Loops * len(g.Samplers)
+		limitPerThread = g.Loops * len(g.requests())
 	}
 	count := 0
 	for count < 1_000_000 {
@@ -432,4 +453,54 @@ func num(f float64) string {
 		s = "0"
 	}
 	return s
+}
+
+// itemResource reports whether method and path write one item resource —
+// the same one for every thread: PUT, PATCH or DELETE of a fixed path, or
+// a POST to a path whose last segment is an id (a number, a UUID or a
+// fixed variable) rather than a collection, a login or a search. It
+// returns the resource, as sent.
+func itemResource(method string, path translation) (string, bool) {
+	if path.varies || len(path.problems) > 0 {
+		return "", false
+	}
+	p := strings.TrimRight(path.text, "/")
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		p = p[:i]
+	}
+	last := p[strings.LastIndex(p, "/")+1:]
+	switch method {
+	case "PUT", "PATCH", "DELETE":
+		return p, p != ""
+	case "POST":
+		return p, idSegment.MatchString(last)
+	}
+	return "", false
+}
+
+var idSegment = regexp.MustCompile(`^([0-9]+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{16,})$`)
+
+// cookiesUnused reports whether a group with a Cookie Manager has no use
+// for cookies: every request sends an Authorization header (a token API)
+// and none posts a form (the usual way to open a cookie session).
+func cookiesUnused(g *ThreadGroup, env *exprEnv) bool {
+	reqs := g.requests()
+	if len(reqs) == 0 {
+		return false
+	}
+	for _, st := range reqs {
+		auth := false
+		for _, h := range st.s.Headers {
+			if strings.EqualFold(h.Name, "Authorization") {
+				auth = true
+			}
+		}
+		if v, _ := basicAuth(st.s.auth, "", env); v != "" {
+			auth = true
+		}
+		if !auth || st.s.Method == "POST" && len(st.s.Arguments) > 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -170,9 +170,108 @@ func (env *exprEnv) expr(e string, t *translation) string {
 		}
 		t.varies = true
 		return fmt.Sprintf("{{randomString %d %s}}", n, strconv.Quote(chars))
+	case "__V":
+		// ${__V(prefix_${n})}: the variable whose name the argument builds.
+		inner := arg(0)
+		if v, ok := env.vars[inner]; ok {
+			return v
+		}
+		if env.csv[inner] {
+			t.varies = true
+			return "{{." + inner + "}}"
+		}
+		t.problems = append(t.problems, fmt.Sprintf("__V(%s): variable %s is not defined before the run", argText, inner))
+		return "${" + e + "}"
+	case "__intSum", "__longSum":
+		// The last argument names a variable to store the sum in when it is
+		// not a number; the sum itself is what the call returns.
+		var sum int64
+		n := len(args)
+		if n >= 3 {
+			if _, err := strconv.ParseInt(arg(n-1), 10, 64); err != nil {
+				n--
+			}
+		}
+		for i := 0; i < n; i++ {
+			v, err := strconv.ParseInt(arg(i), 10, 64)
+			if err != nil {
+				t.problems = append(t.problems, fmt.Sprintf("%s(%s): %q is not a number before the run", name, argText, arg(i)))
+				return "${" + e + "}"
+			}
+			sum += v
+		}
+		return strconv.FormatInt(sum, 10)
+	case "__urlencode":
+		return escapeKeepingActions(arg(0))
+	case "__split":
+		// ${__split(a,b,c,VAR,sep)} sets VAR_1… and returns the string.
+		return arg(0)
+	case "__machineName", "__machineIP":
+		t.problems = append(t.problems, fmt.Sprintf("%s is the load generator's host: ratelab sends its own value as is", name))
+		return "${" + e + "}"
 	}
 	t.problems = append(t.problems, fmt.Sprintf("function %s is not supported; sent as is", name))
 	return "${" + e + "}"
+}
+
+// evalCondition evaluates an If Controller condition that is fixed for the
+// whole run: true/false, or the simple comparisons written with __jexl3,
+// __groovy or __javaScript — "A" == "B", A != B, A === B — whose operands
+// are literals, -J properties or user-defined variables. ok is false when
+// the condition depends on anything that varies during the run.
+func evalCondition(cond string, env *exprEnv) (value, ok bool) {
+	c := strings.TrimSpace(cond)
+	for _, fn := range []string{"__jexl3", "__jexl2", "__groovy", "__javaScript"} {
+		prefix := "${" + fn + "("
+		if strings.HasPrefix(c, prefix) && strings.HasSuffix(c, ")}") {
+			inner := splitArgs(c[len(prefix) : len(c)-2])
+			c = strings.TrimSpace(inner[0])
+			break
+		}
+	}
+	tr := env.translate(c)
+	if tr.varies || len(tr.problems) > 0 || strings.Contains(tr.text, "{{") {
+		return false, false
+	}
+	text := strings.TrimSpace(tr.text)
+	switch text {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	for _, op := range []string{"===", "!==", "==", "!=", ".equals("} {
+		l, r, found := strings.Cut(text, op)
+		if !found {
+			continue
+		}
+		if op == ".equals(" {
+			r = strings.TrimSuffix(strings.TrimSpace(r), ")")
+		}
+		lv, okL := literal(l)
+		rv, okR := literal(r)
+		if !okL || !okR {
+			return false, false
+		}
+		eq := lv == rv
+		if strings.HasPrefix(op, "!") {
+			return !eq, true
+		}
+		return eq, true
+	}
+	return false, false
+}
+
+// literal reads a quoted string or a number operand.
+func literal(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if len(s) >= 2 && (s[0] == '"' && s[len(s)-1] == '"' || s[0] == '\'' && s[len(s)-1] == '\'') {
+		return s[1 : len(s)-1], true
+	}
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return s, true
+	}
+	return "", false
 }
 
 // splitArgs splits JMeter function arguments on commas that are neither

@@ -13,6 +13,8 @@ package jmx
 import (
 	"fmt"
 	"io"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +31,8 @@ type Plan struct {
 	Groups    []*ThreadGroup
 	// Warnings name every element that is not run as JMeter would run it.
 	Warnings []Warning
+
+	cookieManager, cacheManager bool // at Test Plan level
 }
 
 // Variable is a user-defined variable.
@@ -54,6 +58,10 @@ type ThreadGroup struct {
 	Name string
 	Path string
 	Line int
+	// Kind is the thread group's class: thread, setUp, tearDown, or a
+	// plugin's (stepping, ultimate, concurrency, arrivals, freeform,
+	// openmodel).
+	Kind string
 	// Threads is the number of threads; RampUp the time over which they
 	// start (thread i at i·RampUp/Threads); Loops the iterations per thread,
 	// -1 for forever.
@@ -73,6 +81,17 @@ type ThreadGroup struct {
 	CookieManager    bool
 	CacheManager     bool
 	SaveResponseData bool
+	// Open is set for an arrival-rate group (Arrivals, Free-Form Arrivals,
+	// Open Model, or a Throughput Shaping Timer): Stages is its schedule in
+	// requests per second, MaxWorkers its bound on concurrency (0: none).
+	Open       bool
+	Stages     load.Stages
+	MaxWorkers int
+
+	el       *element
+	env      *exprEnv
+	warnings []Warning
+	shaping  []*Timer
 }
 
 // Sampler is an HTTP request of a thread group, with everything in its
@@ -95,6 +114,13 @@ type Sampler struct {
 	ConnectTimeout  time.Duration
 	ResponseTimeout time.Duration
 	Timers          []*Timer
+	// Pause is set for a Flow Control Action: no request, a pause of
+	// PauseFor (and its timers) before the next request.
+	Pause    bool
+	PauseFor time.Duration
+
+	auth  []authEntry
+	conds []string
 }
 
 // Argument is a query or form parameter of a sampler.
@@ -106,11 +132,17 @@ type Header struct{ Name, Value string }
 // TimerKind is the kind of a JMeter timer.
 type TimerKind int
 
-// The timers ratelab runs.
+// The timers ratelab reads.
 const (
 	ConstantThroughput TimerKind = iota
 	Constant
 	UniformRandom
+	GaussianRandom
+	PoissonRandom
+	// ShapingTimer is the Throughput Shaping Timer plugin.
+	ShapingTimer
+	PreciseThroughput
+	Synchronizing
 )
 
 // Timer is a timer in a sampler's scope.
@@ -125,6 +157,10 @@ type Timer struct {
 	// Delay (and Range, for a Uniform Random Timer) for the others.
 	Delay time.Duration
 	Range time.Duration
+	// Stages is a Throughput Shaping Timer's schedule.
+	Stages load.Stages
+
+	el *element
 }
 
 // CSVDataSet is a CSV Data Set Config in a thread group's scope.
@@ -200,221 +236,60 @@ func Read(r io.Reader) (*Plan, error) {
 	if len(p.Groups) == 0 {
 		return nil, &SyntaxError{Line: 1, Column: 1, Msg: "the plan has no enabled Thread Group"}
 	}
+	b.extractorUse()
+	p.resolve(Options{})
 	return p, nil
 }
 
-// scope is what elements above a sampler contribute to it.
-type scope struct {
-	group   *ThreadGroup
-	headers []Header
-	timers  []*Timer
-	// repeat multiplies samplers inside nested Loop Controllers.
-	repeat int
-}
-
-type builder struct {
-	plan *Plan
-}
-
-func (b *builder) warn(e *element, unfaithful bool, format string, args ...any) {
-	b.plan.Warnings = append(b.plan.Warnings, Warning{
-		Path: e.path, Line: e.line, Message: fmt.Sprintf(format, args...), Unfaithful: unfaithful,
-	})
-}
-
-// walk visits one hashTree level. JMeter applies config elements and
-// timers to every sampler in their scope, wherever they appear in it, so
-// those are gathered first and samplers visited after.
-func (b *builder) walk(els []*element, sc scope) {
-	for _, e := range els {
-		if !e.enabled {
-			continue
-		}
-		switch e.tag {
-		case "HeaderManager":
-			sc.headers = mergeHeaders(sc.headers, headers(e))
-		case "ConstantThroughputTimer", "ConstantTimer", "UniformRandomTimer":
-			if t := b.timer(e); t != nil {
-				sc.timers = append(append([]*Timer{}, sc.timers...), t)
+// extractorUse says, for each variable an extractor sets at run time,
+// whether a request uses it: if one does, that request is sent with the
+// literal ${name} by ratelab (unfaithful); if none does, the extractor
+// changes nothing that is sent.
+func (b *builder) extractorUse() {
+	used := map[string]bool{}
+	for _, g := range b.plan.Groups {
+		for _, s := range g.Samplers {
+			for _, name := range referencedVars(s) {
+				used[name] = true
 			}
-		case "CSVDataSet":
-			if sc.group == nil {
-				b.warn(e, true, "CSV Data Set outside a thread group is not supported")
-				continue
-			}
-			sc.group.CSV = append(sc.group.CSV, csvDataSet(e))
-		case "CookieManager":
-			if sc.group != nil {
-				sc.group.CookieManager = true
-			}
-			b.warn(e, false, "HTTP Cookie Manager is not emulated: ratelab sends no cookies between requests")
-		case "CacheManager":
-			if sc.group != nil {
-				sc.group.CacheManager = true
-			}
-			b.warn(e, false, "HTTP Cache Manager is not emulated: every request goes to the server")
-		case "ResultCollector":
-			if sc.group != nil && savesResponseData(e) {
-				sc.group.SaveResponseData = true
-			}
-			b.warn(e, false, "listener ignored: ratelab writes its own results (--jtl, --json, --html)")
-		case "ThreadGroup", "HTTPSamplerProxy", "LoopController":
-			// Run in tree order below.
-		default:
-			b.warn(e, true, "%s is not supported and is not run", e.tag)
 		}
 	}
-	// Samplers and controllers run in tree order; keep it.
-	for _, e := range els {
-		if !e.enabled {
-			continue
-		}
-		switch e.tag {
-		case "ThreadGroup":
-			if sc.group != nil {
-				b.warn(e, true, "a thread group inside a thread group is not supported")
-				continue
-			}
-			g := b.threadGroup(e)
-			b.plan.Groups = append(b.plan.Groups, g)
-			inner := sc
-			inner.group, inner.repeat = g, 1
-			b.walk(e.children, inner)
-		case "LoopController":
-			if sc.group == nil {
-				b.warn(e, true, "Loop Controller outside a thread group is not run")
-				continue
-			}
-			n, err := strconv.Atoi(e.str("LoopController.loops"))
-			if err != nil || n < 1 || n*sc.repeat > 1000 {
-				b.warn(e, true, "Loop Controller with loops %q is not supported inside a thread group (1–1000 only)", e.str("LoopController.loops"))
-				continue
-			}
-			inner := sc
-			inner.repeat = sc.repeat * n
-			b.walk(e.children, inner)
-		case "HTTPSamplerProxy":
-			if sc.group == nil {
-				b.warn(e, true, "HTTP Request outside a thread group is not run")
-				continue
-			}
-			s := b.sampler(e, sc)
-			for range sc.repeat {
-				sc.group.Samplers = append(sc.group.Samplers, s)
-			}
+	names := make([]string, 0, len(b.extracted))
+	for n := range b.extracted {
+		names = append(names, n)
+	}
+	sortStrings(names)
+	for _, n := range names {
+		e := b.extracted[n]
+		if used[n] {
+			b.warn(e, true, "%s sets ${%s} from a response at run time, which ratelab cannot do: requests using it send the text ${%s}", e.tag, n, n)
+		} else {
+			b.warn(e, false, "%s sets ${%s}, which no request uses: it changes nothing that is sent", e.tag, n)
 		}
 	}
 }
 
-func (b *builder) threadGroup(e *element) *ThreadGroup {
-	g := &ThreadGroup{Name: e.name, Path: e.path, Line: e.line, Loops: 1, OnError: "continue"}
-	g.Threads = atoi(e.str("ThreadGroup.num_threads"), 1)
-	g.RampUp = seconds(e.str("ThreadGroup.ramp_time"))
-	if mc := e.props["ThreadGroup.main_controller"]; mc != nil {
-		if lp := mc.props["LoopController.loops"]; lp != nil {
-			g.Loops = atoi(strings.TrimSpace(lp.value), 1)
-		}
-		if cf := mc.props["LoopController.continue_forever"]; cf != nil && strings.TrimSpace(cf.value) == "true" && g.Loops < 0 {
-			g.Loops = -1
-		}
+var anyVarRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}`)
+
+// referencedVars lists the ${name} references in what a sampler sends.
+func referencedVars(s *Sampler) []string {
+	texts := []string{s.Domain, s.Port, s.Protocol, s.URLPath, s.Body}
+	for _, h := range s.Headers {
+		texts = append(texts, h.Value)
 	}
-	g.Scheduler = e.str("ThreadGroup.scheduler") == "true"
-	if g.Scheduler {
-		g.Duration = seconds(e.str("ThreadGroup.duration"))
-		g.Delay = seconds(e.str("ThreadGroup.delay"))
+	for _, a := range s.Arguments {
+		texts = append(texts, a.Name, a.Value)
 	}
-	if v := e.str("ThreadGroup.on_sample_error"); v != "" {
-		g.OnError = v
-	}
-	for _, bad := range []string{"num_threads", "ramp_time"} {
-		if v := e.str("ThreadGroup." + bad); strings.Contains(v, "${") {
-			b.warn(e, true, "ThreadGroup.%s %q uses an expression; ratelab reads only numbers here", bad, v)
+	var out []string
+	for _, t := range texts {
+		for _, m := range anyVarRef.FindAllStringSubmatch(t, -1) {
+			out = append(out, m[1])
 		}
 	}
-	return g
+	return out
 }
 
-func (b *builder) sampler(e *element, sc scope) *Sampler {
-	s := &Sampler{
-		Name: e.name, Path: e.path, Line: e.line,
-		Method:    strings.ToUpper(e.str("HTTPSampler.method")),
-		Protocol:  e.str("HTTPSampler.protocol"),
-		Domain:    e.str("HTTPSampler.domain"),
-		Port:      e.str("HTTPSampler.port"),
-		URLPath:   e.str("HTTPSampler.path"),
-		KeepAlive: e.str("HTTPSampler.use_keepalive") != "false",
-		Headers:   sc.headers,
-		Timers:    sc.timers,
-	}
-	if s.Method == "" {
-		s.Method = "GET"
-	}
-	s.ConnectTimeout = millis(e.str("HTTPSampler.connect_timeout"))
-	s.ResponseTimeout = millis(e.str("HTTPSampler.response_timeout"))
-	args := arguments(e.props["HTTPsampler.Arguments"])
-	if e.str("HTTPSampler.postBodyRaw") == "true" {
-		for _, a := range args {
-			s.Body += a.Value
-		}
-	} else {
-		s.Arguments = args
-	}
-	// Timers and headers below the sampler apply to it alone.
-	for _, c := range e.children {
-		if !c.enabled {
-			continue
-		}
-		switch c.tag {
-		case "ConstantThroughputTimer", "ConstantTimer", "UniformRandomTimer":
-			if t := b.timer(c); t != nil {
-				s.Timers = append(append([]*Timer{}, s.Timers...), t)
-			}
-		case "HeaderManager":
-			s.Headers = mergeHeaders(s.Headers, headers(c))
-		case "ResultCollector":
-			if savesResponseData(c) {
-				sc.group.SaveResponseData = true
-			}
-			b.warn(c, false, "listener ignored: ratelab writes its own results (--jtl, --json, --html)")
-		default:
-			b.warn(c, true, "%s under an HTTP Request is not supported and is not run", c.tag)
-		}
-	}
-	for _, f := range []string{"HTTPSampler.DO_MULTIPART_POST", "HTTPSampler.image_parser"} {
-		if e.str(f) == "true" {
-			b.warn(e, true, "%s is not supported", f)
-		}
-	}
-	return s
-}
-
-func (b *builder) timer(e *element) *Timer {
-	t := &Timer{Path: e.path, Line: e.line}
-	switch e.tag {
-	case "ConstantThroughputTimer":
-		t.Kind = ConstantThroughput
-		v, _ := e.raw("throughput")
-		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil || f < 0 {
-			b.warn(e, true, "throughput %q is not a number; the timer is not run", v)
-			return nil
-		}
-		t.PerMinute = f
-		mode, ok := parseCalcMode(e.str("calcMode"))
-		if !ok && e.str("calcMode") != "" {
-			b.warn(e, true, "calcMode %q is unknown; using 0 (this thread only), JMeter's default", e.str("calcMode"))
-		}
-		t.Mode = mode
-	case "ConstantTimer":
-		t.Kind = Constant
-		t.Delay = millis(e.str("ConstantTimer.delay"))
-	case "UniformRandomTimer":
-		t.Kind = UniformRandom
-		t.Delay = millis(e.str("ConstantTimer.delay"))
-		t.Range = millis(e.str("RandomTimer.range"))
-	}
-	return t
-}
+func sortStrings(s []string) { sort.Strings(s) }
 
 func csvDataSet(e *element) *CSVDataSet {
 	c := &CSVDataSet{

@@ -150,11 +150,33 @@ func TestReferencePitfalls(t *testing.T) {
 			t.Errorf("pitfall %s lacks a message or a fix", p.ID)
 		}
 	}
-	if got, want := strings.Join(ids, ","), "ctt-per-thread,ctt-units,startup-burst,same-resource,no-retry-after"; got != want {
+	if got, want := strings.Join(ids, ","), "ctt-per-thread,ctt-units,same-resource,no-retry-after"; got != want {
 		t.Fatalf("pitfalls %s, want %s", got, want)
 	}
 	if a.Threads != 20 || a.Loops != 100 || a.RampUpS != 0 || *a.TotalRequests != 2000 || !a.Faithful {
 		t.Fatalf("analysis %+v", a)
+	}
+}
+
+// TestStartupBurstOnlyAboveSteadyRate: the reference plan's first second
+// (200 requests) equals its steady rate (200 req/s, the per-thread timer ×
+// 20 threads), so it has no start-up burst; with the shared mode the
+// steady rate is 10 req/s and the 20 threads' first requests at t=0 are one.
+func TestStartupBurstOnlyAboveSteadyRate(t *testing.T) {
+	has := func(a *Analysis) bool {
+		for _, p := range a.Pitfalls {
+			if p.ID == "startup-burst" {
+				return true
+			}
+		}
+		return false
+	}
+	if a := Analyze(readPlan(t, reference(t)), Options{}); has(a) {
+		t.Errorf("reference plan: startup-burst with %d requests in the first second at a steady %v req/s", a.StartupBurst, *a.EffectiveRPS)
+	}
+	a := Analyze(readPlan(t, withCalcMode(t, `<intProp name="calcMode">4</intProp>`)), Options{})
+	if !has(a) {
+		t.Errorf("calcMode 4: no startup-burst with %d requests in the first second at a steady %v req/s", a.StartupBurst, *a.EffectiveRPS)
 	}
 }
 
@@ -209,7 +231,7 @@ func TestMalformedPlans(t *testing.T) {
 		"unclosed":    {"<jmeterTestPlan>\n<hashTree>\n<TestPlan testname=\"x\">\n</hashTree>", 4, "TestPlan"},
 		"wrong root":  {"<project/>", 1, "not a JMeter plan"},
 		"no group":    {"<jmeterTestPlan><hashTree><TestPlan testname=\"x\"/><hashTree/></hashTree></jmeterTestPlan>", 1, "no enabled Thread Group"},
-		"orphan tree": {"<jmeterTestPlan><hashTree><hashTree/></hashTree></jmeterTestPlan>", 1, "without a test element"},
+		"orphan tree": {"<jmeterTestPlan><hashTree><hashTree/></hashTree></jmeterTestPlan>", 1, "the plan is empty"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Read(strings.NewReader(c.src))
@@ -248,6 +270,16 @@ func FuzzRead(f *testing.F) {
 	f.Add(string(b))
 	f.Add("<jmeterTestPlan><hashTree><TestPlan/><hashTree><ThreadGroup/><hashTree/></hashTree></hashTree></jmeterTestPlan>")
 	f.Add("<jmeterTestPlan><hashTree><hashTree>")
+	// Plans of the kinds the corpus holds: plugin groups, controllers,
+	// defaults, timers, extractors (see jmx/CORPUS.md).
+	for _, src := range []string{
+		plan(`<ConfigTestElement testname="D"><stringProp name="HTTPSampler.domain">h</stringProp></ConfigTestElement><hashTree/>`,
+			`<TransactionController testname="T"/><hashTree>`+sampler("a", "", "/a", `<RegexExtractor testname="X"><stringProp name="RegexExtractor.refname">v</stringProp></RegexExtractor><hashTree/>`)+`</hashTree>`+
+				`<IfController testname="I"><stringProp name="IfController.condition">${__jexl3("${v}" == "1")}</stringProp></IfController><hashTree>`+sampler("b", "", "/b/${v}", "")+`</hashTree>`, 2),
+		`<jmeterTestPlan><hashTree><TestPlan/><hashTree><OpenModelThreadGroup testname="O"><stringProp name="OpenModelThreadGroup.schedule">rate(5/s) random_arrivals(1 min) pause(1 s)</stringProp></OpenModelThreadGroup><hashTree>` + sampler("a", "h", "/", "") + `</hashTree></hashTree></hashTree></jmeterTestPlan>`,
+	} {
+		f.Add(src)
+	}
 	f.Fuzz(func(t *testing.T, src string) {
 		p, err := Read(strings.NewReader(src))
 		if err != nil {
@@ -259,6 +291,13 @@ func FuzzRead(f *testing.F) {
 		a := Analyze(p, Options{})
 		if _, err := json.Marshal(a); err != nil {
 			t.Fatal(fmt.Errorf("analysis does not marshal: %w", err))
+		}
+		// The scenario of any plan that reads is made or refused, never a
+		// panic; a scenario that is made compiles or says why not.
+		if s, _, err := p.Scenario(Options{}); err == nil {
+			if _, err := ScenarioYAML(s); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 }

@@ -19,47 +19,64 @@ import (
 )
 
 // Scenario returns the load scenario that runs the plan as JMeter runs it:
-// the same threads, ramp-up, loops or duration, the same Constant
-// Throughput Timer mode (emulated exactly by the load engine), the same
-// requests, and Retry-After ignored. Only the first thread group is run;
-// further ones are reported by Analyze as unfaithful.
+// the same threads, ramp-up, loops or duration (or the same arrival
+// schedule for the open-model thread groups), the same Constant Throughput
+// Timer mode (emulated exactly by the load engine), the same requests with
+// the timers in their scope before each, and Retry-After ignored. One
+// thread group is run: the first that is not a setUp or tearDown group;
+// the others are reported as unfaithful.
 func (p *Plan) Scenario(opts Options) (*load.Scenario, []Warning, error) {
-	g := p.Groups[0]
-	env := planEnv(p, opts)
-	var warns []Warning
-	if len(p.Groups) > 1 {
-		for _, other := range p.Groups[1:] {
-			warns = append(warns, Warning{Path: other.Path, Line: other.Line, Unfaithful: true,
-				Message: "only the first thread group is run; this one is not"})
+	env, warns := p.resolve(opts)
+	g := p.mainGroup()
+	for _, other := range p.Groups {
+		if other == g {
+			continue
 		}
+		msg := "only one thread group is run; this one is not"
+		switch other.Kind {
+		case "setUp":
+			msg = "setUp thread group is not run: ratelab runs one thread group, and the requests it sends before the test are not sent"
+		case "tearDown":
+			msg = "tearDown thread group is not run: ratelab runs one thread group"
+		}
+		warns = append(warns, Warning{Path: other.Path, Line: other.Line, Unfaithful: true, Message: msg})
 	}
-	if len(g.Samplers) == 0 {
+	reqs := g.requests()
+	if len(reqs) == 0 {
 		return nil, warns, fmt.Errorf("thread group %q has no HTTP Request to run", g.Name)
 	}
 	s := &load.Scenario{Name: p.Name, RetryAfter: load.RetryIgnore}
 	w := &s.Workload
-	w.Threads, w.RampUp = g.Threads, g.RampUp
 	switch {
-	case g.Scheduler && g.Duration > 0:
-		w.Duration = g.Duration
-		if g.Loops > 0 {
-			w.Loops = g.Loops
+	case g.Open:
+		if len(g.Stages) == 0 {
+			return nil, warns, fmt.Errorf("thread group %q has an empty arrival schedule", g.Name)
 		}
-	case g.Loops > 0:
-		w.Loops = g.Loops
+		w.Stages, w.MaxWorkers = g.Stages, g.MaxWorkers
 	default:
-		return nil, warns, fmt.Errorf("thread group %q loops forever without a scheduler duration; ratelab refuses unbounded runs: set a loop count or a duration", g.Name)
+		w.Threads, w.RampUp = g.Threads, g.RampUp
+		switch {
+		case g.Scheduler && g.Duration > 0:
+			w.Duration = g.Duration
+			if g.Loops > 0 {
+				w.Loops = g.Loops
+			}
+		case g.Loops > 0:
+			w.Loops = g.Loops
+		default:
+			return nil, warns, fmt.Errorf("thread group %q loops forever without a scheduler duration; ratelab refuses unbounded runs: set a loop count or a duration", g.Name)
+		}
+		if ctt := groupCTT(g); ctt != nil {
+			r, err := limit.RateOf(ctt.PerMinute, time.Minute)
+			if err != nil {
+				return nil, warns, fmt.Errorf("constant throughput timer %s: %w", ctt.Path, err)
+			}
+			w.Throughput, w.ThroughputMode = r, load.ThroughputMode(ctt.Mode)
+		}
 	}
 	if g.Delay > 0 {
 		warns = append(warns, Warning{Path: g.Path, Line: g.Line, Unfaithful: false,
-			Message: fmt.Sprintf("the scheduler's start-up delay of %v is not applied", g.Delay)})
-	}
-	if ctt := groupCTT(g); ctt != nil {
-		r, err := limit.RateOf(ctt.PerMinute, time.Minute)
-		if err != nil {
-			return nil, warns, fmt.Errorf("constant throughput timer %s: %w", ctt.Path, err)
-		}
-		w.Throughput, w.ThroughputMode = r, ctt.Mode
+			Message: fmt.Sprintf("the start-up delay of %v is not applied: ratelab starts at once", g.Delay)})
 	}
 	if len(g.CSV) > 0 {
 		c := g.CSV[0]
@@ -71,25 +88,88 @@ func (p *Plan) Scenario(opts Options) (*load.Scenario, []Warning, error) {
 			warns = append(warns, Warning{Path: c.Path, Unfaithful: true,
 				Message: "only the first CSV Data Set is read, with a header row naming its columns and ',' as delimiter"})
 		}
+		if !c.Recycle || c.StopAtEOF {
+			warns = append(warns, Warning{Path: c.Path, Unfaithful: true,
+				Message: "recycle=false / stopThread=true is not emulated: ratelab recycles the file's rows"})
+		}
+		if c.ShareMode == "shareMode.group" && len(p.Groups) > 1 {
+			warns = append(warns, Warning{Path: c.Path, Unfaithful: false, Message: "sharing mode 'current thread group' is run as 'all threads' (one group runs)"})
+		}
 	}
-	for _, sm := range g.Samplers {
-		r, err := requestOf(sm, env)
+	for i, sm := range reqs {
+		r, ws, err := requestOf(sm.s, env)
+		warns = append(warns, ws...)
 		if err != nil {
 			return nil, warns, err
 		}
-		if sm.ResponseTimeout > 0 {
-			s.Timeout = sm.ResponseTimeout
+		if sm.s.ResponseTimeout > 0 {
+			s.Timeout = sm.s.ResponseTimeout
 		}
+		// JMeter runs the timers in a sampler's scope before it: the pause
+		// before request i+1 is the think after request i; the pause before
+		// the first request ends the previous iteration.
+		r.Think = reqs[(i+1)%len(reqs)].pre
 		s.Requests = append(s.Requests, r)
 	}
-	if d := constantDelay(g); d > 0 {
-		s.Think = d * time.Duration(len(g.Samplers))
-		if hasRandomTimer(g) {
-			warns = append(warns, Warning{Path: g.Path, Line: g.Line, Unfaithful: true,
-				Message: "a Uniform Random Timer is run as its mean delay"})
-		}
+	if reqs[0].pre > 0 {
+		warns = append(warns, Warning{Path: reqs[0].s.Path, Line: reqs[0].s.Line, Unfaithful: false,
+			Message: fmt.Sprintf("the %v pause JMeter takes before each thread's very first request is not taken: ratelab's think time follows a request", reqs[0].pre)})
 	}
 	return s, warns, nil
+}
+
+// mainGroup is the thread group Scenario runs.
+func (p *Plan) mainGroup() *ThreadGroup {
+	for _, g := range p.Groups {
+		if g.Kind != "setUp" && g.Kind != "tearDown" {
+			return g
+		}
+	}
+	return p.Groups[0]
+}
+
+// step is a request with the pause JMeter takes before it: the timers in
+// its scope and the Flow Control Actions just before it.
+type step struct {
+	s   *Sampler
+	pre time.Duration
+}
+
+func (g *ThreadGroup) requests() []step {
+	var out []step
+	var pending time.Duration
+	for _, s := range g.Samplers {
+		if !g.enabledByConditions(s) {
+			continue
+		}
+		d := pending
+		for _, t := range s.Timers {
+			d += t.Mean()
+		}
+		if s.Pause {
+			pending = d + s.PauseFor
+			continue
+		}
+		out = append(out, step{s: s, pre: d})
+		pending = 0
+	}
+	if pending > 0 && len(out) > 0 {
+		// Pauses after the last request come before the next iteration's
+		// first one.
+		out[0].pre += pending
+	}
+	return out
+}
+
+// enabledByConditions reports whether the If Controllers above s, fixed
+// for the run, let it run.
+func (g *ThreadGroup) enabledByConditions(s *Sampler) bool {
+	for _, c := range s.conds {
+		if v, ok := evalCondition(c, g.env); ok && !v {
+			return false
+		}
+	}
+	return true
 }
 
 // FixOptions say how FixedScenario corrects a plan.
@@ -121,7 +201,7 @@ func (p *Plan) FixedScenario(opts Options, fix FixOptions) (*Fixed, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := p.Groups[0]
+	g := p.mainGroup()
 	a := Analyze(p, opts)
 	out := &Fixed{Scenario: s}
 	w := &s.Workload
@@ -164,13 +244,14 @@ func (p *Plan) FixedScenario(opts Options, fix FixOptions) (*Fixed, error) {
 			delete(env.vars, v)
 			env.csv[v] = true
 		}
-		s.Requests = s.Requests[:0]
-		for _, sm := range g.Samplers {
-			r, err := requestOf(sm, env)
+		reqs := g.requests()
+		for i, sm := range reqs {
+			r, _, err := requestOf(sm.s, env)
 			if err != nil {
 				return nil, err
 			}
-			s.Requests = append(s.Requests, r)
+			r.Think = s.Requests[i].Think
+			s.Requests[i] = r
 		}
 		s.Data, s.DataMode = "", load.DataShared
 		out.Changes = append(out.Changes, fmt.Sprintf("writes spread over %d resources (%s, one per row of generated ids)", n, strings.Join(vars, ", ")))
@@ -241,26 +322,40 @@ func hasRandomTimer(g *ThreadGroup) bool {
 }
 
 // requestOf translates a sampler into a load request.
-func requestOf(s *Sampler, env *exprEnv) (load.RequestSpec, error) {
-	r := load.RequestSpec{Name: s.Name, Method: s.Method}
+func requestOf(s *Sampler, env *exprEnv) (load.RequestSpec, []Warning, error) {
+	var warns []Warning
+	r := load.RequestSpec{Name: s.Name, Method: env.translate(s.Method).text}
 	proto := strings.ToLower(env.translate(s.Protocol).text)
-	if proto == "" {
-		proto = "http"
-	}
 	host := env.translate(s.Domain).text
-	if host == "" {
-		return r, fmt.Errorf("%s (line %d): the HTTP Request has no server name (HTTP Request Defaults are not supported)", s.Path, s.Line)
-	}
-	if port := env.translate(s.Port).text; port != "" {
-		host += ":" + port
-	}
 	path := env.translate(s.URLPath).text
-	if !strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "{{") {
-		path = "/" + path
+	if host == "" && (strings.HasPrefix(path, "http://") || strings.HasPrefix(path, "https://")) {
+		// A full URL in the path field, as JMeter allows.
+		r.URL = path
+	} else {
+		if proto == "" {
+			proto = "http"
+		}
+		if host == "" {
+			return r, warns, fmt.Errorf("%s (line %d): the HTTP Request has no server name, and no HTTP Request Defaults in its scope give one", s.Path, s.Line)
+		}
+		if port := env.translate(s.Port).text; port != "" && !(proto == "http" && port == "80") && !(proto == "https" && port == "443") {
+			host += ":" + port
+		}
+		if !strings.HasPrefix(path, "/") && !strings.HasPrefix(path, "{{") {
+			path = "/" + path
+		}
+		r.URL = proto + "://" + host + path
 	}
-	r.URL = proto + "://" + host + path
 	for _, h := range s.Headers {
 		r.Headers = append(r.Headers, load.Header{Name: h.Name, Value: env.translate(h.Value).text})
+	}
+	if value, bad := basicAuth(s.auth, r.URL, env); value != "" {
+		if !hasHeader(r.Headers, "Authorization") {
+			r.Headers = append(r.Headers, load.Header{Name: "Authorization", Value: value})
+		}
+	} else if bad != nil {
+		warns = append(warns, Warning{Path: bad.path, Line: bad.line, Unfaithful: true,
+			Message: fmt.Sprintf("Authorization Manager entry for %q is not emulated (only Basic credentials fixed before the run are)", bad.URL)})
 	}
 	r.Body = env.translate(s.Body).text
 	if len(s.Arguments) > 0 {
@@ -269,7 +364,7 @@ func requestOf(s *Sampler, env *exprEnv) (load.RequestSpec, error) {
 			q = append(q, url.QueryEscape(env.translate(a.Name).text)+"="+escapeKeepingActions(env.translate(a.Value).text))
 		}
 		enc := strings.Join(q, "&")
-		if s.Method == "GET" || s.Method == "DELETE" || s.Method == "HEAD" {
+		if r.Method == "GET" || r.Method == "DELETE" || r.Method == "HEAD" {
 			sep := "?"
 			if strings.Contains(r.URL, "?") {
 				sep = "&"
@@ -277,10 +372,21 @@ func requestOf(s *Sampler, env *exprEnv) (load.RequestSpec, error) {
 			r.URL += sep + enc
 		} else {
 			r.Body = enc
-			r.Headers = append(r.Headers, load.Header{Name: "Content-Type", Value: "application/x-www-form-urlencoded"})
+			if !hasHeader(r.Headers, "Content-Type") {
+				r.Headers = append(r.Headers, load.Header{Name: "Content-Type", Value: "application/x-www-form-urlencoded"})
+			}
 		}
 	}
-	return r, nil
+	return r, warns, nil
+}
+
+func hasHeader(hs []load.Header, name string) bool {
+	for _, h := range hs {
+		if strings.EqualFold(h.Name, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // escapeKeepingActions query-escapes s but leaves {{…}} actions intact.

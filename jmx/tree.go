@@ -146,7 +146,13 @@ func (d *decoder) hashTree(parentPath string) ([]*element, error) {
 		case xml.StartElement:
 			if t.Name.Local == "hashTree" {
 				if len(els) == 0 {
-					return nil, d.errorf("<hashTree> without a test element before it")
+					// JMeter's loader skips a <hashTree> that follows no
+					// element (plans edited by hand have them); so does
+					// ratelab, after reading it through.
+					if _, err := d.hashTree(parentPath); err != nil {
+						return nil, err
+					}
+					continue
 				}
 				last := els[len(els)-1]
 				if last.children != nil {

@@ -1,8 +1,11 @@
 package jmx
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"math"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -62,6 +65,7 @@ func Analyze(p *Plan, opts Options) *Analysis {
 	a := &Analysis{Warnings: append([]Warning{}, p.Warnings...), Faithful: true, Pitfalls: []Pitfall{}}
 	env, rw := p.resolve(opts)
 	a.Warnings = append(a.Warnings, rw...)
+	a.Warnings = append(a.Warnings, p.runWarnings(env)...)
 	var effective, intended float64
 	paced, anyTimer := true, false
 	var total int64
@@ -129,7 +133,13 @@ func planEnv(p *Plan, opts Options) *exprEnv {
 	}
 	for _, g := range p.Groups {
 		for _, c := range g.CSV {
-			for _, name := range c.Variables {
+			names := c.Variables
+			if len(names) == 0 {
+				// No variableNames: JMeter takes them from the file's first
+				// line; so does ratelab, when the file is there to read.
+				names = csvHeader(env.translate(c.Filename).text, c.Delimiter)
+			}
+			for _, name := range names {
 				env.csv[name] = true
 			}
 		}
@@ -503,4 +513,25 @@ func cookiesUnused(g *ThreadGroup, env *exprEnv) bool {
 		}
 	}
 	return true
+}
+
+// csvHeader returns the column names on the first line of a CSV file, or
+// none when it cannot be read.
+func csvHeader(path, delim string) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	line, err := bufio.NewReader(io.LimitReader(f, 1<<16)).ReadString('\n')
+	if err != nil && line == "" {
+		return nil
+	}
+	var out []string
+	for _, n := range strings.Split(strings.TrimRight(line, "\r\n"), delim) {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }

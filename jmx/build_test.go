@@ -35,11 +35,11 @@ func sampler(name, domain, path string, inner string) string {
 func scenarioOf(t *testing.T, src string, opts Options) (*load.Scenario, []Warning) {
 	t.Helper()
 	p := readPlan(t, src)
-	s, ws, err := p.Scenario(opts)
+	s, _, err := p.Scenario(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, append(append([]Warning{}, p.Warnings...), ws...)
+	return s, Analyze(p, opts).Warnings
 }
 
 func urls(s *load.Scenario) string {

@@ -23,10 +23,75 @@ import (
 // schedule for the open-model thread groups), the same Constant Throughput
 // Timer mode (emulated exactly by the load engine), the same requests with
 // the timers in their scope before each, and Retry-After ignored. One
-// thread group is run: the first that is not a setUp or tearDown group;
-// the others are reported as unfaithful.
+// thread group is run: the first that is not a setUp or tearDown group.
+// What differs from JMeter is in Analyze's warnings (which decide
+// Analysis.Faithful); the warnings returned here are always empty and kept
+// for callers that print them.
 func (p *Plan) Scenario(opts Options) (*load.Scenario, []Warning, error) {
-	env, warns := p.resolve(opts)
+	env, _ := p.resolve(opts)
+	g := p.mainGroup()
+	reqs := g.requests()
+	if len(reqs) == 0 {
+		return nil, nil, fmt.Errorf("thread group %q has no HTTP Request to run", g.Name)
+	}
+	s := &load.Scenario{Name: p.Name, RetryAfter: load.RetryIgnore}
+	w := &s.Workload
+	switch {
+	case g.Open:
+		if len(g.Stages) == 0 {
+			return nil, nil, fmt.Errorf("thread group %q has an empty arrival schedule", g.Name)
+		}
+		w.Stages, w.MaxWorkers = g.Stages, g.MaxWorkers
+	default:
+		w.Threads, w.RampUp = g.Threads, g.RampUp
+		switch {
+		case g.Scheduler && g.Duration > 0:
+			w.Duration = g.Duration
+			if g.Loops > 0 {
+				w.Loops = g.Loops
+			}
+		case g.Loops > 0:
+			w.Loops = g.Loops
+		default:
+			return nil, nil, fmt.Errorf("thread group %q loops forever without a scheduler duration; ratelab refuses unbounded runs: set a loop count or a duration", g.Name)
+		}
+		if ctt := groupCTT(g); ctt != nil {
+			r, err := limit.RateOf(ctt.PerMinute, time.Minute)
+			if err != nil {
+				return nil, nil, fmt.Errorf("constant throughput timer %s: %w", ctt.Path, err)
+			}
+			w.Throughput, w.ThroughputMode = r, load.ThroughputMode(ctt.Mode)
+		}
+	}
+	if len(g.CSV) > 0 {
+		c := g.CSV[0]
+		s.Data = env.translate(c.Filename).text
+		if c.ShareMode == "shareMode.thread" {
+			s.DataMode = load.DataPerThread
+		}
+	}
+	for i, sm := range reqs {
+		r, _, err := requestOf(sm.s, env)
+		if err != nil {
+			return nil, nil, err
+		}
+		if sm.s.ResponseTimeout > 0 {
+			s.Timeout = sm.s.ResponseTimeout
+		}
+		// JMeter runs the timers in a sampler's scope before it: the pause
+		// before request i+1 is the think after request i; the pause before
+		// the first request ends the previous iteration.
+		r.Think = reqs[(i+1)%len(reqs)].pre
+		s.Requests = append(s.Requests, r)
+	}
+	return s, nil, nil
+}
+
+// runWarnings lists what the scenario of the plan does differently from
+// JMeter beyond what the reader found: the thread groups not run, the CSV
+// options not emulated, the delays not taken, the credentials not sent.
+func (p *Plan) runWarnings(env *exprEnv) []Warning {
+	var warns []Warning
 	g := p.mainGroup()
 	for _, other := range p.Groups {
 		if other == g {
@@ -41,49 +106,12 @@ func (p *Plan) Scenario(opts Options) (*load.Scenario, []Warning, error) {
 		}
 		warns = append(warns, Warning{Path: other.Path, Line: other.Line, Unfaithful: true, Message: msg})
 	}
-	reqs := g.requests()
-	if len(reqs) == 0 {
-		return nil, warns, fmt.Errorf("thread group %q has no HTTP Request to run", g.Name)
-	}
-	s := &load.Scenario{Name: p.Name, RetryAfter: load.RetryIgnore}
-	w := &s.Workload
-	switch {
-	case g.Open:
-		if len(g.Stages) == 0 {
-			return nil, warns, fmt.Errorf("thread group %q has an empty arrival schedule", g.Name)
-		}
-		w.Stages, w.MaxWorkers = g.Stages, g.MaxWorkers
-	default:
-		w.Threads, w.RampUp = g.Threads, g.RampUp
-		switch {
-		case g.Scheduler && g.Duration > 0:
-			w.Duration = g.Duration
-			if g.Loops > 0 {
-				w.Loops = g.Loops
-			}
-		case g.Loops > 0:
-			w.Loops = g.Loops
-		default:
-			return nil, warns, fmt.Errorf("thread group %q loops forever without a scheduler duration; ratelab refuses unbounded runs: set a loop count or a duration", g.Name)
-		}
-		if ctt := groupCTT(g); ctt != nil {
-			r, err := limit.RateOf(ctt.PerMinute, time.Minute)
-			if err != nil {
-				return nil, warns, fmt.Errorf("constant throughput timer %s: %w", ctt.Path, err)
-			}
-			w.Throughput, w.ThroughputMode = r, load.ThroughputMode(ctt.Mode)
-		}
-	}
 	if g.Delay > 0 {
 		warns = append(warns, Warning{Path: g.Path, Line: g.Line, Unfaithful: false,
 			Message: fmt.Sprintf("the start-up delay of %v is not applied: ratelab starts at once", g.Delay)})
 	}
 	if len(g.CSV) > 0 {
 		c := g.CSV[0]
-		s.Data = env.translate(c.Filename).text
-		if c.ShareMode == "shareMode.thread" {
-			s.DataMode = load.DataPerThread
-		}
 		if len(g.CSV) > 1 || len(c.Variables) > 0 || c.Delimiter != "," {
 			warns = append(warns, Warning{Path: c.Path, Unfaithful: true,
 				Message: "only the first CSV Data Set is read, with a header row naming its columns and ',' as delimiter"})
@@ -92,30 +120,18 @@ func (p *Plan) Scenario(opts Options) (*load.Scenario, []Warning, error) {
 			warns = append(warns, Warning{Path: c.Path, Unfaithful: true,
 				Message: "recycle=false / stopThread=true is not emulated: ratelab recycles the file's rows"})
 		}
-		if c.ShareMode == "shareMode.group" && len(p.Groups) > 1 {
-			warns = append(warns, Warning{Path: c.Path, Unfaithful: false, Message: "sharing mode 'current thread group' is run as 'all threads' (one group runs)"})
-		}
 	}
-	for i, sm := range reqs {
-		r, ws, err := requestOf(sm.s, env)
-		warns = append(warns, ws...)
-		if err != nil {
-			return nil, warns, err
-		}
-		if sm.s.ResponseTimeout > 0 {
-			s.Timeout = sm.s.ResponseTimeout
-		}
-		// JMeter runs the timers in a sampler's scope before it: the pause
-		// before request i+1 is the think after request i; the pause before
-		// the first request ends the previous iteration.
-		r.Think = reqs[(i+1)%len(reqs)].pre
-		s.Requests = append(s.Requests, r)
-	}
-	if reqs[0].pre > 0 {
+	reqs := g.requests()
+	if len(reqs) > 0 && reqs[0].pre > 0 {
 		warns = append(warns, Warning{Path: reqs[0].s.Path, Line: reqs[0].s.Line, Unfaithful: false,
 			Message: fmt.Sprintf("the %v pause JMeter takes before each thread's very first request is not taken: ratelab's think time follows a request", reqs[0].pre)})
 	}
-	return s, warns, nil
+	for _, st := range reqs {
+		if _, ws, err := requestOf(st.s, env); err == nil {
+			warns = append(warns, ws...)
+		}
+	}
+	return warns
 }
 
 // mainGroup is the thread group Scenario runs.

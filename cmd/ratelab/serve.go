@@ -192,6 +192,20 @@ func dbKind(spec string) string {
 	return "postgres"
 }
 
+// bootstrapExists reports whether the client id exists with this secret;
+// a wrong secret or an unknown id is false, a failure of the database an
+// error.
+func bootstrapExists(ctx context.Context, db database, id, secret string) (bool, error) {
+	_, err := db.Authenticate(ctx, id, secret)
+	switch ratelab.ErrorCode(err) {
+	case "":
+		return true, nil
+	case ratelab.EUNAUTHORIZED:
+		return false, nil
+	}
+	return false, fmt.Errorf("bootstrap client: %w", err)
+}
+
 // ensureClient creates the --bootstrap-client if missing; without it, on
 // a database with no client at all, it creates one in org "default" and
 // prints the credentials once to stderr.
@@ -201,17 +215,24 @@ func ensureClient(ctx context.Context, env *environ, db database, bootstrap stri
 		if !ok || id == "" || secret == "" {
 			return errors.New("--bootstrap-client: want ID:SECRET")
 		}
-		if _, err := db.Authenticate(ctx, id, secret); err == nil {
-			return nil
+		if ok, err := bootstrapExists(ctx, db, id, secret); ok || err != nil {
+			return err
 		}
 		org, err := db.EnsureOrg(ctx, "default")
 		if err != nil {
 			return fmt.Errorf("bootstrap client: %w", err)
 		}
-		if _, _, err := db.CreateClient(ctx, org.ID, id, secret); err != nil {
-			if ratelab.ErrorCode(err) == ratelab.ECONFLICT {
-				return fmt.Errorf("--bootstrap-client: client %q exists with a different secret", id)
+		_, _, err = db.CreateClient(ctx, org.ID, id, secret)
+		if ratelab.ErrorCode(err) == ratelab.ECONFLICT {
+			// Another replica started at the same time created it since
+			// the check above: carry on if it holds the same secret.
+			ok, err := bootstrapExists(ctx, db, id, secret)
+			if err == nil && !ok {
+				err = fmt.Errorf("--bootstrap-client: client %q exists with a different secret", id)
 			}
+			return err
+		}
+		if err != nil {
 			return fmt.Errorf("bootstrap client: %w", err)
 		}
 		return nil

@@ -36,3 +36,19 @@ func benchSendLoop(b *testing.B, client *http.Client) {
 		b.Fatalf("sent %d of %d", st.Sent, b.N)
 	}
 }
+
+// BenchmarkSendLoopFlow is BenchmarkSendLoop's loop as a flow of one
+// request per iteration: it must cost what the Plan costs.
+func BenchmarkSendLoopFlow(b *testing.B) {
+	url := serveB(b, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
+	f := &Flow{Groups: []*ThreadGroup{{Workload: Workload{Threads: 1, Loops: b.N}, Steps: []Step{&Request{URL: url + "/x"}}}}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	st, err := Run(context.Background(), Config{Flow: f, Sink: func(*Result) {}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if st.Sent != uint64(b.N) {
+		b.Fatalf("sent %d of %d", st.Sent, b.N)
+	}
+}

@@ -12,6 +12,51 @@
 // the worker-driven HTTP/1.1 send path that a run takes for http://
 // targets when it builds its own client (Config.HTTP).
 //
+// # Flows: virtual users that run a tree of steps
+//
+// A Flow is what a JMeter test plan describes, as values (flow.go) that
+// the jmx translator builds and ParseFlow reads from YAML: ThreadGroups
+// (setUp groups first, then the normal groups at once, then tearDown
+// groups; each with its Workload, startup Delay and OnSampleError
+// action), each of whose users runs its Steps. A Step is a *Request or a
+// controller that holds steps, with JMeter's semantics:
+//
+//	*Simple        the children in order (Simple Controller)
+//	*Transaction   a sample of its own for its children (Transaction Controller)
+//	*Loop          Count passes, -1 forever (Loop Controller)
+//	*While         while Condition holds (While Controller)
+//	*ForEach       once per variable Input_1, Input_2, … (ForEach Controller)
+//	*If            when Condition holds (If Controller)
+//	*OnceOnly      on the user's first iteration (Once Only Controller)
+//	*Runtime       over and over for Duration (Runtime Controller)
+//	*Throughput    on a share or a number of passes (Throughput Controller)
+//	*RandomChoice  one child at random (Random Controller)
+//	*Interleave    one child per pass, in turn (Interleave Controller)
+//	*Switch        the child Value selects (Switch Controller)
+//
+// Every request, controller and group has a Scope: Timers (constant,
+// uniform, Gaussian, Poisson, Constant Throughput, Precise Throughput,
+// synchronizing), run before each request in scope with their delays
+// added up; Extract (regex, JSONPath, boundary) into the user's
+// variables after it; Assert (response code and text, duration, size,
+// JSON), whose failure fails the sample as JMeter counts it; Counters and
+// Random variables, advanced at each iteration. Outer scopes apply before
+// inner ones. Variables come from the Flow's and the group's Vars
+// (JMeter's User Defined Variables), CSVData (with JMeter's sharing
+// modes, recycle and stopThread), extractors, counters and ForEach; a
+// template names one as {{.name}}, and a name no one has set is sent as
+// JMeter sends it, ${name}. Cookies gives each user a cookie jar.
+//
+// Conditions (If, While) are templates whose text, once the variables are
+// in, is a comparison: operands are "quoted strings", numbers, true or
+// false; operators ==, !=, <, <=, >, >= (numbers compare as numbers),
+// && || ! and parentheses. A text that is no comparison is taken as JMeter
+// takes it: If runs when it is "true", While stops when it is "false" (any
+// case); While with an empty condition loops until a sample in it fails.
+//
+// A flow of one request per iteration, with nothing in scope, runs on the
+// same send path as a Plan, at the same cost per request.
+//
 // # Pacing without drift
 //
 // The open model computes the intended time of arrival i directly from the

@@ -21,10 +21,14 @@ import (
 type Sink func(r *Result)
 
 // Config is one run: what to send (Plan), how much (Workload), with which
-// client, and where results go. Plan and Sink are required.
+// client, and where results go; or a Flow, which says what and how much
+// itself. Sink and a Plan or a Flow are required.
 type Config struct {
 	Plan     *Plan
 	Workload Workload
+	// Flow, instead of Plan and Workload, runs virtual users through a
+	// tree of steps, each thread group with its own workload.
+	Flow *Flow
 	// Client, when set, sends every request through net/http with it.
 	// When nil, Run builds its own client from HTTP and sends requests to
 	// http:// targets over connections its workers drive themselves
@@ -68,20 +72,26 @@ const DefaultMaxWorkers = 1000
 // Stats.Interrupted is set; the error is nil in both cases, so the caller
 // still reports what ran. Errors are for a run that cannot start.
 func Run(ctx context.Context, cfg Config) (Stats, error) {
-	if cfg.Plan == nil || len(cfg.Plan.Targets) == 0 {
-		return Stats{}, errors.New("run: no requests")
-	}
 	if cfg.Sink == nil {
 		return Stats{}, errors.New("run: no result sink")
-	}
-	if err := cfg.Workload.Validate(); err != nil {
-		return Stats{}, err
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &runner{cfg: cfg, log: log}
+	if cfg.Flow != nil {
+		if cfg.Plan != nil {
+			return Stats{}, errors.New("run: give a plan or a flow, not both")
+		}
+		return runFlow(ctx, cfg, log)
+	}
+	if cfg.Plan == nil || len(cfg.Plan.Targets) == 0 {
+		return Stats{}, errors.New("run: no requests")
+	}
+	if err := cfg.Workload.Validate(); err != nil {
+		return Stats{}, err
+	}
+	r := &runner{cfg: cfg, log: log, counts: &counts{}}
 	if cfg.Client == nil {
 		c, fast, err := newClient(ctx, cfg.HTTP, true)
 		if err != nil {
@@ -102,9 +112,9 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		cfg.Started(r.start)
 	}
 	if cfg.Workload.Open() {
-		r.runOpen(ctx)
+		r.runOpen(ctx, ctx)
 	} else {
-		r.runClosed(ctx)
+		r.runClosed(ctx, ctx)
 	}
 	st := Stats{Start: r.start, End: time.Now(), Sent: r.sent.Load(), Dropped: r.dropped.Load(),
 		Workers: int(r.workers.Load()), Interrupted: ctx.Err() != nil}
@@ -124,10 +134,18 @@ type runner struct {
 	// workers pause it, the pacer reads it.
 	pause *retryPause
 
+	// flow, when set, is the thread group of a flow this runner runs:
+	// its users' iterations replace the Plan's.
+	flow *flowGroup
+	*counts
+	active atomic.Int64 // threads running (closed) or busy workers (open)
+}
+
+// counts are a run's totals, shared by the runners of a flow's groups.
+type counts struct {
 	seq     atomic.Uint64
 	sent    atomic.Uint64
 	dropped atomic.Uint64
-	active  atomic.Int64 // threads running (closed) or busy workers (open)
 	workers atomic.Int64
 }
 
@@ -140,14 +158,16 @@ func (r *runner) deadline() (time.Time, bool) {
 }
 
 // runClosed is JMeter's thread group: thread i (0-based) starts at
-// i·RampUp/Threads and runs Loops iterations or until the deadline.
-func (r *runner) runClosed(ctx context.Context) {
+// i·RampUp/Threads and runs Loops iterations or until the deadline. When
+// stop ends, no request starts (a flow's stop_test); when ctx ends,
+// requests in flight are abandoned too.
+func (r *runner) runClosed(ctx, stop context.Context) {
 	w := r.cfg.Workload
 	n := max(w.Threads, 1)
-	stopCtx := ctx
+	stopCtx := stop
 	if end, ok := r.deadline(); ok {
 		var cancel context.CancelFunc
-		stopCtx, cancel = context.WithDeadline(ctx, end)
+		stopCtx, cancel = context.WithDeadline(stop, end)
 		defer cancel()
 	}
 	var wg sync.WaitGroup
@@ -162,7 +182,7 @@ func (r *runner) runClosed(ctx context.Context) {
 			r.active.Add(1)
 			defer r.active.Add(-1)
 			for iter := 0; w.Loops == 0 || iter < w.Loops; iter++ {
-				if !wk.iteration(ctx, stopCtx, iter, time.Time{}, 0) {
+				if !r.iteration(wk, ctx, stopCtx, iter, time.Time{}, 0) {
 					return
 				}
 			}
@@ -179,8 +199,9 @@ type arrival struct {
 }
 
 // runOpen schedules arrivals from the Schedule, each one an iteration of
-// the plan, on a pool of workers that grows up to MaxWorkers.
-func (r *runner) runOpen(ctx context.Context) {
+// the plan, on a pool of workers that grows up to MaxWorkers. stop and ctx
+// are as for runClosed.
+func (r *runner) runOpen(ctx, stop context.Context) {
 	w := r.cfg.Workload
 	var base Schedule = ConstantRate{Rate: w.Rate}
 	if len(w.Stages) > 0 {
@@ -204,7 +225,7 @@ func (r *runner) runOpen(ctx context.Context) {
 			defer wk.close()
 			for a := range arrivals {
 				r.active.Add(1)
-				wk.iteration(ctx, ctx, int(a.index), a.intended, a.waited)
+				r.iteration(wk, ctx, stop, int(a.index), a.intended, a.waited)
 				r.active.Add(-1)
 			}
 		})
@@ -232,7 +253,7 @@ func (r *runner) runOpen(ctx context.Context) {
 				waited += d
 				off += d
 			}
-			if !pacer.until(ctx, r.start.Add(off)) {
+			if !pacer.until(stop, r.start.Add(off)) {
 				stopped = true
 				break
 			}
@@ -253,7 +274,7 @@ func (r *runner) runOpen(ctx context.Context) {
 			spawn()
 			select {
 			case arrivals <- a:
-			case <-ctx.Done():
+			case <-stop.Done():
 			}
 			continue
 		}
@@ -261,4 +282,13 @@ func (r *runner) runOpen(ctx context.Context) {
 	}
 	close(arrivals)
 	wg.Wait()
+}
+
+// iteration runs one iteration of the plan, or of the flow group's
+// steps, on wk; it reports false when the run is over for wk.
+func (r *runner) iteration(wk *worker, ctx, stopCtx context.Context, iter int, intended time.Time, waited time.Duration) bool {
+	if wk.user != nil {
+		return wk.user.iteration(ctx, stopCtx, iter, intended, waited)
+	}
+	return wk.iteration(ctx, stopCtx, iter, intended, waited)
 }

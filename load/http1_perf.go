@@ -279,7 +279,7 @@ func (w *worker) doFast(ctx context.Context, t *Target, u *url.URL, h http.Heade
 	*req = http.Request{Method: t.Method, URL: u, Host: u.Host, Header: h,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Close: !r.fast.keepAlive}
 	wire := t.wire
-	if wire == nil || req.Close {
+	if wire == nil || req.Close || w.customHeader {
 		wire = t.appendWire(w.wireBuf[:0], u, h, body, req.Close)
 		if wire == nil {
 			// net/http cannot write it either: let it say why.

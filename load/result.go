@@ -54,6 +54,25 @@ type Result struct {
 	// ActiveThreads is the number of active threads when it was sent
 	// (JMeter's grpThreads/allThreads).
 	ActiveThreads int `json:"threads"`
+
+	// The fields below are set by flows (see Flow) only.
+
+	// Group names the thread group of the user that sent it.
+	Group string `json:"group,omitempty"`
+	// Failure says why an assertion failed the sample (or, for a
+	// transaction, how many of its samples failed); a sample with a
+	// Failure is not a success, whatever its status.
+	Failure string `json:"failure,omitempty"`
+	// Accepted makes a sample whose assertions passed a success whatever
+	// its status (a Response Assertion's "ignore status").
+	Accepted bool `json:"accepted,omitempty"`
+	// Transaction marks a Transaction's own sample: no request of its
+	// own, its Elapsed the time of its children.
+	Transaction bool `json:"tx,omitempty"`
+	// Parent, when set, names the transaction whose parent sample holds
+	// this one (JMeter's "generate parent sample"): a sub-result that
+	// JMeter's listeners do not count on its own.
+	Parent string `json:"parent,omitempty"`
 }
 
 // Latency returns the latency counted from the intended send time: the
@@ -61,5 +80,7 @@ type Result struct {
 func (r *Result) Latency() time.Duration { return r.Start.Sub(r.Intended) + r.Elapsed }
 
 // Success reports whether the request succeeded: a response with a status
-// below 400.
-func (r *Result) Success() bool { return r.Status > 0 && r.Status < 400 }
+// below 400 (or any response, when Accepted) and no Failure.
+func (r *Result) Success() bool {
+	return r.Failure == "" && r.Status > 0 && (r.Status < 400 || r.Accepted)
+}

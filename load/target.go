@@ -76,7 +76,14 @@ type compiledHeader struct {
 // against the columns of data (nil for none). Errors name the field that
 // failed.
 func CompileTarget(spec RequestSpec, common []Header, data *DataSet) (*Target, error) {
+	return compileTarget(spec, common, data, false)
+}
+
+// compileTarget compiles spec; with named, its templates are a flow's (see
+// compileFlowTemplate) and data is nil.
+func compileTarget(spec RequestSpec, common []Header, data *DataSet, named bool) (*Target, error) {
 	cols := data.Columns()
+	compile := func(src string) (*Template, error) { return compileTemplate(src, cols, named) }
 	method := strings.ToUpper(strings.TrimSpace(spec.Method))
 	if method == "" {
 		method = http.MethodGet
@@ -86,7 +93,7 @@ func CompileTarget(spec RequestSpec, common []Header, data *DataSet) (*Target, e
 	}
 	t := &Target{Method: method, Think: spec.Think}
 	var err error
-	if t.URL, err = CompileTemplate(spec.URL, cols); err != nil {
+	if t.URL, err = compile(spec.URL); err != nil {
 		return nil, &FieldError{Field: "url", Err: err}
 	}
 	if t.URL.Static() {
@@ -96,7 +103,7 @@ func CompileTarget(spec RequestSpec, common []Header, data *DataSet) (*Target, e
 		}
 		t.staticURL = u
 		t.staticURLStr = u.String()
-	} else {
+	} else if !named {
 		// Check the URL a first request would use, so that a template that
 		// cannot make a valid URL fails before any request is sent.
 		sample := &Vars{Thread: 1}
@@ -118,7 +125,7 @@ func CompileTarget(spec RequestSpec, common []Header, data *DataSet) (*Target, e
 		}
 		body = string(b)
 	}
-	if t.Body, err = CompileTemplate(body, cols); err != nil {
+	if t.Body, err = compile(body); err != nil {
 		return nil, &FieldError{Field: "body", Err: err}
 	}
 	if t.Body.Static() {
@@ -137,7 +144,7 @@ func CompileTarget(spec RequestSpec, common []Header, data *DataSet) (*Target, e
 		if name == "" || strings.ContainsAny(name, " \t\r\n:") {
 			return nil, &FieldError{Field: "headers", Err: fmt.Errorf("%q: invalid name", h.Name)}
 		}
-		v, err := CompileTemplate(h.Value, cols)
+		v, err := compile(h.Value)
 		if err != nil {
 			return nil, &FieldError{Field: "headers." + name, Err: err}
 		}

@@ -23,6 +23,9 @@ type Vars struct {
 	Row []string
 	// Now is the instant the request is built; {{now}} formats it.
 	Now time.Time
+	// Named are a flow user's variables, which {{.name}} reads in a
+	// flow's templates.
+	Named map[string]string
 }
 
 // Columns maps CSV column names to their index in Vars.Row. A nil Columns
@@ -35,7 +38,8 @@ type Columns map[string]int
 //	{{.Thread}}     the virtual user, from 1
 //	{{.Iteration}}  its loop iteration, from 0
 //	{{.Seq}}        the request's sequence number in the run, from 0
-//	{{.name}}       column "name" of the current --data CSV row
+//	{{.name}}       column "name" of the current --data CSV row; in a
+//	                flow, the user's variable "name" (${name} when unset)
 //	{{uuid}}        a random UUID (version 4)
 //	{{now}}         the send time, RFC 3339 with milliseconds, UTC
 //	{{timems}}      the send time in epoch milliseconds (JMeter's ${__time(,)})
@@ -68,11 +72,12 @@ const (
 	partGlobalCounter
 	partRandom
 	partRandomString
+	partVar
 )
 
 type part struct {
 	kind   partKind
-	text   string // partText; the characters of partRandomString
+	text   string // partText; the characters of partRandomString; partVar's name
 	col    int    // partColumn
 	lo, hi int64  // partRandom bounds; hi is the length for partRandomString
 }
@@ -92,6 +97,15 @@ func (e *TemplateError) Error() string {
 // use; a template that names anything else fails here, before any request
 // is sent.
 func CompileTemplate(src string, cols Columns) (*Template, error) {
+	return compileTemplate(src, cols, false)
+}
+
+// compileFlowTemplate compiles src for a flow: {{.name}} is the user's
+// variable name, set at run time (see Vars.Named), and a name that no one
+// has set comes out as JMeter leaves it, ${name}.
+func compileFlowTemplate(src string) (*Template, error) { return compileTemplate(src, nil, true) }
+
+func compileTemplate(src string, cols Columns, named bool) (*Template, error) {
 	t := &Template{src: src}
 	rest, off := src, 0
 	for rest != "" {
@@ -108,7 +122,7 @@ func CompileTemplate(src string, cols Columns) (*Template, error) {
 			return nil, &TemplateError{Offset: off + i, Msg: `unclosed action: missing "}}"`}
 		}
 		action := strings.TrimSpace(rest[i+2 : i+2+j])
-		p, err := compileAction(action, cols)
+		p, err := compileAction(action, cols, named)
 		if err != nil {
 			return nil, &TemplateError{Offset: off + i, Msg: err.Error()}
 		}
@@ -122,7 +136,7 @@ func CompileTemplate(src string, cols Columns) (*Template, error) {
 	return t, nil
 }
 
-func compileAction(a string, cols Columns) (part, error) {
+func compileAction(a string, cols Columns, named bool) (part, error) {
 	switch a {
 	case "":
 		return part{}, errors.New("empty action")
@@ -160,6 +174,12 @@ func compileAction(a string, cols Columns) (part, error) {
 		return part{kind: partRandomString, hi: int64(length), text: unq}, nil
 	}
 	if name, ok := strings.CutPrefix(a, "."); ok {
+		if named {
+			if name == "" || strings.ContainsAny(name, " \t{}") {
+				return part{}, fmt.Errorf("variable %q: want {{.name}}", a)
+			}
+			return part{kind: partVar, text: name}, nil
+		}
 		if i, ok := cols[name]; ok && name != "" {
 			return part{kind: partColumn, col: i}, nil
 		}
@@ -218,6 +238,12 @@ func (t *Template) Append(dst []byte, v *Vars) []byte {
 		case partRandomString:
 			for range p.hi {
 				dst = append(dst, p.text[rand.IntN(len(p.text))])
+			}
+		case partVar:
+			if val, ok := v.Named[p.text]; ok {
+				dst = append(dst, val...)
+			} else {
+				dst = append(append(append(dst, "${"...), p.text...), '}')
 			}
 		}
 	}

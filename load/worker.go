@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,15 @@ type worker struct {
 	// pendingWait is the Retry-After the last response asked for.
 	pendingWait time.Duration
 	bodyBuf     []byte // 429 bodies
+	keptBuf     []byte // bodies kept for a flow
+	resp        response
+	// jar, for a flow with cookies, is the user's cookie jar;
+	// customHeader says the request's header is not its target's static
+	// one (a Cookie was added), so the wire bytes must be built.
+	jar          http.CookieJar
+	customHeader bool
+	// user is the flow's virtual user this worker runs (nil for a Plan).
+	user *user
 
 	// The net/http path: a trace made on first use, and what it saw.
 	trace     *httptrace.ClientTrace
@@ -56,6 +66,9 @@ type worker struct {
 func (r *runner) newWorker(ctx context.Context, thread int) *worker {
 	w := &worker{r: r, thread: thread, sleep: newSleeper()}
 	w.vars.Thread = thread
+	if r.flow != nil {
+		r.flow.newUser(w)
+	}
 	if r.fast != nil {
 		// Ctrl-C abandons the request in flight, as cancelling a
 		// net/http request would: its connection's deadline passes now.
@@ -84,6 +97,9 @@ func (w *worker) traced(ctx context.Context) context.Context {
 }
 
 func (w *worker) close() {
+	if w.user != nil && w.user.started {
+		w.user.g.run.allUsers.Add(-1)
+	}
 	w.sleep.t.Stop()
 	if w.stopAbort != nil {
 		w.stopAbort()
@@ -143,6 +159,26 @@ func (w *worker) iteration(ctx, stopCtx context.Context, iter int, intended time
 
 // send sends one request and delivers its result.
 func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited time.Duration) {
+	if res := w.do(ctx, t, intended, waited, false); res != nil {
+		w.deliver(res)
+	}
+}
+
+// response is what a flow's extractors and assertions read of the last
+// response: kept only when do is asked to.
+type response struct {
+	header http.Header
+	status string // "200 OK"
+	body   []byte
+}
+
+// maxKeptBody bounds the body kept for extractors and assertions.
+const maxKeptBody = 16 << 20
+
+// do sends one request and returns its result, not yet delivered; nil
+// when the run was interrupted. With keep the response's header, status
+// line and body (up to maxKeptBody) are kept in w.resp.
+func (w *worker) do(ctx context.Context, t *Target, intended time.Time, waited time.Duration, keep bool) *Result {
 	r := w.r
 	res := &w.res
 	raw := res.RateLimitRaw[:0]
@@ -168,9 +204,26 @@ func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited
 	}
 	u, h, body, err := t.Build(&w.vars, buf)
 	if err != nil {
+		if now.IsZero() {
+			now = time.Now()
+		}
 		res.Start, res.Intended, res.Error = now, now, err.Error()
-		w.deliver(res)
-		return
+		return res
+	}
+	w.customHeader = false
+	if w.jar != nil {
+		if cs := w.jar.Cookies(u); len(cs) > 0 {
+			h = h.Clone()
+			var b strings.Builder
+			for i, c := range cs {
+				if i > 0 {
+					b.WriteString("; ")
+				}
+				b.WriteString(c.Name + "=" + c.Value)
+			}
+			h.Set("Cookie", b.String())
+			w.customHeader = true
+		}
 	}
 	if fast && t.staticBody == nil && cap(body) <= maxBuffer {
 		w.buildBuf = body[:0]
@@ -191,16 +244,25 @@ func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return // interrupted: not a result of the target
+			return nil // interrupted: not a result of the target
 		}
 		res.Elapsed = time.Since(start)
 		res.Error = err.Error()
-		w.deliver(res)
-		return
+		return res
 	}
 	res.Status = resp.StatusCode
 	var adv limit.Advertised
-	if resp.StatusCode == http.StatusTooManyRequests {
+	if keep {
+		w.resp.header, w.resp.status = resp.Header, resp.Status
+		var buf *bytes.Buffer
+		buf, res.BytesIn, err = w.keepBody(resp.Body)
+		w.resp.body = buf.Bytes()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			adv = limit.ParseResponse(resp.Header, w.resp.body[:min(len(w.resp.body), limit.MaxBodyRead)], start)
+		} else {
+			adv = limit.ParseHeaders(resp.Header, start)
+		}
+	} else if resp.StatusCode == http.StatusTooManyRequests {
 		var body []byte
 		body, res.BytesIn, err = w.readRejection(resp.Body)
 		adv = limit.ParseResponse(resp.Header, body, start)
@@ -217,9 +279,14 @@ func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		res.Error = "read body: " + err.Error()
+	}
+	if w.jar != nil {
+		if cs := resp.Cookies(); len(cs) > 0 {
+			w.jar.SetCookies(u, cs)
+		}
 	}
 	if c == nil {
 		w.fromTrace(res, start)
@@ -239,7 +306,22 @@ func (w *worker) send(ctx context.Context, t *Target, intended time.Time, waited
 			w.pendingWait = res.RetryAfter
 		}
 	}
-	w.deliver(res)
+	return res
+}
+
+// keepBody reads body into the worker's kept buffer, up to maxKeptBody,
+// and discards the rest; n is the whole body's size.
+func (w *worker) keepBody(body io.Reader) (buf *bytes.Buffer, n int64, err error) {
+	buf = bytes.NewBuffer(w.keptBuf[:0])
+	n, err = buf.ReadFrom(io.LimitReader(body, maxKeptBody))
+	rest, err2 := io.Copy(io.Discard, body)
+	if err == nil {
+		err = err2
+	}
+	if buf.Cap() <= maxBuffer {
+		w.keptBuf = buf.Bytes()[:0]
+	}
+	return buf, n + rest, err
 }
 
 // started sets the result's send times: Start is now, and Intended the

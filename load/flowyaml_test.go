@@ -81,3 +81,22 @@ func TestParseFlowErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseFlow checks that no input makes ParseFlow panic and that what
+// it accepts compiles or fails with an error.
+func FuzzParseFlow(f *testing.F) {
+	for _, s := range []string{
+		"loops: 1\nsteps: [{request: {url: http://127.0.0.1:1/}}]\n",
+		"groups:\n  - {loops: 1, steps: [{if: {condition: 'true', steps: [{request: {url: /x}}]}}]}\n",
+		"loops: 1\nsteps: [{switch: {value: '{{.a}}', steps: [{request: {url: /x, extract: [{regex: {var: v, expr: '(a'}}]}}]}}]\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		fl, err := ParseFlow([]byte(src), "")
+		if err != nil {
+			return
+		}
+		_, _ = compileFlow(fl, &flowRun{flow: fl})
+	})
+}

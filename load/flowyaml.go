@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -963,4 +965,30 @@ func int64Of(v *yaml.Node) (int64, error) {
 		return 0, fmt.Errorf("%q: want a whole number", s)
 	}
 	return n, nil
+}
+
+// ReadFlowFile reads path as a flow when it is one: a YAML mapping with a
+// steps or groups field (a scenario has requests instead). isFlow is
+// false, with no error, for any other file, which the caller reads as a
+// scenario.
+func ReadFlowFile(path string) (f *Flow, isFlow bool, err error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false, fmt.Errorf("read scenario: %w", err)
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(src, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, false, nil
+	}
+	m := doc.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if k := m.Content[i].Value; k == "steps" || k == "groups" {
+			f, err := ParseFlow(src, filepath.Dir(path))
+			if err != nil {
+				return nil, true, fmt.Errorf("%s: %w", path, err)
+			}
+			return f, true, nil
+		}
+	}
+	return nil, false, nil
 }

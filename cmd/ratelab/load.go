@@ -35,6 +35,11 @@ corrected (one global schedule at the intended rate, no start-up burst,
 writes spread over per-thread resources, Retry-After honoured). "ratelab jmx
 PLAN.jmx" explains the difference first.
 
+A YAML flow (a file with steps: or groups:) runs virtual users through a tree
+of steps as JMeter does: transactions, controllers, timers, extractors,
+assertions, cookies, CSV data; its groups give their own workload, and the
+flags give only the outputs, --threshold and --keep-alive.
+
 A run needs a bound (--loops, --duration or --stages); Ctrl-C stops it and
 still writes the summary and files. A failed --threshold exits with 99.
 
@@ -44,6 +49,7 @@ Examples:
       -X PUT -H 'Content-Type: application/json' --body '{"text":"v{{.Iteration}}"}' \
       --url 'http://127.0.0.1:8080/api/v2/architect/scripts/{{.scriptId}}' --data scripts.csv
   ratelab load scenario.yaml --json out.json --threshold 'share_429<1%'
+  ratelab load examples/flows/shop.yaml --jtl shop.jtl
   ratelab load --jmx script-updates.jmx -J host=127.0.0.1 -J port=8080 -J accessToken=$TOKEN --fix`
 
 func runLoad(ctx context.Context, env *environ, args []string) error {
@@ -53,6 +59,15 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 	scenarioFile, set, err := parseLoadArgs(fs, args)
 	if err != nil {
 		return err
+	}
+	if scenarioFile != "" {
+		flow, isFlow, err := load.ReadFlowFile(scenarioFile)
+		if err != nil {
+			return err
+		}
+		if isFlow {
+			return runFlowFile(ctx, env, &f, flow)
+		}
 	}
 	s, data, err := f.scenario(env, scenarioFile, set)
 	if err != nil {
@@ -82,7 +97,21 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 	// request, so that it can drive plain-HTTP connections itself.
 	cc := load.ClientConfig{Timeout: s.Timeout, Connections: s.Connections,
 		DisableKeepAlive: !f.keepAlive, Auth: s.Auth}
-	return execute(ctx, env, &f, s, plan, cc, out)
+	cfg := load.Config{Plan: plan, Workload: s.Workload, HTTP: cc, RetryAfter: s.RetryAfter}
+	return execute(ctx, env, &f, s.Name, cfg, diagnose.TargetOf(&s.Workload, len(plan.Targets)), out)
+}
+
+// runFlowFile runs a flow: its groups say what each user sends and how
+// much; the flags say where results go.
+func runFlowFile(ctx context.Context, env *environ, f *loadFlags, flow *load.Flow) error {
+	out, err := openOutputs(f)
+	if err != nil {
+		return err
+	}
+	defer out.close()
+	cfg := load.Config{Flow: flow, RetryAfter: flow.RetryAfter, HTTP: load.ClientConfig{Timeout: flow.Timeout,
+		Connections: flow.Connections, DisableKeepAlive: !f.keepAlive}}
+	return execute(ctx, env, f, flow.Name, cfg, diagnose.Target{Model: "flow"}, out)
 }
 
 // outputs are the files a run writes, opened before it starts so that a
@@ -136,11 +165,10 @@ func (o *outputs) close() {
 	}
 }
 
-// execute runs the plan with live progress, then writes the summary, the
-// files and the threshold verdicts.
-func execute(ctx context.Context, env *environ, f *loadFlags, s *load.Scenario, plan *load.Plan, cc load.ClientConfig, out *outputs) error {
-	w := &s.Workload
-	tg := diagnose.TargetOf(w, len(plan.Targets))
+// execute runs cfg (with its Sink and Started set here) with live
+// progress, then writes the summary, the files and the threshold verdicts.
+func execute(ctx context.Context, env *environ, f *loadFlags, name string, cfg load.Config, tg diagnose.Target, out *outputs) error {
+	w := &cfg.Workload
 	target, model := tg.RPS, tg.Model
 	if w.Throughput.Count > 0 {
 		timer := load.NewThroughputTimer(w.Throughput, w.ThroughputMode)
@@ -153,10 +181,10 @@ func execute(ctx context.Context, env *environ, f *loadFlags, s *load.Scenario, 
 	var aggPtr atomic.Pointer[report.Aggregator]
 	var agg *report.Aggregator
 	started := func(start time.Time) {
-		agg = report.NewAggregator(report.Config{Start: start, TargetRPS: target, Model: model, Title: s.Name})
+		agg = report.NewAggregator(report.Config{Start: start, TargetRPS: target, Model: model, Title: name})
 		if out.results != nil {
 			out.results.WriteInfo(load.RunInfo{Start: start, Model: model, TargetRPS: target,
-				Threads: w.Threads, Schedule: tg.Schedule, Name: s.Name})
+				Threads: w.Threads, Schedule: tg.Schedule, Name: name})
 		}
 		aggPtr.Store(agg)
 	}
@@ -176,8 +204,8 @@ func execute(ctx context.Context, env *environ, f *loadFlags, s *load.Scenario, 
 		}
 		return report.Snapshot{}, false
 	})
-	st, err := load.Run(ctx, load.Config{Plan: plan, Workload: *w, HTTP: cc, RetryAfter: s.RetryAfter,
-		Sink: sink, Started: started})
+	cfg.Sink, cfg.Started = sink, started
+	st, err := load.Run(ctx, cfg)
 	stopProgress()
 	if err != nil {
 		return err

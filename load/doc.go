@@ -52,7 +52,8 @@
 // false; operators ==, !=, <, <=, >, >= (numbers compare as numbers),
 // && || ! and parentheses. A text that is no comparison is taken as JMeter
 // takes it: If runs when it is "true", While stops when it is "false" (any
-// case); While with an empty condition loops until a sample in it fails.
+// case); While with an empty condition loops until a sample in it fails,
+// and with "LAST" does not start either after a failed sample.
 //
 // A flow of one request per iteration, with nothing in scope, runs on the
 // same send path as a Plan, at the same cost per request.

@@ -367,13 +367,19 @@ type while struct {
 	steps []cstep
 }
 
-// holds reports whether a While's condition lets another pass start.
-func (s *while) holds(u *user) bool {
+// holds reports whether a While's condition lets another pass start:
+// JMeter's rules, an empty condition looping until a sample in it fails
+// (the first pass always runs) and "LAST" also not entering after a
+// failed sample.
+func (s *while) holds(u *user, first bool) bool {
 	if s.cond == nil {
-		return u.lastOK
+		return first || u.lastOK
 	}
 	text := strings.TrimSpace(s.cond.Execute(&u.w.vars))
 	if text == "" {
+		return first || u.lastOK
+	}
+	if text == "LAST" {
 		return u.lastOK
 	}
 	if v, ok := Cond(text); ok {
@@ -383,7 +389,7 @@ func (s *while) holds(u *user) bool {
 }
 
 func (s *while) run(u *user, ctx, stop context.Context) ctl {
-	for s.holds(u) {
+	for first := true; s.holds(u, first); first = false {
 		if stop.Err() != nil {
 			return ctlDone
 		}

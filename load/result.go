@@ -67,7 +67,10 @@ type Result struct {
 	// its status (a Response Assertion's "ignore status").
 	Accepted bool `json:"accepted,omitempty"`
 	// Transaction marks a Transaction's own sample: no request of its
-	// own, its Elapsed the time of its children.
+	// own, its Elapsed the time of its children, its bytes theirs, Status
+	// 200 (JMeter 2.13 writes an empty response code and the message
+	// "Number of samples in transaction : n, number of failing samples :
+	// m", which Failure carries when m > 0).
 	Transaction bool `json:"tx,omitempty"`
 	// Parent, when set, names the transaction whose parent sample holds
 	// this one (JMeter's "generate parent sample"): a sub-result that

@@ -60,7 +60,7 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 	if err != nil {
 		return err
 	}
-	if scenarioFile != "" {
+	if scenarioFile != "" && f.jmx == "" {
 		flow, isFlow, err := load.ReadFlowFile(scenarioFile)
 		if err != nil {
 			return err

@@ -299,7 +299,12 @@ func TestClientsCreate(t *testing.T) {
 		want string
 	}{
 		{[]string{"clients"}, 2, "Usage: ratelab clients create"},
-		{[]string{"clients", "delete"}, 2, "Usage: ratelab clients create"},
+		{[]string{"clients", "remove"}, 2, "ratelab clients delete CLIENT_ID"},
+		{[]string{"clients", "delete", "--db", db}, 1, "clients delete: a CLIENT_ID is required"},
+		{[]string{"clients", "rotate", "a", "b", "--db", db}, 1, `unexpected argument "b"`},
+		{[]string{"clients", "list", "x", "--db", db}, 1, `unexpected argument "x"`},
+		{[]string{"clients", "delete", "no-such-client", "--db", db}, 1, `client "no-such-client" not found`},
+		{[]string{"clients", "rotate", "a\x00b", "--db", db}, 1, `not found`},
 		{[]string{"clients", "create", "--db", db}, 1, "--org is required"},
 		{[]string{"clients", "create", "--org", "x", "--db", "nope"}, 1, "--db: want sqlite:PATH"},
 	} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -534,6 +535,70 @@ func TestCond(t *testing.T) {
 	} {
 		if v, ok := Cond(tc.text); v != tc.value || ok != tc.ok {
 			t.Errorf("Cond(%q) = %v, %v; want %v, %v", tc.text, v, ok, tc.value, tc.ok)
+		}
+	}
+}
+
+func TestFlowJSONAssertAndStopNow(t *testing.T) {
+	_, rs, _ := runFlowYAML(t, `
+base_url: {{URL}}
+loops: 1
+steps:
+  - request:
+      name: ok
+      url: /login?u=z
+      assert: [{json: {path: $.token, expected: tok-z}}, {json: {path: '$.items[1].id', expected: 'b\d', regex: true}}]
+  - request: {name: wrong, url: '/login?u=z', assert: [{json: {path: $.token, expected: other}}]}
+  - request: {name: absent, url: '/login?u=z', assert: [{json: {path: $.nope}}]}
+  - request: {name: inverted, url: '/login?u=z', assert: [{json: {path: $.nope, invert: true}}]}
+  - request: {name: notjson, url: /a, assert: [{json: {path: $.x}}]}
+`)
+	want := map[string]string{"ok": "", "wrong": "Value expected to be 'other', but found 'tok-z'",
+		"absent": "No results for path: $.nope", "inverted": "", "notjson": "Invalid JSON"}
+	for _, r := range rs {
+		if w := want[r.Label]; !strings.HasPrefix(r.Failure, w) || (w == "") != (r.Failure == "") {
+			t.Errorf("%s: failure %q, want %q", r.Label, r.Failure, w)
+		}
+	}
+	// stop_test_now ends every group at once; no tearDown follows.
+	srv, _, _ := runFlowYAML(t, `
+base_url: {{URL}}
+groups:
+  - {threads: 2, duration: 10s, steps: [{request: {url: /a}}]}
+  - {threads: 1, loops: 1, delay: 50ms, on_sample_error: stop_test_now, steps: [{request: {url: /fail}}]}
+  - {kind: teardown, threads: 1, loops: 1, steps: [{request: {url: /teardown}}]}
+`)
+	got := srv.requests()
+	if slices.Contains(got, "GET /teardown") || !slices.Contains(got, "GET /fail") {
+		t.Fatalf("stop_test_now: %d requests, teardown ran: %v", len(got), slices.Contains(got, "GET /teardown"))
+	}
+}
+
+// The random timers stay within their bounds: uniform in [delay,
+// delay+range), Gaussian around the delay, Poisson of mean lambda ms.
+func TestFlowRandomTimers(t *testing.T) {
+	u := &user{rng: rand.New(rand.NewPCG(1, 2))}
+	for _, tc := range []struct {
+		t        Timer
+		lo, hi   time.Duration
+		meanNear time.Duration
+	}{
+		{Timer{Kind: TimerUniform, Delay: 10 * time.Millisecond, Range: 20 * time.Millisecond}, 10 * time.Millisecond, 30 * time.Millisecond, 20 * time.Millisecond},
+		{Timer{Kind: TimerGaussian, Delay: 100 * time.Millisecond, Range: 10 * time.Millisecond}, 40 * time.Millisecond, 160 * time.Millisecond, 100 * time.Millisecond},
+		{Timer{Kind: TimerPoisson, Delay: 5 * time.Millisecond, Lambda: 50}, 5 * time.Millisecond, 200 * time.Millisecond, 55 * time.Millisecond},
+	} {
+		ct := &ctimer{t: &tc.t}
+		var sum time.Duration
+		const n = 2000
+		for range n {
+			d := ct.delay(u, context.Background(), time.Now())
+			if d < tc.lo || d >= tc.hi {
+				t.Fatalf("timer %d: delay %v outside [%v, %v)", tc.t.Kind, d, tc.lo, tc.hi)
+			}
+			sum += d
+		}
+		if mean := sum / n; mean < tc.meanNear-3*time.Millisecond || mean > tc.meanNear+3*time.Millisecond {
+			t.Errorf("timer %d: mean %v, want about %v", tc.t.Kind, mean, tc.meanNear)
 		}
 	}
 }

@@ -34,7 +34,8 @@
 //	*Interleave    one child per pass, in turn (Interleave Controller)
 //	*Switch        the child Value selects (Switch Controller)
 //
-// Every request, controller and group has a Scope: Timers (constant,
+// The flow, every group, controller and request has a Scope: Headers
+// (JMeter's Header Manager, inner ones replacing outer ones), Timers (constant,
 // uniform, Gaussian, Poisson, Constant Throughput, Precise Throughput,
 // synchronizing), run before each request in scope with their delays
 // added up; Extract (regex, JSONPath, boundary) into the user's

@@ -22,15 +22,12 @@ type Flow struct {
 	// Cookies, when set, gives every user its own cookie jar (JMeter's
 	// HTTP Cookie Manager).
 	Cookies *Cookies
-	// Headers are sent with every request (JMeter's HTTP Header Manager
-	// at plan level); a group's or a request's header of the same name
-	// replaces one of these.
-	Headers []Header
 	// BaseURL prefixes request URLs that start with "/" (JMeter's HTTP
 	// Request Defaults).
 	BaseURL string
-	// Scope holds timers, extractors, assertions, counters and random
-	// variables in scope of every group (elements at Test Plan level).
+	// Scope holds headers, timers, extractors, assertions, counters and
+	// random variables in scope of every group (elements at Test Plan
+	// level).
 	Scope
 	Groups []*ThreadGroup
 	// RetryAfter says whether a user waits when a response says
@@ -91,12 +88,11 @@ type ThreadGroup struct {
 	Workload      Workload
 	Delay         time.Duration
 	OnSampleError SampleErrorAction
-	// Vars, Data and Headers are in scope of this group's users only.
-	Vars    []Var
-	Data    []*CSVData
-	Headers []Header
-	// Scope holds timers, extractors and assertions that apply to every
-	// request of the group.
+	// Vars and Data are in scope of this group's users only.
+	Vars []Var
+	Data []*CSVData
+	// Scope holds headers, timers, extractors and assertions that apply to
+	// every request of the group.
 	Scope
 	Steps []Step
 }
@@ -106,6 +102,11 @@ type ThreadGroup struct {
 // extractors after it, then assertions. Elements of an outer scope come
 // before those of an inner one, and a request's own come last.
 type Scope struct {
+	// Headers are sent with every request in scope (JMeter's HTTP Header
+	// Manager): an inner scope's header, or the request's own, replaces an
+	// outer one of the same name. A Request's own headers are
+	// Request.Headers, which hides this field.
+	Headers []Header
 	Timers  []*Timer
 	Extract []*Extract
 	Assert  []*Assert

@@ -602,3 +602,32 @@ func TestFlowRandomTimers(t *testing.T) {
 		}
 	}
 }
+
+// Header managers apply by scope: inner ones replace outer ones of the
+// same name, and a request's own headers come last.
+func TestFlowHeadersByScope(t *testing.T) {
+	srv, _, _ := runFlowYAML(t, `
+base_url: {{URL}}
+headers: {X-A: flow, X-B: flow}
+groups:
+  - loops: 1
+    headers: {X-A: group}
+    steps:
+      - transaction:
+          name: tx
+          headers: {X-C: tx}
+          steps:
+            - request: {url: /one, headers: {X-C: '{{.Thread}}-req'}}
+            - request: {url: /two}
+      - request: {url: /three}
+`)
+	hs := srv.headers()
+	got := func(i int) string {
+		return hs[i].Get("X-A") + "," + hs[i].Get("X-B") + "," + hs[i].Get("X-C")
+	}
+	for i, want := range []string{"group,flow,1-req", "group,flow,tx", "group,flow,"} {
+		if got(i) != want {
+			t.Errorf("request %d: headers %q, want %q", i, got(i), want)
+		}
+	}
+}

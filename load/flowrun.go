@@ -54,7 +54,6 @@ type flowGroup struct {
 	data     []*csvSource // in scope order: the flow's, then the group's
 	counters []*Counter
 	random   []*RandomVar
-	headers  []Header
 	slots    int      // per-user state slots of its steps
 	ttSlots  int      // per-user ThroughputThread slots
 	shared   sync.Map // controller and timer state the group's users share
@@ -737,7 +736,6 @@ func compileFlow(f *Flow, run *flowRun) ([]*flowGroup, error) {
 			}
 			fg.vars = append(fg.vars, compiledVar{name: v.Name, value: t})
 		}
-		fg.headers = mergeHeaders(f.Headers, g.Headers)
 		fg.counters = append(append(fg.counters, f.Counters...), g.Counters...)
 		fg.random = append(append(fg.random, f.Random...), g.Random...)
 		c := &compiler{f: f, fg: fg}
@@ -895,8 +893,12 @@ func (c *compiler) request(r *Request, scopes []*Scope, where string) (cstep, er
 	if strings.HasPrefix(u, "/") && c.f.BaseURL != "" {
 		u = strings.TrimSuffix(c.f.BaseURL, "/") + u
 	}
+	var common []Header
+	for _, sc := range scopes {
+		common = mergeHeaders(common, sc.Headers)
+	}
 	spec := RequestSpec{Name: r.Name, Method: r.Method, URL: u, Headers: r.Headers, Body: r.Body, Line: r.Line}
-	t, err := compileTarget(spec, c.fg.headers, nil, true)
+	t, err := compileTarget(spec, common, nil, true)
 	if err != nil {
 		if r.Line > 0 {
 			return nil, fmt.Errorf("line %d: %s: %w", r.Line, where, err)

@@ -71,6 +71,9 @@ import (
 //	      - switch: {value: '{{.kind}}', steps: [...]}
 //	      - simple: {steps: [...]}
 //
+// headers may be given wherever timers may: on the flow, a group, a
+// controller or a request.
+//
 // Timers: {constant: 100ms}, {uniform: {delay: 100ms, range: 50ms}},
 // {gaussian: {delay: 100ms, deviation: 20ms}}, {poisson: {delay: 0, lambda: 100}},
 // {constant_throughput: {rate: 60/m, mode: all-threads}},
@@ -223,8 +226,6 @@ func groupField(g *ThreadGroup, k string, v *yaml.Node, field, dir string) error
 		g.Vars, err = vars(v, field)
 	case "data":
 		g.Data, err = csvList(v, field, dir)
-	case "headers":
-		g.Headers, err = headers(v)
 	case "steps":
 		g.Steps, err = steps(v, field)
 	default:
@@ -260,6 +261,8 @@ func ParseSampleErrorAction(s string) (SampleErrorAction, error) {
 // random); ok is false for any other key.
 func scopeField(sc *Scope, k string, v *yaml.Node, field string) (ok bool, err error) {
 	switch k {
+	case "headers":
+		sc.Headers, err = headers(v)
 	case "timers":
 		err = eachItem(v, field, func(n *yaml.Node, f string) error {
 			t, err := timer(n, f)

@@ -25,7 +25,7 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 		return org, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("postgres: find org: %w", err)
+		return nil, db.fail("find org", err)
 	}
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
 		id, now := ratelab.NewID(), db.clock()
@@ -49,7 +49,7 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: ensure org: %w", err)
+		return nil, db.fail("ensure org", err)
 	}
 	org.CreatedAt = org.CreatedAt.UTC()
 	return org, nil
@@ -62,7 +62,7 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*ratelab.Client, string, error) {
 	cred, err := ratelab.PrepareClient(id, secret)
 	if err != nil {
-		return nil, "", wrapInternal("create client", err)
+		return nil, "", db.fail("create client", err)
 	}
 	c := &ratelab.Client{ID: cred.ID, OrgID: orgID, CreatedAt: db.clock()}
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
@@ -84,7 +84,7 @@ func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*rate
 		return nil
 	})
 	if err != nil {
-		return nil, "", wrapInternal("create client", err)
+		return nil, "", db.fail("create client", err)
 	}
 	return c, cred.Secret, nil
 }
@@ -93,7 +93,7 @@ func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*rate
 func (db *DB) CountClients(ctx context.Context) (int, error) {
 	var n int
 	if err := db.pool.QueryRow(ctx, `SELECT COUNT(*) FROM clients`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("postgres: count clients: %w", err)
+		return 0, db.fail("count clients", err)
 	}
 	return n, nil
 }
@@ -117,7 +117,7 @@ func (db *DB) Authenticate(ctx context.Context, clientID, secret string) (*ratel
 		ratelab.VerifySecret(db.dummyHash, secret)
 		return nil, ratelab.BadCredentials()
 	case err != nil:
-		return nil, fmt.Errorf("postgres: authenticate: %w", err)
+		return nil, db.fail("authenticate", err)
 	case !ratelab.VerifySecret(hash, secret):
 		return nil, ratelab.BadCredentials()
 	}
@@ -145,7 +145,7 @@ func (db *DB) IssueToken(ctx context.Context, client *ratelab.Client, ttl time.D
 		return nil
 	})
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("postgres: issue token: %w", err)
+		return "", time.Time{}, db.fail("issue token", err)
 	}
 	return token, expires, nil
 }
@@ -163,7 +163,7 @@ func (db *DB) ValidateToken(ctx context.Context, token string, now time.Time) (*
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
 	case err != nil:
-		return nil, fmt.Errorf("postgres: validate token: %w", err)
+		return nil, db.fail("validate token", err)
 	case !now.Before(expires):
 		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
 	}
@@ -176,7 +176,7 @@ func (db *DB) ValidateToken(ctx context.Context, token string, now time.Time) (*
 func (db *DB) FindUsers(ctx context.Context, orgID string) ([]*ratelab.User, error) {
 	rows, err := db.pool.Query(ctx, `SELECT id, name, email FROM users WHERE org_id = $1 ORDER BY seq`, orgID)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: find users: %w", err)
+		return nil, db.fail("find users", err)
 	}
 	users, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*ratelab.User, error) {
 		var u ratelab.User
@@ -184,7 +184,7 @@ func (db *DB) FindUsers(ctx context.Context, orgID string) ([]*ratelab.User, err
 		return &u, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: find users: %w", err)
+		return nil, db.fail("find users", err)
 	}
 	if users == nil {
 		users = []*ratelab.User{}
@@ -200,7 +200,7 @@ func (db *DB) RevokeToken(ctx context.Context, clientID, token string) error {
 	}
 	if _, err := db.pool.Exec(ctx, `DELETE FROM tokens WHERE hash = $1 AND client_id = $2`,
 		ratelab.HashToken(token), clientID); err != nil {
-		return fmt.Errorf("postgres: revoke token: %w", err)
+		return db.fail("revoke token", err)
 	}
 	return nil
 }
@@ -209,7 +209,7 @@ func (db *DB) RevokeToken(ctx context.Context, clientID, token string) error {
 func (db *DB) ListClients(ctx context.Context) ([]*ratelab.Client, error) {
 	rows, err := db.pool.Query(ctx, `SELECT id, org_id, created_at FROM clients ORDER BY created_at, id`)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list clients: %w", err)
+		return nil, db.fail("list clients", err)
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*ratelab.Client, error) {
 		var c ratelab.Client
@@ -218,7 +218,7 @@ func (db *DB) ListClients(ctx context.Context) ([]*ratelab.Client, error) {
 		return &c, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: list clients: %w", err)
+		return nil, db.fail("list clients", err)
 	}
 	if list == nil {
 		list = []*ratelab.Client{}
@@ -234,7 +234,7 @@ func (db *DB) DeleteClient(ctx context.Context, id string) error {
 	}
 	tag, err := db.pool.Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
 	if err != nil {
-		return fmt.Errorf("postgres: delete client: %w", err)
+		return db.fail("delete client", err)
 	}
 	if tag.RowsAffected() == 0 {
 		return ratelab.ClientNotFound(id)
@@ -250,7 +250,7 @@ func (db *DB) RotateSecret(ctx context.Context, id, secret string) (string, erro
 	}
 	cred, err := ratelab.PrepareClient(id, secret)
 	if err != nil {
-		return "", wrapInternal("rotate secret", err)
+		return "", db.fail("rotate secret", err)
 	}
 	err = db.inTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE clients SET secret_hash = $1 WHERE id = $2`, cred.Hash, id)
@@ -264,7 +264,7 @@ func (db *DB) RotateSecret(ctx context.Context, id, secret string) (string, erro
 		return err
 	})
 	if err != nil {
-		return "", wrapInternal("rotate secret", err)
+		return "", db.fail("rotate secret", err)
 	}
 	return cred.Secret, nil
 }

@@ -30,8 +30,12 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,6 +44,7 @@ import (
 
 	"ratelab"
 	"ratelab/internal/migrate"
+	"ratelab/internal/sqlstore"
 )
 
 //go:embed migrations/*.sql
@@ -60,9 +65,10 @@ var (
 // (the zero value is not usable), is safe for concurrent use, and must be
 // closed with Close.
 type DB struct {
-	pool *pgxpool.Pool
-	now  func() time.Time
-	log  *slog.Logger
+	pool   *pgxpool.Pool
+	now    func() time.Time
+	log    *slog.Logger
+	outage *sqlstore.Outage
 	// dummyHash is verified against when a client id is unknown, so that
 	// Authenticate takes as long for unknown ids as for wrong secrets.
 	dummyHash string
@@ -114,6 +120,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
 	db := &DB{pool: pool, now: cfg.clock, log: cfg.logger}
+	db.outage = sqlstore.NewOutage("postgres", cfg.logger, db.ping, time.Second)
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect: %w", err)
@@ -132,17 +139,54 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 // Close closes the connection pool, waiting for connections in use to be
 // returned. Calling it more than once is harmless.
 func (db *DB) Close() error {
+	db.outage.Close()
 	db.pool.Close()
 	return nil
 }
 
 // Ping reports whether the database is reachable.
 func (db *DB) Ping(ctx context.Context) error {
-	var one int
-	if err := db.pool.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
-		return fmt.Errorf("postgres: ping: %w", err)
+	if err := db.ping(ctx); err != nil {
+		return db.fail("ping", err)
 	}
 	return nil
+}
+
+func (db *DB) ping(ctx context.Context) error {
+	var one int
+	return db.pool.QueryRow(ctx, `SELECT 1`).Scan(&one)
+}
+
+// fail adds the operation's name to an internal error, and turns one
+// that means PostgreSQL cannot be reached into an EUNAVAILABLE error
+// counted by the outage log. Application errors are returned as they are.
+func (db *DB) fail(op string, err error) error {
+	var e *ratelab.Error
+	switch {
+	case errors.As(err, &e):
+		return err
+	case unreachable(err):
+		return fmt.Errorf("postgres: %s: %w", op, db.outage.Fail(err))
+	}
+	return fmt.Errorf("postgres: %s: %w", op, err)
+}
+
+// unreachable reports whether err means that PostgreSQL cannot be reached
+// for now: no connection (refused, reset, closed, timed out), or the
+// server shutting down, starting up or out of connections.
+func unreachable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || // connection exception
+			pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || // shutdown, crash, starting up
+			pe.Code == "53300" // too many connections
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) || pgconn.Timeout(err) ||
+		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 
 // migrate applies the embedded migrations that the database lacks, in

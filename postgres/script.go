@@ -34,7 +34,7 @@ func (db *DB) FindScript(ctx context.Context, orgID, id string) (*ratelab.Script
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, ratelab.ScriptNotFound(id)
 	case err != nil:
-		return nil, fmt.Errorf("postgres: find script: %w", err)
+		return nil, db.fail("find script", err)
 	}
 	return s, nil
 }
@@ -45,12 +45,12 @@ func (db *DB) FindScripts(ctx context.Context, orgID string, page ratelab.Page) 
 	// One snapshot for the count and the page.
 	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, 0, fmt.Errorf("postgres: find scripts: %w", err)
+		return nil, 0, db.fail("find scripts", err)
 	}
 	defer tx.Rollback(ctx)
 	var total int
 	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM scripts WHERE org_id = $1`, orgID).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("postgres: count scripts: %w", err)
+		return nil, 0, db.fail("count scripts", err)
 	}
 	limit, offset, ok := page.LimitOffset()
 	if !ok {
@@ -59,11 +59,11 @@ func (db *DB) FindScripts(ctx context.Context, orgID string, page ratelab.Page) 
 	rows, err := tx.Query(ctx, `SELECT `+scriptColumns+` FROM scripts WHERE org_id = $1
 		ORDER BY seq LIMIT $2 OFFSET $3`, orgID, limit, offset)
 	if err != nil {
-		return nil, 0, fmt.Errorf("postgres: find scripts: %w", err)
+		return nil, 0, db.fail("find scripts", err)
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*ratelab.Script, error) { return scanScript(r) })
 	if err != nil {
-		return nil, 0, fmt.Errorf("postgres: find scripts: %w", err)
+		return nil, 0, db.fail("find scripts", err)
 	}
 	if list == nil {
 		list = []*ratelab.Script{}
@@ -93,19 +93,9 @@ func (db *DB) PutScript(ctx context.Context, orgID string, upd ratelab.ScriptUpd
 		return err
 	})
 	if err != nil {
-		return nil, false, wrapInternal("put script", err)
+		return nil, false, db.fail("put script", err)
 	}
 	return s, created, nil
-}
-
-// wrapInternal adds context to internal errors and leaves application
-// errors as they are.
-func wrapInternal(op string, err error) error {
-	var e *ratelab.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	return fmt.Errorf("postgres: %s: %w", op, err)
 }
 
 // putScript applies one validated update inside a transaction. Each step
@@ -189,12 +179,12 @@ func (db *DB) UpdateScripts(ctx context.Context, orgID string, upds []ratelab.Sc
 				return putScript(ctx, tx, orgID, upd, now)
 			},
 			Abort:   retryable,
-			ItemErr: func(err error) error { return wrapInternal("update scripts", err) },
+			ItemErr: func(err error) error { return db.fail("update scripts", err) },
 		}, upds)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: update scripts: %w", err)
+		return nil, db.fail("update scripts", err)
 	}
 	return results, nil
 }
@@ -207,7 +197,7 @@ func (db *DB) DeleteScript(ctx context.Context, orgID, id string) error {
 	}
 	tag, err := db.pool.Exec(ctx, `DELETE FROM scripts WHERE org_id = $1 AND id = $2`, orgID, id)
 	if err != nil {
-		return fmt.Errorf("postgres: delete script: %w", err)
+		return db.fail("delete script", err)
 	}
 	if tag.RowsAffected() == 0 {
 		return ratelab.ScriptNotFound(id)
@@ -224,7 +214,7 @@ func (db *DB) ScriptVersions(ctx context.Context, orgID, id string, page ratelab
 	// One snapshot for the count and the page.
 	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return nil, 0, fmt.Errorf("postgres: script versions: %w", err)
+		return nil, 0, db.fail("script versions", err)
 	}
 	defer tx.Rollback(ctx)
 	var seq int64
@@ -235,7 +225,7 @@ func (db *DB) ScriptVersions(ctx context.Context, orgID, id string, page ratelab
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, 0, ratelab.ScriptNotFound(id)
 	case err != nil:
-		return nil, 0, fmt.Errorf("postgres: script versions: %w", err)
+		return nil, 0, db.fail("script versions", err)
 	}
 	limit, offset, ok := page.LimitOffset()
 	if !ok {
@@ -244,7 +234,7 @@ func (db *DB) ScriptVersions(ctx context.Context, orgID, id string, page ratelab
 	rows, err := tx.Query(ctx, `SELECT version, name, text, created_at, client_id FROM script_versions
 		WHERE script_seq = $1 ORDER BY version DESC LIMIT $2 OFFSET $3`, seq, limit, offset)
 	if err != nil {
-		return nil, 0, fmt.Errorf("postgres: script versions: %w", err)
+		return nil, 0, db.fail("script versions", err)
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*ratelab.ScriptVersion, error) {
 		var v ratelab.ScriptVersion
@@ -253,7 +243,7 @@ func (db *DB) ScriptVersions(ctx context.Context, orgID, id string, page ratelab
 		return &v, err
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("postgres: script versions: %w", err)
+		return nil, 0, db.fail("script versions", err)
 	}
 	if list == nil {
 		list = []*ratelab.ScriptVersion{}

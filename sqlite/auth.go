@@ -25,7 +25,7 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 		return org, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("sqlite: find org: %w", err)
+		return nil, db.fail("find org", err)
 	}
 	err = db.inTx(ctx, func(tx *sql.Tx) error {
 		// Another writer may have created it since the read above.
@@ -51,7 +51,7 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: ensure org: %w", err)
+		return nil, db.fail("ensure org", err)
 	}
 	return org, nil
 }
@@ -63,7 +63,7 @@ func (db *DB) EnsureOrg(ctx context.Context, name string) (*ratelab.Org, error) 
 func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*ratelab.Client, string, error) {
 	cred, err := ratelab.PrepareClient(id, secret)
 	if err != nil {
-		return nil, "", fmt.Errorf("sqlite: create client: %w", err)
+		return nil, "", db.fail("create client", err)
 	}
 	c := &ratelab.Client{ID: cred.ID, OrgID: orgID, CreatedAt: db.clock()}
 	err = db.inTx(ctx, func(tx *sql.Tx) error {
@@ -85,7 +85,7 @@ func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*rate
 		return nil
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("sqlite: create client: %w", err)
+		return nil, "", db.fail("create client", err)
 	}
 	return c, cred.Secret, nil
 }
@@ -94,7 +94,7 @@ func (db *DB) CreateClient(ctx context.Context, orgID, id, secret string) (*rate
 func (db *DB) CountClients(ctx context.Context) (int, error) {
 	var n int
 	if err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM clients`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("sqlite: count clients: %w", err)
+		return 0, db.fail("count clients", err)
 	}
 	return n, nil
 }
@@ -119,7 +119,7 @@ func (db *DB) Authenticate(ctx context.Context, clientID, secret string) (*ratel
 		ratelab.VerifySecret(db.dummyHash, secret)
 		return nil, ratelab.BadCredentials()
 	case err != nil:
-		return nil, fmt.Errorf("sqlite: authenticate: %w", err)
+		return nil, db.fail("authenticate", err)
 	case !ratelab.VerifySecret(hash, secret):
 		return nil, ratelab.BadCredentials()
 	}
@@ -147,7 +147,7 @@ func (db *DB) IssueToken(ctx context.Context, client *ratelab.Client, ttl time.D
 		return nil
 	})
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("sqlite: issue token: %w", err)
+		return "", time.Time{}, db.fail("issue token", err)
 	}
 	return token, expires, nil
 }
@@ -165,7 +165,7 @@ func (db *DB) ValidateToken(ctx context.Context, token string, now time.Time) (*
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
 	case err != nil:
-		return nil, fmt.Errorf("sqlite: validate token: %w", err)
+		return nil, db.fail("validate token", err)
 	case !now.Before(fromMicros(expires)):
 		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
 	}
@@ -178,19 +178,19 @@ func (db *DB) ValidateToken(ctx context.Context, token string, now time.Time) (*
 func (db *DB) FindUsers(ctx context.Context, orgID string) ([]*ratelab.User, error) {
 	rows, err := db.read.QueryContext(ctx, `SELECT id, name, email FROM users WHERE org_id = ? ORDER BY seq`, orgID)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: find users: %w", err)
+		return nil, db.fail("find users", err)
 	}
 	defer rows.Close()
 	users := []*ratelab.User{}
 	for rows.Next() {
 		var u ratelab.User
 		if err := rows.Scan(&u.ID, &u.Name, &u.Email); err != nil {
-			return nil, fmt.Errorf("sqlite: scan user: %w", err)
+			return nil, db.fail("scan user", err)
 		}
 		users = append(users, &u)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: find users: %w", err)
+		return nil, db.fail("find users", err)
 	}
 	return users, nil
 }
@@ -203,7 +203,7 @@ func (db *DB) RevokeToken(ctx context.Context, clientID, token string) error {
 	}
 	if _, err := db.write.ExecContext(ctx, `DELETE FROM tokens WHERE hash = ? AND client_id = ?`,
 		ratelab.HashToken(token), clientID); err != nil {
-		return fmt.Errorf("sqlite: revoke token: %w", err)
+		return db.fail("revoke token", err)
 	}
 	return nil
 }
@@ -212,7 +212,7 @@ func (db *DB) RevokeToken(ctx context.Context, clientID, token string) error {
 func (db *DB) ListClients(ctx context.Context) ([]*ratelab.Client, error) {
 	rows, err := db.read.QueryContext(ctx, `SELECT id, org_id, created_at FROM clients ORDER BY created_at, id`)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: list clients: %w", err)
+		return nil, db.fail("list clients", err)
 	}
 	defer rows.Close()
 	list := []*ratelab.Client{}
@@ -220,13 +220,13 @@ func (db *DB) ListClients(ctx context.Context) ([]*ratelab.Client, error) {
 		var c ratelab.Client
 		var created int64
 		if err := rows.Scan(&c.ID, &c.OrgID, &created); err != nil {
-			return nil, fmt.Errorf("sqlite: scan client: %w", err)
+			return nil, db.fail("scan client", err)
 		}
 		c.CreatedAt = fromMicros(created)
 		list = append(list, &c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list clients: %w", err)
+		return nil, db.fail("list clients", err)
 	}
 	return list, nil
 }
@@ -239,10 +239,10 @@ func (db *DB) DeleteClient(ctx context.Context, id string) error {
 	}
 	res, err := db.write.ExecContext(ctx, `DELETE FROM clients WHERE id = ?`, id)
 	if err != nil {
-		return fmt.Errorf("sqlite: delete client: %w", err)
+		return db.fail("delete client", err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: delete client: %w", err)
+		return db.fail("delete client", err)
 	} else if n == 0 {
 		return ratelab.ClientNotFound(id)
 	}
@@ -257,7 +257,7 @@ func (db *DB) RotateSecret(ctx context.Context, id, secret string) (string, erro
 	}
 	cred, err := ratelab.PrepareClient(id, secret)
 	if err != nil {
-		return "", fmt.Errorf("sqlite: rotate secret: %w", err)
+		return "", db.fail("rotate secret", err)
 	}
 	err = db.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE clients SET secret_hash = ? WHERE id = ?`, cred.Hash, id)
@@ -273,7 +273,7 @@ func (db *DB) RotateSecret(ctx context.Context, id, secret string) (string, erro
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("sqlite: rotate secret: %w", err)
+		return "", db.fail("rotate secret", err)
 	}
 	return cred.Secret, nil
 }

@@ -36,7 +36,7 @@ func (db *DB) FindScript(ctx context.Context, orgID, id string) (*ratelab.Script
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, ratelab.ScriptNotFound(id)
 	case err != nil:
-		return nil, fmt.Errorf("sqlite: find script: %w", err)
+		return nil, db.fail("find script", err)
 	}
 	return s, nil
 }
@@ -46,12 +46,12 @@ func (db *DB) FindScript(ctx context.Context, orgID, id string) (*ratelab.Script
 func (db *DB) FindScripts(ctx context.Context, orgID string, page ratelab.Page) ([]*ratelab.Script, int, error) {
 	tx, err := db.read.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, 0, fmt.Errorf("sqlite: find scripts: %w", err)
+		return nil, 0, db.fail("find scripts", err)
 	}
 	defer tx.Rollback()
 	var total int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM scripts WHERE org_id = ?`, orgID).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("sqlite: count scripts: %w", err)
+		return nil, 0, db.fail("count scripts", err)
 	}
 	limit, offset, ok := page.LimitOffset()
 	if !ok {
@@ -60,19 +60,19 @@ func (db *DB) FindScripts(ctx context.Context, orgID string, page ratelab.Page) 
 	rows, err := tx.QueryContext(ctx, `SELECT `+scriptColumns+` FROM scripts WHERE org_id = ?
 		ORDER BY seq LIMIT ? OFFSET ?`, orgID, limit, offset)
 	if err != nil {
-		return nil, 0, fmt.Errorf("sqlite: find scripts: %w", err)
+		return nil, 0, db.fail("find scripts", err)
 	}
 	defer rows.Close()
 	list := []*ratelab.Script{}
 	for rows.Next() {
 		s, err := scanScript(rows)
 		if err != nil {
-			return nil, 0, fmt.Errorf("sqlite: scan script: %w", err)
+			return nil, 0, db.fail("scan script", err)
 		}
 		list = append(list, s)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("sqlite: find scripts: %w", err)
+		return nil, 0, db.fail("find scripts", err)
 	}
 	return list, total, nil
 }
@@ -99,7 +99,7 @@ func (db *DB) PutScript(ctx context.Context, orgID string, upd ratelab.ScriptUpd
 		return err
 	})
 	if err != nil {
-		return nil, false, fmt.Errorf("sqlite: put script: %w", err)
+		return nil, false, db.fail("put script", err)
 	}
 	return s, created, nil
 }
@@ -121,22 +121,22 @@ func putScript(ctx context.Context, tx *sql.Tx, orgID string, upd ratelab.Script
 			VALUES (?, ?, ?, ?, 1, ?, ?) RETURNING seq`,
 			orgID, upd.ID, upd.Name, upd.Text, created, created).Scan(&seq)
 		if err != nil {
-			return nil, false, fmt.Errorf("sqlite: insert script: %w", err)
+			return nil, false, fmt.Errorf("insert script: %w", err)
 		}
 	case err != nil:
-		return nil, false, fmt.Errorf("sqlite: read script version: %w", err)
+		return nil, false, fmt.Errorf("read script version: %w", err)
 	case upd.IfVersion > 0 && upd.IfVersion != version:
 		return nil, false, ratelab.Errorf(ratelab.ECONFLICT, "script %q is at version %d, not %d", upd.ID, version, upd.IfVersion)
 	default:
 		version++
 		if _, err := tx.ExecContext(ctx, `UPDATE scripts SET name = ?, text = ?, version = ?, modified_at = ? WHERE seq = ?`,
 			upd.Name, upd.Text, version, now.UnixMicro(), seq); err != nil {
-			return nil, false, fmt.Errorf("sqlite: update script: %w", err)
+			return nil, false, fmt.Errorf("update script: %w", err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO script_versions (script_seq, version, name, text, created_at, client_id)
 		VALUES (?, ?, ?, ?, ?, ?)`, seq, version, upd.Name, upd.Text, now.UnixMicro(), upd.ClientID); err != nil {
-		return nil, false, fmt.Errorf("sqlite: insert script version: %w", err)
+		return nil, false, fmt.Errorf("insert script version: %w", err)
 	}
 	return &ratelab.Script{ID: upd.ID, Name: upd.Name, Text: upd.Text, Version: version,
 		DateCreated: fromMicros(created), DateModified: now}, isNew, nil
@@ -162,11 +162,12 @@ func (db *DB) UpdateScripts(ctx context.Context, orgID string, upds []ratelab.Sc
 			Put: func(ctx context.Context, upd ratelab.ScriptUpdate) (*ratelab.Script, bool, error) {
 				return putScript(ctx, tx, orgID, upd, now)
 			},
+			ItemErr: func(err error) error { return db.fail("update scripts", err) },
 		}, upds)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: update scripts: %w", err)
+		return nil, db.fail("update scripts", err)
 	}
 	return results, nil
 }
@@ -179,11 +180,11 @@ func (db *DB) DeleteScript(ctx context.Context, orgID, id string) error {
 	}
 	res, err := db.write.ExecContext(ctx, `DELETE FROM scripts WHERE org_id = ? AND id = ?`, orgID, id)
 	if err != nil {
-		return fmt.Errorf("sqlite: delete script: %w", err)
+		return db.fail("delete script", err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("sqlite: delete script: %w", err)
+		return db.fail("delete script", err)
 	}
 	if n == 0 {
 		return ratelab.ScriptNotFound(id)
@@ -199,7 +200,7 @@ func (db *DB) ScriptVersions(ctx context.Context, orgID, id string, page ratelab
 	}
 	tx, err := db.read.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, 0, fmt.Errorf("sqlite: script versions: %w", err)
+		return nil, 0, db.fail("script versions", err)
 	}
 	defer tx.Rollback()
 	var seq int64
@@ -210,7 +211,7 @@ func (db *DB) ScriptVersions(ctx context.Context, orgID, id string, page ratelab
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, 0, ratelab.ScriptNotFound(id)
 	case err != nil:
-		return nil, 0, fmt.Errorf("sqlite: script versions: %w", err)
+		return nil, 0, db.fail("script versions", err)
 	}
 	limit, offset, ok := page.LimitOffset()
 	if !ok {
@@ -219,7 +220,7 @@ func (db *DB) ScriptVersions(ctx context.Context, orgID, id string, page ratelab
 	rows, err := tx.QueryContext(ctx, `SELECT version, name, text, created_at, client_id FROM script_versions
 		WHERE script_seq = ? ORDER BY version DESC LIMIT ? OFFSET ?`, seq, limit, offset)
 	if err != nil {
-		return nil, 0, fmt.Errorf("sqlite: script versions: %w", err)
+		return nil, 0, db.fail("script versions", err)
 	}
 	defer rows.Close()
 	list := []*ratelab.ScriptVersion{}
@@ -227,13 +228,13 @@ func (db *DB) ScriptVersions(ctx context.Context, orgID, id string, page ratelab
 		var v ratelab.ScriptVersion
 		var at int64
 		if err := rows.Scan(&v.Version, &v.Name, &v.Text, &at, &v.ClientID); err != nil {
-			return nil, 0, fmt.Errorf("sqlite: scan script version: %w", err)
+			return nil, 0, db.fail("scan script version", err)
 		}
 		v.Date = fromMicros(at)
 		list = append(list, &v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("sqlite: script versions: %w", err)
+		return nil, 0, db.fail("script versions", err)
 	}
 	return list, total, nil
 }

@@ -34,8 +34,9 @@ import (
 
 	"ratelab"
 	"ratelab/internal/migrate"
+	"ratelab/internal/sqlstore"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	sqlitedriver "modernc.org/sqlite" // also registers the "sqlite" driver
 )
 
 //go:embed migrations/*.sql
@@ -56,6 +57,8 @@ type DB struct {
 	read  *sql.DB // query_only connections
 	now   func() time.Time
 	log   *slog.Logger
+	// outage logs the database's unavailability once, not per request.
+	outage *sqlstore.Outage
 	// dummyHash is verified against when a client id is unknown, so that
 	// Authenticate takes as long for unknown ids as for wrong secrets.
 	dummyHash string
@@ -106,6 +109,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: path %q must not contain '?'", path)
 	}
 	db := &DB{now: cfg.clock, log: cfg.logger}
+	db.outage = sqlstore.NewOutage("sqlite", cfg.logger, db.probeWrite, time.Second)
 	var err error
 	if db.write, err = sql.Open("sqlite", writeDSN(path, cfg.busyTimeout)); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -158,6 +162,7 @@ func readDSN(path string, busy time.Duration) string {
 
 // Close closes both pools. Calling it more than once is harmless.
 func (db *DB) Close() error {
+	db.outage.Close()
 	var errs []error
 	if db.read != nil {
 		errs = append(errs, db.read.Close())
@@ -175,9 +180,51 @@ func (db *DB) Close() error {
 func (db *DB) Ping(ctx context.Context) error {
 	var one int
 	if err := db.read.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
-		return fmt.Errorf("sqlite: ping: %w", err)
+		return db.fail("ping", err)
 	}
 	return nil
+}
+
+// probeWrite reports whether a write transaction can start: what an
+// outage of SQLite usually is, another process holding the write lock
+// beyond the busy timeout, does not stop reads.
+func (db *DB) probeWrite(ctx context.Context) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	return tx.Rollback()
+}
+
+// fail adds the operation's name to an internal error, and turns one that
+// means the database cannot be used for now into an EUNAVAILABLE error
+// counted by the outage log. Application errors are returned as they are.
+func (db *DB) fail(op string, err error) error {
+	var e *ratelab.Error
+	switch {
+	case errors.As(err, &e):
+		return err
+	case unreachable(err):
+		return fmt.Errorf("sqlite: %s: %w", op, db.outage.Fail(err))
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, err)
+}
+
+// unreachable reports whether err means that the database cannot be used
+// for now, though it may be soon: the file is locked by another process
+// beyond the busy timeout (SQLITE_BUSY, SQLITE_LOCKED), cannot be opened,
+// read or written (SQLITE_CANTOPEN, SQLITE_IOERR), or the disk is full
+// (SQLITE_FULL).
+func unreachable(err error) bool {
+	var se *sqlitedriver.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff { // the primary result code
+	case 5, 6, 10, 13, 14: // BUSY, LOCKED, IOERR, FULL, CANTOPEN
+		return true
+	}
+	return false
 }
 
 // migrate applies the embedded migrations that the database lacks, in

@@ -1,7 +1,8 @@
 // Package testenv gives tests the real services they need: the URLs of the
 // Redis, Redis Cluster and PostgreSQL servers that .ci/run starts, and
 // redis-server processes of a test's own (StartRedis) for tests that kill
-// or freeze Redis.
+// or freeze Redis, and a TCP proxy (CutProxy) that cuts a test off a real
+// server, such as PostgreSQL, that other tests share.
 //
 // A test that needs a service calls RedisURL, RedisClusterURL or PostgresURL. When the
 // service is not configured the test is skipped on a developer's machine,

@@ -189,8 +189,13 @@ func latencyOf(r *load.Result) time.Duration {
 	return r.Latency()
 }
 
-// Add records one result. It keeps no reference to r.
+// Add records one result. It keeps no reference to r. A flow's
+// transaction sample is not a request, and is not counted: its requests
+// are, on their own results.
 func (a *Aggregator) Add(r *load.Result) {
+	if r.Transaction {
+		return
+	}
 	lat, svc := micros(latencyOf(r)), micros(r.Elapsed)
 	end := r.Start.Add(r.Elapsed)
 

@@ -26,7 +26,9 @@ const JTLHeader = "timeStamp,elapsed,label,responseCode,responseMessage,threadNa
 // Mapping: timeStamp is the send time (epoch ms); elapsed, Latency
 // (time to first byte), IdleTime (the Retry-After wait before the request)
 // and Connect are whole milliseconds; threadName is "Thread Group 1-N";
-// a network error gets JMeter's "Non HTTP response code/message" form.
+// a network error gets JMeter's "Non HTTP response code/message" form;
+// failureMessage is a flow's assertion failure, and a flow's transaction
+// sample has an empty code and data type, as JMeter 2.13 writes them.
 type JTLWriter struct {
 	mu     sync.Mutex
 	w      *bufio.Writer
@@ -55,7 +57,13 @@ func (j *JTLWriter) Write(r *load.Result) error {
 		return err
 	}
 	code, msg := strconv.Itoa(r.Status), http.StatusText(r.Status)
-	if r.Status == 0 {
+	dataType, failure := "text", r.Failure
+	switch {
+	case r.Transaction:
+		// JMeter 2.13 writes a transaction's sample with an empty code and
+		// data type, its counts as the message.
+		code, msg, dataType, failure = "", r.Failure, "", ""
+	case r.Status == 0:
 		code, msg = "Non HTTP response code: "+errorClass(r.Error), "Non HTTP response message: "+r.Error
 	}
 	threads := strconv.Itoa(max(r.ActiveThreads, 0))
@@ -72,9 +80,12 @@ func (j *JTLWriter) Write(r *load.Result) error {
 	b = appendCSV(b, msg)
 	b = append(b, ",Thread Group 1-"...)
 	b = strconv.AppendInt(b, int64(r.Thread), 10)
-	b = append(b, ",text,"...)
+	b = append(b, ',')
+	b = append(b, dataType...)
+	b = append(b, ',')
 	b = strconv.AppendBool(b, r.Success())
-	b = append(b, ',') // failureMessage: empty, as JMeter without assertions
+	b = append(b, ',')
+	b = appendCSV(b, failure) // an assertion's message; empty without one
 	b = append(b, ',')
 	b = strconv.AppendInt(b, r.BytesIn, 10)
 	b = append(b, ',')

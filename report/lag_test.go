@@ -69,3 +69,16 @@ func TestSendLagOfRun(t *testing.T) {
 		t.Fatalf("closed model: %d requests, lag %+v", closed.Requests, closed.SendLag)
 	}
 }
+
+// A flow's transaction samples are no requests: the summary counts the
+// requests of the transaction only.
+func TestTransactionsNotCounted(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	agg := NewAggregator(Config{Start: t0})
+	agg.Add(&load.Result{Start: t0, Intended: t0, Elapsed: time.Millisecond, Status: 429, Remaining: -1})
+	agg.Add(&load.Result{Start: t0, Intended: t0, Elapsed: time.Millisecond, Status: 200, Remaining: -1})
+	agg.Add(&load.Result{Start: t0, Intended: t0, Elapsed: 2 * time.Millisecond, Status: 200, Remaining: -1, Transaction: true})
+	if s := agg.Summary(); s.Requests != 2 || s.RateLimit.Count429 != 1 {
+		t.Fatalf("requests %d, 429s %d; want 2 and 1", s.Requests, s.RateLimit.Count429)
+	}
+}

@@ -22,7 +22,8 @@ type Summary struct {
 	// Start is time zero of the test (the zero time when nothing was
 	// recorded).
 	Start time.Time `json:"start"`
-	// Requests counts every result, whatever its outcome.
+	// Requests counts every result, whatever its outcome (a flow's
+	// transaction samples excepted: they are no requests).
 	Requests int64 `json:"requests"`
 	// DurationS runs from Start to the end of the last response.
 	DurationS float64 `json:"duration_s"`

@@ -1011,3 +1011,13 @@ type logger interface {
 }
 
 var _ http.CookieJar = (*cookiejar.Jar)(nil)
+
+// Validate checks that f can run: every group bounded and with steps,
+// every template, pattern, JSONPath and timer well formed, every CSV file
+// readable. Run checks the same before the first request; Validate lets a
+// caller (a translator, the CLI) fail before anything else is done. Its
+// errors name the group and the step.
+func (f *Flow) Validate() error {
+	_, err := compileFlow(f, &flowRun{flow: f})
+	return err
+}

@@ -100,3 +100,23 @@ func FuzzParseFlow(f *testing.F) {
 		_, _ = compileFlow(fl, &flowRun{flow: fl})
 	})
 }
+
+// Validate finds what ParseFlow cannot: bad patterns, paths and files.
+func TestFlowValidate(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"loops: 1\nsteps: [{request: {url: 'http://127.0.0.1:1/x', extract: [{regex: {var: v, expr: '(a'}}]}}]\n", "group 1 (thread group), step 1: extract v: error parsing regexp"},
+		{"loops: 1\nsteps: [{simple: {steps: [{request: {url: 'http://127.0.0.1:1/x', extract: [{jsonpath: {var: v, expr: '$[?'}}]}}]}}]\n", "step 1, step 1: extract v"},
+		{"loops: 1\ndata: [{file: /nonexistent.csv}]\nsteps: [{request: {url: /x}}]\n", "flow data[0]: open data"},
+		{"loops: 1\nsteps: [{request: {url: '/x/{{.}}'}}]\n", "line 2: group 1 (thread group), step 1: url"},
+		{"loops: 1\nsteps: [{request: {url: /x}}]\n", `url: "/x": want an http:// or https:// URL`},
+		{"loops: 1\nsteps: [{throughput: {percent: 150, steps: [{request: {url: /x}}]}}]\n", "throughput 150 out of range"},
+	} {
+		f, err := ParseFlow([]byte(tc.src), "")
+		if err == nil {
+			err = f.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.src, err, tc.want)
+		}
+	}
+}

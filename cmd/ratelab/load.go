@@ -104,6 +104,9 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 // runFlowFile runs a flow: its groups say what each user sends and how
 // much; the flags say where results go.
 func runFlowFile(ctx context.Context, env *environ, f *loadFlags, flow *load.Flow) error {
+	if err := flow.Validate(); err != nil {
+		return err
+	}
 	out, err := openOutputs(f)
 	if err != nil {
 		return err

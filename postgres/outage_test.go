@@ -1,13 +1,11 @@
 package postgres_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,24 +13,6 @@ import (
 	"ratelab/internal/testenv"
 	"ratelab/postgres"
 )
-
-// syncBuffer is a log sink safe for the store's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // TestOutage cuts the store off its PostgreSQL: every operation fails
 // with EUNAVAILABLE (for a 503 with Retry-After, not a 500) without
@@ -50,7 +30,7 @@ func TestOutage(t *testing.T) {
 	q := u.Query()
 	q.Set("connect_timeout", "2")
 	u.RawQuery = q.Encode()
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	db, err := postgres.Open(ctx, u.String(), postgres.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	if err != nil {
 		t.Fatalf("open: %v", err)

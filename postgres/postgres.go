@@ -120,7 +120,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
 	db := &DB{pool: pool, now: cfg.clock, log: cfg.logger}
-	db.outage = sqlstore.NewOutage("postgres", cfg.logger, db.ping, time.Second)
+	db.outage = sqlstore.NewOutage(sqlstore.OutageConfig{DB: "postgres", Logger: cfg.logger, Unreachable: unreachable, Probe: db.ping, Interval: time.Second})
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connect: %w", err)
@@ -157,19 +157,8 @@ func (db *DB) ping(ctx context.Context) error {
 	return db.pool.QueryRow(ctx, `SELECT 1`).Scan(&one)
 }
 
-// fail adds the operation's name to an internal error, and turns one
-// that means PostgreSQL cannot be reached into an EUNAVAILABLE error
-// counted by the outage log. Application errors are returned as they are.
-func (db *DB) fail(op string, err error) error {
-	var e *ratelab.Error
-	switch {
-	case errors.As(err, &e):
-		return err
-	case unreachable(err):
-		return fmt.Errorf("postgres: %s: %w", op, db.outage.Fail(err))
-	}
-	return fmt.Errorf("postgres: %s: %w", op, err)
-}
+// fail returns an error of the operation op (see sqlstore.Outage.Err).
+func (db *DB) fail(op string, err error) error { return db.outage.Err(op, err) }
 
 // unreachable reports whether err means that PostgreSQL cannot be reached
 // for now: no connection (refused, reset, closed, timed out), or the

@@ -1,38 +1,19 @@
 package sqlite_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"log/slog"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"ratelab"
+	"ratelab/internal/testenv"
 	"ratelab/sqlite"
 )
-
-// syncBuffer is a log sink safe for the store's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // TestOutage holds the database's write lock from another connection (as
 // another process would) beyond the busy timeout: every write fails with
@@ -42,7 +23,7 @@ func (b *syncBuffer) String() string {
 func TestOutage(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "outage.db")
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	db, err := sqlite.Open(ctx, path, sqlite.WithBusyTimeout(50*time.Millisecond),
 		sqlite.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	if err != nil {

@@ -109,7 +109,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: path %q must not contain '?'", path)
 	}
 	db := &DB{now: cfg.clock, log: cfg.logger}
-	db.outage = sqlstore.NewOutage("sqlite", cfg.logger, db.probeWrite, time.Second)
+	db.outage = sqlstore.NewOutage(sqlstore.OutageConfig{DB: "sqlite", Logger: cfg.logger, Unreachable: unreachable, Probe: db.probeWrite, Interval: time.Second})
 	var err error
 	if db.write, err = sql.Open("sqlite", writeDSN(path, cfg.busyTimeout)); err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -196,19 +196,8 @@ func (db *DB) probeWrite(ctx context.Context) error {
 	return tx.Rollback()
 }
 
-// fail adds the operation's name to an internal error, and turns one that
-// means the database cannot be used for now into an EUNAVAILABLE error
-// counted by the outage log. Application errors are returned as they are.
-func (db *DB) fail(op string, err error) error {
-	var e *ratelab.Error
-	switch {
-	case errors.As(err, &e):
-		return err
-	case unreachable(err):
-		return fmt.Errorf("sqlite: %s: %w", op, db.outage.Fail(err))
-	}
-	return fmt.Errorf("sqlite: %s: %w", op, err)
-}
+// fail returns an error of the operation op (see sqlstore.Outage.Err).
+func (db *DB) fail(op string, err error) error { return db.outage.Err(op, err) }
 
 // unreachable reports whether err means that the database cannot be used
 // for now, though it may be soon: the file is locked by another process

@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -20,10 +22,11 @@ import (
 // Create one with NewOutage; it is safe for concurrent use. Failures
 // cost a mutex; successful operations never touch it.
 type Outage struct {
-	db    string // "sqlite" or "postgres", for the log
-	log   *slog.Logger
-	probe func(context.Context) error
-	every time.Duration
+	db          string // "sqlite" or "postgres", for the log and errors
+	log         *slog.Logger
+	probe       func(context.Context) error
+	unreachable func(error) bool
+	every       time.Duration
 
 	mu       sync.Mutex
 	down     bool
@@ -34,10 +37,37 @@ type Outage struct {
 	wg       sync.WaitGroup
 }
 
-// NewOutage returns an Outage for the database named db (for the log),
-// probed with probe every interval while it is unreachable.
-func NewOutage(db string, log *slog.Logger, probe func(context.Context) error, interval time.Duration) *Outage {
-	return &Outage{db: db, log: log, probe: probe, every: interval, stop: make(chan struct{})}
+// OutageConfig configures NewOutage.
+type OutageConfig struct {
+	DB     string       // the store's name: "sqlite" or "postgres"
+	Logger *slog.Logger // where the outage is logged
+	// Unreachable reports whether an error means that the database cannot
+	// be reached for now (see Err).
+	Unreachable func(error) bool
+	// Probe checks the database; it is called each Interval while an
+	// outage lasts.
+	Probe    func(context.Context) error
+	Interval time.Duration
+}
+
+// NewOutage returns an Outage for one store.
+func NewOutage(cfg OutageConfig) *Outage {
+	return &Outage{db: cfg.DB, log: cfg.Logger, probe: cfg.Probe, unreachable: cfg.Unreachable, every: cfg.Interval, stop: make(chan struct{})}
+}
+
+// Err is how a store returns an error of the operation op: an
+// application error (*ratelab.Error) as it is; one that Unreachable
+// recognizes counted as a failure (Fail) and returned as EUNAVAILABLE;
+// any other with the store's name and op added, as an internal error.
+func (o *Outage) Err(op string, err error) error {
+	var e *ratelab.Error
+	switch {
+	case errors.As(err, &e):
+		return err
+	case o.unreachable(err):
+		return fmt.Errorf("%s: %s: %w", o.db, op, o.Fail(err))
+	}
+	return fmt.Errorf("%s: %s: %w", o.db, op, err)
 }
 
 // Fail records a failure to reach the database and returns it as an

@@ -356,6 +356,7 @@ func (b *builder) sampler(e *element, sc scope) *Sampler {
 	}
 	s.ConnectTimeout = millis(connect)
 	s.ResponseTimeout = millis(response)
+	s.Encoding = e.str("HTTPSampler.contentEncoding")
 	if e.str("HTTPSampler.postBodyRaw") == "true" {
 		for _, a := range args {
 			s.Body += a.Value

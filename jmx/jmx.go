@@ -107,6 +107,7 @@ type Sampler struct {
 	Port      string
 	URLPath   string
 	Body      string // the raw body, when HTTPSampler.postBodyRaw
+	Encoding  string // HTTPSampler.contentEncoding
 	Arguments []Argument
 	Headers   []Header
 	KeepAlive bool

@@ -374,6 +374,20 @@ func requestOf(s *Sampler, env *exprEnv) (load.RequestSpec, []Warning, error) {
 			Message: fmt.Sprintf("Authorization Manager entry for %q is not emulated (only Basic credentials fixed before the run are)", bad.URL)})
 	}
 	r.Body = env.translate(s.Body).text
+	if r.Body != "" && !hasHeader(r.Headers, "Content-Type") {
+		// JMeter's HttpClient 4 sampler labels a raw body it has no
+		// Content-Type header for: a POST as a form, any other method as
+		// text in the sampler's encoding.
+		ct := "application/x-www-form-urlencoded"
+		if r.Method != "POST" {
+			enc := env.translate(s.Encoding).text
+			if enc == "" {
+				enc = "ISO-8859-1"
+			}
+			ct = "text/plain; charset=" + enc
+		}
+		r.Headers = append(r.Headers, load.Header{Name: "Content-Type", Value: ct})
+	}
 	if len(s.Arguments) > 0 {
 		q := make([]string, 0, len(s.Arguments))
 		for _, a := range s.Arguments {

@@ -4,9 +4,11 @@
 //
 // The suite covers every method, isolation between orgs, compare-and-swap
 // semantics, the concurrency properties the HTTP layer relies on (no lost
-// or duplicated version under concurrent writers), bulk updates with
-// partial failure, paging, token expiry, and durability across a close and
-// reopen.
+// or duplicated version under concurrent writers, no deadlock between
+// bulks of the same ids in opposite orders), bulk updates with partial
+// failure, the id and text rules (the same answer on every store, before
+// any query), paging, token expiry and revocation, client management, and
+// durability across a close and reopen.
 package storetest
 
 import (

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -629,5 +630,66 @@ groups:
 		if got(i) != want {
 			t.Errorf("request %d: headers %q, want %q", i, got(i), want)
 		}
+	}
+}
+
+// The example flow runs as documented against a server that answers its
+// routes (its workload shortened, its timers removed).
+func TestFlowExampleRuns(t *testing.T) {
+	mux := http.NewServeMux()
+	var paid, items, cart atomic.Int64
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		fmt.Fprintf(w, `{"token":"t-%s"}`, r.PostForm.Get("user"))
+	})
+	mux.HandleFunc("GET /categories/books", func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer t-") {
+			w.WriteHeader(401)
+		}
+		fmt.Fprint(w, `[{"id":"x1"},{"id":"x2"},{"id":"x3"},{"id":"x4"}]`)
+	})
+	mux.HandleFunc("GET /items/", func(w http.ResponseWriter, r *http.Request) { items.Add(1) })
+	mux.HandleFunc("POST /cart", func(w http.ResponseWriter, r *http.Request) { cart.Add(1) })
+	mux.HandleFunc("POST /pay", func(w http.ResponseWriter, r *http.Request) { paid.Add(1) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {})
+	url := serve(t, mux)
+	src, err := os.ReadFile("../examples/flows/shop.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ParseFlow(src, "../examples/flows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.BaseURL = url
+	users := f.Groups[1]
+	users.Workload = Workload{Threads: 2, Loops: 5}
+	users.Timers = nil
+	rs := runParsedFlow(t, f)
+	for _, r := range rs {
+		if !r.Success() {
+			t.Errorf("%s failed: status %d %s%s", r.Label, r.Status, r.Error, r.Failure)
+		}
+	}
+	// 10 iterations: 3 items each (foreach end 3), checkout on 30 %.
+	if items.Load() != 30 || cart.Load() < 2 || cart.Load() > 4 || paid.Load() != cart.Load() {
+		t.Fatalf("items %d, carts %d, payments %d", items.Load(), cart.Load(), paid.Load())
+	}
+}
+
+func TestFlowInterrupt(t *testing.T) {
+	url := serve(t, &flowServer{})
+	f := &Flow{BaseURL: url, Groups: []*ThreadGroup{{Workload: Workload{Threads: 2, Duration: time.Minute},
+		Steps: []Step{&Loop{Count: -1, Steps: []Step{&Request{URL: "/slow"}}}}}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(150*time.Millisecond, cancel)
+	begin := time.Now()
+	st, err := Run(ctx, Config{Flow: f, Sink: func(*Result) {}})
+	if err != nil || !st.Interrupted || st.Sent == 0 || time.Since(begin) > 2*time.Second {
+		t.Fatalf("err %v, %+v after %v", err, st, time.Since(begin))
+	}
+	f.Groups[0].Workload = Workload{Threads: 1, Loops: 1}
+	if err := f.Validate(); err == nil || !strings.Contains(err.Error(), "unbounded") {
+		t.Fatalf("a loop forever without a duration: %v", err)
 	}
 }

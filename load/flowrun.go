@@ -816,6 +816,10 @@ func (c *compiler) step(s Step, scopes []*Scope, where string) (cstep, error) {
 		steps, err := inner(&s.Scope, s.Steps)
 		return &transaction{tx: s, steps: steps, group: c.fg.g.Name, onErr: c.fg.g.OnSampleError}, err
 	case *Loop:
+		if s.Count < 0 && s.CountExpr == "" && c.fg.g.Workload.Duration <= 0 {
+			// JMeter would loop until stopped by hand; a run must end.
+			return nil, fmt.Errorf("%s: unbounded run refused: a loop forever needs its group's duration", where)
+		}
 		steps, err := inner(&s.Scope, s.Steps)
 		l := &loop{count: s.Count, steps: steps}
 		if s.CountExpr != "" {

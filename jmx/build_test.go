@@ -251,7 +251,8 @@ func TestMoreFunctions(t *testing.T) {
 			t.Errorf("translate(%q) = %q, want %q", in, got, want)
 		}
 	}
-	for cond, want := range map[string]bool{`true`: true, `${__jexl3("a" == "a")}`: true, `${__groovy("${n}".equals("3"))}`: false, `"${n}" !== "2"`: false} {
+	for cond, want := range map[string]bool{`true`: true, `${__jexl3("a" == "a")}`: true, `${__groovy("${n}".equals("3"))}`: false, `"${n}" !== "2"`: false,
+		`${__jexl3(${n} > 1 && ("${n}" != "3" || false))}`: true, `${__groovy(!(${n} <= 2))}`: false} {
 		if v, ok := evalCondition(cond, env); !ok || v != want {
 			t.Errorf("evalCondition(%q) = %v, %v; want %v", cond, v, ok, want)
 		}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"ratelab/load"
 )
 
 // Expressions: JMeter strings hold ${name} variable references and
@@ -215,9 +217,10 @@ func (env *exprEnv) expr(e string, t *translation) string {
 }
 
 // evalCondition evaluates an If Controller condition that is fixed for the
-// whole run: true/false, or the simple comparisons written with __jexl3,
-// __groovy or __javaScript — "A" == "B", A != B, A === B — whose operands
-// are literals, -J properties or user-defined variables. ok is false when
+// whole run: true/false, or the simple conditions written with __jexl3,
+// __groovy or __javaScript — comparisons (==, !=, <, <=, >, >=, ===, !==,
+// .equals) joined by &&, ||, ! and parentheses — whose operands are
+// literals, -J properties or user-defined variables. ok is false when
 // the condition depends on anything that varies during the run.
 func evalCondition(cond string, env *exprEnv) (value, ok bool) {
 	c := strings.TrimSpace(cond)
@@ -234,11 +237,10 @@ func evalCondition(cond string, env *exprEnv) (value, ok bool) {
 		return false, false
 	}
 	text := strings.TrimSpace(tr.text)
-	switch text {
-	case "true":
-		return true, true
-	case "false":
-		return false, true
+	// load.Cond: the comparisons, &&, ||, ! and parentheses the flow
+	// engine evaluates at run time, here once before the run.
+	if v, ok := load.Cond(text); ok {
+		return v, true
 	}
 	for _, op := range []string{"===", "!==", "==", "!=", ".equals("} {
 		l, r, found := strings.Cut(text, op)

@@ -1,4 +1,4 @@
-// Package jmx reads JMeter 5.6 test plans (.jmx files), turns them into
+// Package jmx reads JMeter test plans (.jmx files, JMeter 2.x to 5.6), turns them into
 // ratelab load scenarios, and explains what load they really produce and
 // which of JMeter's traps they fall into.
 //
@@ -8,6 +8,10 @@
 // effective request rate as JMeter runs the plan, the start-up burst and
 // the pitfalls, each with its fix; Scenario and FixedScenario turn the plan
 // into the load engine's scenario, faithful or corrected.
+//
+// Which elements and functions are emulated, and how well real plans fare,
+// is in CORPUS.md; the oracle package under jmx/oracle checks the
+// emulation against a real JMeter 2.13.
 package jmx
 
 import (

@@ -419,7 +419,7 @@ groups:
 		t.Fatalf("counts %v", count)
 	}
 	for _, r := range rs {
-		if r.Label == "GET /main" && r.Group != "main" {
+		if r.Label == "GET /main" && (r.Group != "main" || r.GroupNum != 2) {
 			t.Fatalf("group %q", r.Group)
 		}
 	}

@@ -49,6 +49,7 @@ type flowRun struct {
 type flowGroup struct {
 	run      *flowRun
 	g        *ThreadGroup
+	num      int // from 1, in the flow's order
 	steps    []cstep
 	vars     []compiledVar
 	data     []*csvSource // in scope order: the flow's, then the group's
@@ -209,7 +210,6 @@ func (s *crequest) run(u *user, ctx, stop context.Context) ctl {
 	if res == nil {
 		return ctlDone
 	}
-	res.Group = s.group
 	if res.Status > 0 {
 		for _, e := range s.extract {
 			e.apply(u, res)
@@ -229,6 +229,7 @@ func (s *crequest) run(u *user, ctx, stop context.Context) ctl {
 // hold it and delivers it; it returns what the group's on_sample_error
 // says to do next.
 func (u *user) finish(res *Result, onError SampleErrorAction) ctl {
+	res.Group, res.GroupNum = u.g.g.Name, u.g.num
 	ok := res.Success()
 	u.lastOK = ok
 	u.vars["JMeterThread.last_sample_ok"] = strconv.FormatBool(ok)
@@ -311,7 +312,7 @@ func (s *transaction) run(u *user, ctx, stop context.Context) ctl {
 	end := time.Now()
 	res := &u.w.res
 	*res = Result{Remaining: -1, Thread: u.w.thread, Iteration: u.iter, Label: t.name, Start: t.start,
-		Intended: t.start, Status: 200, BytesIn: t.in, BytesOut: t.out, Transaction: true, Group: s.group,
+		Intended: t.start, Status: 200, BytesIn: t.in, BytesOut: t.out, Transaction: true,
 		ActiveThreads: int(u.w.r.active.Load())}
 	res.Seq = u.w.r.seq.Add(1) - 1
 	if t.parent {
@@ -721,7 +722,7 @@ func compileFlow(f *Flow, run *flowRun) ([]*flowGroup, error) {
 		if len(g.Steps) == 0 {
 			return nil, fmt.Errorf("%s: no steps", where)
 		}
-		fg := &flowGroup{run: run, g: g, data: append([]*csvSource(nil), flowData...)}
+		fg := &flowGroup{run: run, g: g, num: gi + 1, data: append([]*csvSource(nil), flowData...)}
 		for i, d := range g.Data {
 			src, err := loadCSV(d)
 			if err != nil {

@@ -57,8 +57,11 @@ type Result struct {
 
 	// The fields below are set by flows (see Flow) only.
 
-	// Group names the thread group of the user that sent it.
-	Group string `json:"group,omitempty"`
+	// Group names the thread group of the user that sent it, and GroupNum
+	// is that group's place in the flow, from 1 (JMeter's thread name is
+	// "Group GroupNum-Thread").
+	Group    string `json:"group,omitempty"`
+	GroupNum int    `json:"group_num,omitempty"`
 	// Failure says why an assertion failed the sample (or, for a
 	// transaction, how many of its samples failed); a sample with a
 	// Failure is not a success, whatever its status.

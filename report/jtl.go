@@ -25,7 +25,8 @@ const JTLHeader = "timeStamp,elapsed,label,responseCode,responseMessage,threadNa
 //
 // Mapping: timeStamp is the send time (epoch ms); elapsed, Latency
 // (time to first byte), IdleTime (the Retry-After wait before the request)
-// and Connect are whole milliseconds; threadName is "Thread Group 1-N";
+// and Connect are whole milliseconds; threadName is "Thread Group 1-N"
+// (a flow's: its group's name and number, "Users 2-N");
 // a network error gets JMeter's "Non HTTP response code/message" form;
 // failureMessage is a flow's assertion failure, and a flow's transaction
 // sample has an empty code and data type, as JMeter 2.13 writes them.
@@ -78,8 +79,14 @@ func (j *JTLWriter) Write(r *load.Result) error {
 	b = appendCSV(b, code)
 	b = append(b, ',')
 	b = appendCSV(b, msg)
-	b = append(b, ",Thread Group 1-"...)
-	b = strconv.AppendInt(b, int64(r.Thread), 10)
+	b = append(b, ',')
+	if r.Group != "" {
+		// A flow's thread: "Group N-T" as JMeter names it.
+		b = appendCSV(b, r.Group+" "+strconv.Itoa(max(r.GroupNum, 1))+"-"+strconv.Itoa(r.Thread))
+	} else {
+		b = append(b, "Thread Group 1-"...)
+		b = strconv.AppendInt(b, int64(r.Thread), 10)
+	}
 	b = append(b, ',')
 	b = append(b, dataType...)
 	b = append(b, ',')

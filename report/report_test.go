@@ -514,14 +514,14 @@ func TestJTLFlowFields(t *testing.T) {
 	var b bytes.Buffer
 	w := NewJTLWriter(&b)
 	w.Write(&load.Result{Start: t0, Label: "page", Status: 200, Thread: 1, Failure: "Test failed: text expected to contain /ok/"})
-	w.Write(&load.Result{Start: t0, Label: "tx", Status: 200, Thread: 1, Transaction: true,
+	w.Write(&load.Result{Start: t0, Label: "tx", Status: 200, Thread: 3, Group: "Users", GroupNum: 2, Transaction: true,
 		Failure: "Number of samples in transaction : 2, number of failing samples : 1"})
 	w.Flush()
 	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
 	if !strings.Contains(lines[1], ",page,200,OK,Thread Group 1-1,text,false,Test failed: text expected to contain /ok/,") {
 		t.Errorf("assertion line %q", lines[1])
 	}
-	if !strings.Contains(lines[2], `,tx,,"Number of samples in transaction : 2, number of failing samples : 1",Thread Group 1-1,,false,,`) {
+	if !strings.Contains(lines[2], `,tx,,"Number of samples in transaction : 2, number of failing samples : 1",Users 2-3,,false,,`) {
 		t.Errorf("transaction line %q", lines[2])
 	}
 }

@@ -371,7 +371,9 @@ const (
 	AssertResponse AssertKind = iota
 	// AssertDuration fails a sample slower than Duration.
 	AssertDuration
-	// AssertSize compares the response size with Size by Compare.
+	// AssertSize compares the size of the response body with Size by
+	// Compare (JMeter's Size Assertion on the response body; its default,
+	// the full response, also counts the headers).
 	AssertSize
 	// AssertJSON is JMeter's JSON Assertion: Path must exist and, with
 	// Validate, its value must equal Expected (or match it as a regular

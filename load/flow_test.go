@@ -693,3 +693,20 @@ func TestFlowInterrupt(t *testing.T) {
 		t.Fatalf("a loop forever without a duration: %v", err)
 	}
 }
+
+// FuzzCond checks that no text makes Cond panic, and that a comparison
+// and its negation agree.
+func FuzzCond(f *testing.F) {
+	for _, s := range []string{`"a" == "b"`, `1 < 2 && !(3 >= 4)`, `true || false`, `((`, `"x`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		v, ok := Cond(text)
+		if !ok {
+			return
+		}
+		if nv, nok := Cond("!(" + text + ")"); !nok || nv == v {
+			t.Fatalf("Cond(%q) = %v but its negation = %v, %v", text, v, nv, nok)
+		}
+	})
+}

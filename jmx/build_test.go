@@ -2,6 +2,7 @@ package jmx
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -259,5 +260,38 @@ func TestMoreFunctions(t *testing.T) {
 	}
 	if _, ok := evalCondition(`${__jexl3(${__Random(1,2)} == 1)}`, env); ok {
 		t.Error("a random condition was evaluated before the run")
+	}
+}
+
+// TestRecordedExample keeps the README's recorded plan and its flow in step:
+// the plan reads, says what the request list cannot do (the cookie jar, the
+// token), and the flow beside it parses.
+func TestRecordedExample(t *testing.T) {
+	f, err := os.Open("../examples/jmx/recorded.jmx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := Analyze(p, Options{})
+	var msgs []string
+	for _, w := range a.Warnings {
+		if w.Unfaithful {
+			msgs = append(msgs, w.Message)
+		}
+	}
+	all := strings.Join(msgs, "\n")
+	if a.Faithful || !strings.Contains(all, "Cookie Manager") || !strings.Contains(all, "${token}") {
+		t.Errorf("unfaithful warnings: %q", msgs)
+	}
+	flow, isFlow, err := load.ReadFlowFile("../examples/jmx/recorded.yaml")
+	if err != nil || !isFlow {
+		t.Fatalf("recorded.yaml: flow %v, %v", isFlow, err)
+	}
+	if len(flow.Groups) != 1 || flow.Groups[0].Workload.Threads != 5 || flow.Cookies == nil {
+		t.Errorf("recorded.yaml: %+v", flow)
 	}
 }

@@ -118,11 +118,11 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	db.write.SetMaxIdleConns(1)
 	db.write.SetConnMaxLifetime(0)
 	db.write.SetConnMaxIdleTime(0)
-	// Ping opens the write connection first, so that journal_mode=WAL is
-	// set before any reader connects.
-	if err := db.write.PingContext(ctx); err != nil {
+	// Connecting the write pool first sets journal_mode=WAL before any
+	// reader connects.
+	if err := connectWriter(ctx, db.write, cfg.busyTimeout); err != nil {
 		db.write.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		return nil, fmt.Errorf("sqlite: open %s: connect: %w", path, err)
 	}
 	if err := db.migrate(ctx); err != nil {
 		db.write.Close()
@@ -136,13 +136,34 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	db.read.SetMaxIdleConns(cfg.readConns)
 	if err := db.read.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+		return nil, fmt.Errorf("sqlite: open %s: connect to read: %w", path, err)
 	}
 	if db.dummyHash, err = ratelab.HashSecret(ratelab.NewSecret()); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	return db, nil
+}
+
+// connectWriter opens the write pool's connection. Switching a new file
+// to WAL takes an exclusive lock, and SQLite answers SQLITE_BUSY at once,
+// without waiting in its busy handler, while another process does the
+// same: so servers started together on a new file would fail here. It
+// tries again every few milliseconds until the busy timeout has passed.
+func connectWriter(ctx context.Context, write *sql.DB, busyTimeout time.Duration) error {
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := write.PingContext(ctx)
+		var se *sqlitedriver.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != 5 || time.Now().After(deadline) { // 5: SQLITE_BUSY
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // writeDSN is the DSN of the write pool: transactions BEGIN IMMEDIATE,

@@ -99,29 +99,23 @@ func (db *DB) CountClients(ctx context.Context) (int, error) {
 }
 
 // Authenticate returns the client when secret matches its stored hash, and
-// EUNAUTHORIZED otherwise. An unknown id costs the same hash computation
-// as a wrong secret, so response times do not reveal which ids exist.
+// EUNAUTHORIZED otherwise (see sqlstore.Authenticator: an unknown id costs
+// the same hash computation as a wrong secret).
 func (db *DB) Authenticate(ctx context.Context, clientID, secret string) (*ratelab.Client, error) {
-	if !ratelab.ValidID(clientID) {
-		// No query for an id no client can have, but the same hash, so
-		// that the answer takes as long as for any unknown id.
-		ratelab.VerifySecret(db.dummyHash, secret)
-		return nil, ratelab.BadCredentials()
-	}
-	c := &ratelab.Client{ID: clientID}
-	var hash string
-	err := db.pool.QueryRow(ctx, `SELECT org_id, secret_hash, created_at FROM clients WHERE id = $1`,
-		clientID).Scan(&c.OrgID, &hash, &c.CreatedAt)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		ratelab.VerifySecret(db.dummyHash, secret)
-		return nil, ratelab.BadCredentials()
-	case err != nil:
+	c, err := db.auth.Authenticate(clientID, secret, func() (*ratelab.Client, string, bool, error) {
+		c := &ratelab.Client{ID: clientID}
+		var hash string
+		err := db.pool.QueryRow(ctx, `SELECT org_id, secret_hash, created_at FROM clients WHERE id = $1`,
+			clientID).Scan(&c.OrgID, &hash, &c.CreatedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, "", false, nil
+		}
+		c.CreatedAt = c.CreatedAt.UTC()
+		return c, hash, true, err
+	})
+	if err != nil {
 		return nil, db.fail("authenticate", err)
-	case !ratelab.VerifySecret(hash, secret):
-		return nil, ratelab.BadCredentials()
 	}
-	c.CreatedAt = c.CreatedAt.UTC()
 	return c, nil
 }
 

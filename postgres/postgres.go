@@ -69,9 +69,7 @@ type DB struct {
 	now    func() time.Time
 	log    *slog.Logger
 	outage *sqlstore.Outage
-	// dummyHash is verified against when a client id is unknown, so that
-	// Authenticate takes as long for unknown ids as for wrong secrets.
-	dummyHash string
+	auth   *sqlstore.Authenticator
 }
 
 // Option configures Open.
@@ -129,7 +127,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: migrate: %w", err)
 	}
-	if db.dummyHash, err = ratelab.HashSecret(ratelab.NewSecret()); err != nil {
+	if db.auth, err = sqlstore.NewAuthenticator(); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}

@@ -100,30 +100,24 @@ func (db *DB) CountClients(ctx context.Context) (int, error) {
 }
 
 // Authenticate returns the client when secret matches its stored hash, and
-// EUNAUTHORIZED otherwise. An unknown id costs the same hash computation
-// as a wrong secret, so response times do not reveal which ids exist.
+// EUNAUTHORIZED otherwise (see sqlstore.Authenticator: an unknown id costs
+// the same hash computation as a wrong secret).
 func (db *DB) Authenticate(ctx context.Context, clientID, secret string) (*ratelab.Client, error) {
-	if !ratelab.ValidID(clientID) {
-		// No query for an id no client can have, but the same hash, so
-		// that the answer takes as long as for any unknown id.
-		ratelab.VerifySecret(db.dummyHash, secret)
-		return nil, ratelab.BadCredentials()
-	}
-	c := &ratelab.Client{ID: clientID}
-	var hash string
-	var created int64
-	err := db.read.QueryRowContext(ctx, `SELECT org_id, secret_hash, created_at FROM clients WHERE id = ?`,
-		clientID).Scan(&c.OrgID, &hash, &created)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		ratelab.VerifySecret(db.dummyHash, secret)
-		return nil, ratelab.BadCredentials()
-	case err != nil:
+	c, err := db.auth.Authenticate(clientID, secret, func() (*ratelab.Client, string, bool, error) {
+		c := &ratelab.Client{ID: clientID}
+		var hash string
+		var created int64
+		err := db.read.QueryRowContext(ctx, `SELECT org_id, secret_hash, created_at FROM clients WHERE id = ?`,
+			clientID).Scan(&c.OrgID, &hash, &created)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, "", false, nil
+		}
+		c.CreatedAt = fromMicros(created)
+		return c, hash, true, err
+	})
+	if err != nil {
 		return nil, db.fail("authenticate", err)
-	case !ratelab.VerifySecret(hash, secret):
-		return nil, ratelab.BadCredentials()
 	}
-	c.CreatedAt = fromMicros(created)
 	return c, nil
 }
 

@@ -59,9 +59,7 @@ type DB struct {
 	log   *slog.Logger
 	// outage logs the database's unavailability once, not per request.
 	outage *sqlstore.Outage
-	// dummyHash is verified against when a client id is unknown, so that
-	// Authenticate takes as long for unknown ids as for wrong secrets.
-	dummyHash string
+	auth   *sqlstore.Authenticator
 }
 
 // Option configures Open.
@@ -138,7 +136,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: open %s: connect to read: %w", path, err)
 	}
-	if db.dummyHash, err = ratelab.HashSecret(ratelab.NewSecret()); err != nil {
+	if db.auth, err = sqlstore.NewAuthenticator(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}

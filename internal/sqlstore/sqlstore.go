@@ -1,6 +1,7 @@
 // Package sqlstore holds what the SQL stores (sqlite, postgres) do alike
 // above their SQL dialects: applying a bulk of script updates inside one
-// transaction, one savepoint per item, in a deadlock-free order; and
+// transaction, one savepoint per item, in a deadlock-free order; the one
+// policy for checking a client secret (Authenticator); and
 // Outage, which turns failures to reach the database into EUNAVAILABLE
 // errors and logs an outage once, not once per request.
 package sqlstore

@@ -105,7 +105,7 @@ func TestPageLimitOffset(t *testing.T) {
 	}{
 		{ratelab.Page{}, 25, 0, true},
 		{ratelab.Page{Size: 10, Number: 3}, 10, 20, true},
-		{ratelab.Page{Size: 10_000, Number: 2}, 500, 500, true},
+		{ratelab.Page{Size: 10_000, Number: 2}, ratelab.MaxPageSize, ratelab.MaxPageSize, true},
 		{ratelab.Page{Size: 1, Number: math.MaxInt}, 1, 0, false},
 	} {
 		l, o, ok := c.page.LimitOffset()

@@ -9,13 +9,17 @@ import (
 // SQLite and PostgreSQL answer alike; the conformance suite in
 // internal/storetest checks them on both.
 
-// Paging defaults and bounds for listings.
+// Paging defaults and bounds for listings, the same in the API (which
+// rejects a pageSize above MaxPageSize) and in storage (which clamps to
+// it). The maximum is 100 because a script's text may be 256 KiB: a page
+// of 100 is at most about 25 MiB of JSON, one of 500 would be 128 MiB.
 const (
 	DefaultPageSize = 25
-	MaxPageSize     = 500
+	MaxPageSize     = 100
 )
 
-// LimitOffset applies the paging defaults (size 25, at most 500; page 1)
+// LimitOffset applies the paging defaults (size DefaultPageSize, at most
+// MaxPageSize; page 1)
 // and returns the LIMIT and OFFSET of the page. ok is false when the page
 // lies beyond any possible row.
 func (p Page) LimitOffset() (limit, offset int64, ok bool) {

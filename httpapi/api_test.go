@@ -214,7 +214,12 @@ func testScriptsCRUD(t *testing.T, lf limiterFactory) {
 	if got := e.script(r); got.ID != "my-script.v1" || got.Version != 1 || r.header.Get("Location") == "" {
 		t.Fatalf("put-create %s", r.body)
 	}
-	e.do("PUT", "/api/v2/architect/scripts/bad%20id", tok, map[string]any{"name": "x"}).want(422)
+	// An id that fails the id rule names no script that can exist: 404 in
+	// a path, for every method.
+	for _, m := range []string{"GET", "PUT", "DELETE"} {
+		e.do(m, "/api/v2/architect/scripts/bad%20id", tok, map[string]any{"name": "x"}).want(404).errBody()
+	}
+	e.do("GET", "/api/v2/architect/scripts/bad%20id/versions", tok, nil).want(404).errBody()
 
 	// Versions, newest first.
 	r = e.do("GET", path+"/versions?pageSize=2", tok, nil).want(200).hasLimitHeaders()
@@ -456,12 +461,14 @@ func testBulk(t *testing.T, lf limiterFactory) {
 	e := newEnv(t, lf, options{clock: clk})
 	tok := e.token(e.client("acme"))
 	e.do("PUT", "/api/v2/architect/scripts/a", tok, map[string]any{"name": "a"}).want(201)
+	e.do("PUT", "/api/v2/architect/scripts/e", tok, map[string]any{"name": "e"}).want(201)
+	e.do("PUT", "/api/v2/architect/scripts/e", tok, map[string]any{"name": "e"}).want(200)
 
 	items := []map[string]any{
 		{"id": "a", "name": "a2", "text": "x"},              // update → 200, v2
 		{"id": "b", "name": "b1"},                           // create → 201
 		{"id": "c", "name": ""},                             // 422
-		{"id": "a", "name": "a3", "version": 1},             // version mismatch (a is at 2 now) → 409
+		{"id": "e", "name": "e3", "version": 1},             // version mismatch (e is at 2) → 409
 		{"id": "bad id", "name": "x"},                       // 422
 		{"id": "d", "name": "d", "text": "t", "version": 3}, // unknown with version → 409
 	}
@@ -481,10 +488,23 @@ func testBulk(t *testing.T, lf limiterFactory) {
 		}
 		got = append(got, s)
 	}
-	want := "a:200:v2 b:201:v1 c:422:unprocessable a:409:conflict bad id:422:unprocessable d:409:conflict"
+	want := "a:200:v2 b:201:v1 c:422:unprocessable e:409:conflict bad id:422:unprocessable d:409:conflict"
 	if strings.Join(got, " ") != want || br.Succeeded != 2 || br.Failed != 4 {
 		t.Fatalf("results %q (succeeded %d, failed %d), want %q", strings.Join(got, " "), br.Succeeded, br.Failed, want)
 	}
+
+	// Duplicate ids would write one script many times for one unit of its
+	// per-script tier: the bulk is a 422 naming them, and nothing is written.
+	var dups []map[string]any
+	for i := range 50 {
+		dups = append(dups, map[string]any{"id": "dup", "name": fmt.Sprint("v", i)})
+	}
+	dups = append(dups[:48], map[string]any{"id": "x", "name": "x"}, map[string]any{"id": "x", "name": "x"})
+	b := e.do("POST", "/api/v2/architect/scripts/bulk", tok, map[string]any{"scripts": dups}).want(422).hasLimitHeaders().errBody()
+	if !strings.Contains(b.Message, `repeated: "dup", "x"`) {
+		t.Fatalf("duplicate bulk: %+v", b)
+	}
+	e.do("GET", "/api/v2/architect/scripts/dup", tok, nil).want(404)
 
 	// A bulk counts once against the request tiers and once per distinct
 	// script against the per-script tier: 50 scripts in one request.

@@ -42,7 +42,7 @@
 //	                                                     credentials (by remote address)
 //	script-writes             20/s    40     org         POST, PUT, DELETE of scripts, and bulk
 //	script-writes-per-script  2/s     4      org+script  the same, per script id; a bulk request
-//	                                                     costs 1 for each distinct script in it
+//	                                                     costs 1 for each script in it (each id once)
 //
 // A bulk request (POST /api/v2/architect/scripts/bulk, up to 50 updates)
 // counts once against org-requests, client-requests and script-writes, so

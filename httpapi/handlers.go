@@ -13,9 +13,6 @@ import (
 	"ratelab/wire"
 )
 
-// maxIDLen bounds a script id chosen by a client (PUT to an unknown id).
-const maxIDLen = 100
-
 // authenticate returns the client of the request's bearer token.
 func (s *Server) authenticate(r *http.Request) (*ratelab.Client, error) {
 	h := r.Header.Get("Authorization")
@@ -59,8 +56,10 @@ func (s *Server) prepareToken(c *call) error {
 	} else {
 		c.tokenClient = c.r.PostForm.Get("client_id")
 	}
-	if len(c.tokenClient) > maxIDLen {
-		c.tokenClient = c.tokenClient[:maxIDLen]
+	if !ratelab.ValidID(c.tokenClient) {
+		// No client has such an id: the request is keyed by its address,
+		// and Authenticate answers 401 without a query.
+		c.tokenClient = ""
 	}
 	return nil
 }
@@ -139,7 +138,11 @@ func (s *Server) handleCreateScript(c *call) error {
 }
 
 func (s *Server) handleGetScript(c *call) error {
-	sc, err := s.scripts.FindScript(c.r.Context(), c.client.OrgID, c.r.PathValue("scriptId"))
+	id, err := pathScriptID(c)
+	if err != nil {
+		return err
+	}
+	sc, err := s.scripts.FindScript(c.r.Context(), c.client.OrgID, id)
 	if err != nil {
 		return err
 	}
@@ -147,23 +150,34 @@ func (s *Server) handleGetScript(c *call) error {
 	return nil
 }
 
-// validID checks a script id a client chooses: 1–100 bytes of letters,
-// digits, '-', '_' and '.'.
-func validID(id string) error {
+// pathScriptID returns the script id of the request's path. An id that
+// fails the id rule (ratelab.ValidID) names no script that can exist:
+// ENOTFOUND, before any query, for every method alike.
+func pathScriptID(c *call) (string, error) {
+	id := c.r.PathValue("scriptId")
 	if !ratelab.ValidID(id) {
-		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "id must be 1 to %d characters of letters, digits, '-', '_' and '.'.", maxIDLen)
+		return "", ratelab.ScriptNotFound(id)
 	}
-	return nil
+	return id, nil
+}
+
+// bodyVersion returns the compare-and-swap version of a body's "version"
+// (0 without one): a version given must be at least 1.
+func bodyVersion(v *int64) (int64, error) {
+	switch {
+	case v == nil:
+		return 0, nil
+	case *v < 1:
+		return 0, ratelab.Errorf(ratelab.EUNPROCESSABLE, "version must be at least 1.")
+	}
+	return *v, nil
 }
 
 // preparePathScript names the script of a PUT or DELETE for the
 // per-script tier.
 func (s *Server) preparePathScript(c *call) error {
-	id := c.r.PathValue("scriptId")
-	if err := validID(id); err != nil {
-		if c.r.Method == http.MethodDelete {
-			return ratelab.Errorf(ratelab.ENOTFOUND, "Script not found.")
-		}
+	id, err := pathScriptID(c)
+	if err != nil {
 		return err
 	}
 	c.scriptIDs = append(c.scriptIDs[:0], id)
@@ -204,15 +218,16 @@ func (s *Server) handlePutScript(c *call) error {
 	if err := ratelab.ValidateScript(body.Name, body.Text); err != nil {
 		return err
 	}
-	if body.Version != nil && *body.Version < 1 {
-		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "version must be at least 1.")
+	version, err := bodyVersion(body.Version)
+	if err != nil {
+		return err
 	}
 	upd := ratelab.ScriptUpdate{ID: id, Name: body.Name, Text: body.Text, ClientID: c.client.ID}
 	ifMatch, hasIfMatch := parseIfMatch(c.r.Header.Get("If-Match"))
 	conflictCode := ratelab.ECONFLICT
 	if hasIfMatch {
 		conflictCode = ratelab.EPRECONDITION
-		if ifMatch <= 0 || body.Version != nil && *body.Version != ifMatch {
+		if ifMatch <= 0 || version != 0 && version != ifMatch {
 			// "*", a tag that can never match, or a body version that
 			// disagrees with If-Match: the current version decides which
 			// precondition failed.
@@ -229,12 +244,12 @@ func (s *Server) handlePutScript(c *call) error {
 				return ratelab.Errorf(ratelab.EPRECONDITION, "If-Match %s does not match the current version %d.", c.r.Header.Get("If-Match"), cur.Version)
 			default:
 				c.w.Header().Set("ETag", etag(cur.Version))
-				return ratelab.Errorf(ratelab.ECONFLICT, "version %d in the body does not match the current version %d.", *body.Version, cur.Version)
+				return ratelab.Errorf(ratelab.ECONFLICT, "version %d in the body does not match the current version %d.", version, cur.Version)
 			}
 		}
 		upd.IfVersion = ifMatch
-	} else if body.Version != nil {
-		upd.IfVersion = *body.Version
+	} else {
+		upd.IfVersion = version
 	}
 	sc, created, err := s.scripts.PutScript(ctx, orgID, upd)
 	if ratelab.ErrorCode(err) == ratelab.ECONFLICT {
@@ -276,11 +291,15 @@ func (s *Server) handleDeleteScript(c *call) error {
 }
 
 func (s *Server) handleVersions(c *call) error {
+	id, err := pathScriptID(c)
+	if err != nil {
+		return err
+	}
 	p, err := pageParams(c.r)
 	if err != nil {
 		return err
 	}
-	list, total, err := s.scripts.ScriptVersions(c.r.Context(), c.client.OrgID, c.r.PathValue("scriptId"), p)
+	list, total, err := s.scripts.ScriptVersions(c.r.Context(), c.client.OrgID, id, p)
 	if err != nil {
 		return err
 	}
@@ -289,7 +308,7 @@ func (s *Server) handleVersions(c *call) error {
 }
 
 // prepareBulk decodes the bulk body before the limiter, which charges one
-// unit to the per-script tier of every distinct script in it.
+// unit to the per-script tier of every script in it; an id may appear once.
 func (s *Server) prepareBulk(c *call) error {
 	var body wire.BulkRequest
 	if err := decodeJSON(c.w, c.r, &body); err != nil {
@@ -302,12 +321,23 @@ func (s *Server) prepareBulk(c *call) error {
 		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "scripts holds %d updates; at most %d allowed.", n, wire.MaxBulkItems)
 	}
 	c.bulk = &body
-	seen := make(map[string]bool, len(body.Scripts))
+	// One item per script: the per-script tier is charged once per id, so
+	// duplicates would write a script several times for the price of one
+	// (and their order within one transaction is no contract to rely on).
+	seen := make(map[string]int, len(body.Scripts))
+	var dups []string
 	for _, it := range body.Scripts {
-		if validID(it.ID) == nil && !seen[it.ID] {
-			seen[it.ID] = true
+		seen[it.ID]++
+		switch n := seen[it.ID]; {
+		case n == 2:
+			dups = append(dups, strconv.Quote(it.ID))
+		case n == 1 && ratelab.ValidID(it.ID):
 			c.scriptIDs = append(c.scriptIDs, it.ID)
 		}
+	}
+	if dups != nil {
+		c.scriptIDs = c.scriptIDs[:0]
+		return ratelab.Errorf(ratelab.EUNPROCESSABLE, "scripts: each id may appear once; repeated: %s.", strings.Join(dups, ", "))
 	}
 	return nil
 }
@@ -319,20 +349,14 @@ func (s *Server) handleBulk(c *call) error {
 	var idx []int
 	for i, it := range items {
 		results[i].ID = it.ID
-		err := validID(it.ID)
+		version, err := bodyVersion(it.Version)
+		upd := ratelab.ScriptUpdate{ID: it.ID, Name: it.Name, Text: it.Text, IfVersion: version, ClientID: c.client.ID}
 		if err == nil {
-			err = ratelab.ValidateScript(it.Name, it.Text)
-		}
-		if err == nil && it.Version != nil && *it.Version < 1 {
-			err = ratelab.Errorf(ratelab.EUNPROCESSABLE, "version must be at least 1.")
+			err = ratelab.ValidateUpdate(upd)
 		}
 		if err != nil {
 			setBulkError(&results[i], err)
 			continue
-		}
-		upd := ratelab.ScriptUpdate{ID: it.ID, Name: it.Name, Text: it.Text, ClientID: c.client.ID}
-		if it.Version != nil {
-			upd.IfVersion = *it.Version
 		}
 		upds = append(upds, upd)
 		idx = append(idx, i)
@@ -396,7 +420,7 @@ func (s *Server) handleRateLimits(c *call) error {
 	ps := s.policies.Load()
 	var scriptIDs []string
 	if id := c.r.URL.Query().Get("scriptId"); id != "" {
-		if err := validID(id); err != nil {
+		if err := ratelab.ValidateID("scriptId", id); err != nil {
 			return err
 		}
 		scriptIDs = []string{id}

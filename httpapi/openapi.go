@@ -30,7 +30,7 @@ func OpenAPI() map[string]any {
 		404: "Not found (another org's script is not found either)",
 		409: "version in the body does not match the current version",
 		412: "If-Match does not match the current version",
-		413: "Body larger than 512000 bytes",
+		413: "Body larger than " + strconv.Itoa(MaxBodyBytes) + " bytes",
 		415: "Wrong Content-Type",
 		422: "Empty name, oversized text, bad id or too many items",
 		429: "Rate limited: the body names the policy; Retry-After says when to retry",
@@ -50,8 +50,8 @@ func OpenAPI() map[string]any {
 		}
 		if rt.response == "ScriptPage" || rt.response == "VersionPage" {
 			params = append(params,
-				obj{"name": "pageSize", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": 100, "default": 25}},
-				obj{"name": "pageNumber", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "default": 1}})
+				obj{"name": "pageSize", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": ratelab.MaxPageSize, "default": ratelab.DefaultPageSize}},
+				obj{"name": "pageNumber", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": maxPageNumber, "default": 1}})
 		}
 		if rt.method == "PUT" {
 			params = append(params, obj{"name": "If-Match", "in": "header", "schema": obj{"type": "string"}, "description": `The script's ETag, "<version>": makes the write a compare-and-swap.`})

@@ -108,21 +108,26 @@ type call struct {
 	bulk        *wire.BulkRequest
 }
 
-// pageParams reads pageSize (1–100, default 25) and pageNumber (from 1).
+// maxPageNumber bounds pageNumber, so that an offset stays far from
+// overflowing.
+const maxPageNumber = 1_000_000
+
+// pageParams reads pageSize (1 to ratelab.MaxPageSize, default
+// ratelab.DefaultPageSize) and pageNumber (from 1).
 func pageParams(r *http.Request) (ratelab.Page, error) {
-	p := ratelab.Page{Size: 25, Number: 1}
+	p := ratelab.Page{Size: ratelab.DefaultPageSize, Number: 1}
 	q := r.URL.Query()
 	if v := q.Get("pageSize"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100 {
-			return p, ratelab.Errorf(ratelab.EINVALID, "pageSize must be a whole number from 1 to 100.")
+		if err != nil || n < 1 || n > ratelab.MaxPageSize {
+			return p, ratelab.Errorf(ratelab.EINVALID, "pageSize must be a whole number from 1 to %d.", ratelab.MaxPageSize)
 		}
 		p.Size = n
 	}
 	if v := q.Get("pageNumber"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1_000_000 {
-			return p, ratelab.Errorf(ratelab.EINVALID, "pageNumber must be a whole number from 1.")
+		if err != nil || n < 1 || n > maxPageNumber {
+			return p, ratelab.Errorf(ratelab.EINVALID, "pageNumber must be a whole number from 1 to %d.", maxPageNumber)
 		}
 		p.Number = n
 	}

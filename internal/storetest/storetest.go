@@ -748,7 +748,7 @@ func (s *suite) testPaging(t *testing.T) {
 		{ratelab.Page{Size: 0, Number: 1}, want},
 		{ratelab.Page{Size: -5, Number: -5}, want},
 		{ratelab.Page{Size: 10_000, Number: 1}, want},
-		{ratelab.Page{Size: 500, Number: 1 << 62}, nil},
+		{ratelab.Page{Size: ratelab.MaxPageSize, Number: 1 << 62}, nil},
 	} {
 		list, total, err := st.FindScripts(ctx, org.ID, tc.page)
 		if err != nil || total != 7 || strings.Join(ids(list), ",") != strings.Join(tc.want, ",") {
@@ -772,11 +772,12 @@ func (s *suite) testPaging(t *testing.T) {
 		}
 	}
 	all, total, err := st.ScriptVersions(ctx, org.ID, want[1], ratelab.Page{Size: 10_000})
-	if err != nil || total != n || len(all) != 500 {
-		t.Fatalf("ScriptVersions(size 10000) = %d items of %d, %v; want 500 (the cap) of %d", len(all), total, err, n)
+	const end = ratelab.MaxPageSize - 1
+	if err != nil || total != n || len(all) != ratelab.MaxPageSize {
+		t.Fatalf("ScriptVersions(size 10000) = %d items of %d, %v; want %d (the cap) of %d", len(all), total, err, ratelab.MaxPageSize, n)
 	}
-	if all[0].Version != n || all[499].Version != n-499 {
-		t.Fatalf("ScriptVersions order: first %d last %d; want %d..%d newest first", all[0].Version, all[499].Version, n, n-499)
+	if all[0].Version != n || all[end].Version != n-end {
+		t.Fatalf("ScriptVersions order: first %d last %d; want %d..%d newest first", all[0].Version, all[end].Version, n, n-end)
 	}
 	def, _, err := st.ScriptVersions(ctx, org.ID, want[1], ratelab.Page{})
 	if err != nil || len(def) != 25 || def[0].Version != n {
@@ -1126,7 +1127,7 @@ func checkDenseVersions(t *testing.T, st Store, orgID, id string, n int64) []*ra
 	ctx := context.Background()
 	var all []*ratelab.ScriptVersion
 	for page := 1; ; page++ {
-		vs, total, err := st.ScriptVersions(ctx, orgID, id, ratelab.Page{Size: 500, Number: page})
+		vs, total, err := st.ScriptVersions(ctx, orgID, id, ratelab.Page{Size: ratelab.MaxPageSize, Number: page})
 		if err != nil {
 			t.Fatalf("ScriptVersions: %v", err)
 		}
@@ -1134,7 +1135,7 @@ func checkDenseVersions(t *testing.T, st Store, orgID, id string, n int64) []*ra
 			t.Fatalf("ScriptVersions total = %d, want %d", total, n)
 		}
 		all = append(all, vs...)
-		if len(vs) < 500 {
+		if len(vs) < ratelab.MaxPageSize {
 			break
 		}
 	}

@@ -197,16 +197,22 @@ func testScriptsCRUD(t *testing.T, lf limiterFactory) {
 		t.Fatalf("412 body %+v", b)
 	}
 	e.do("PUT", path, tok, map[string]any{"name": "g", "text": "x"}, "If-Match", `W/"3", "9"`).want(200) // → 4
-	e.do("PUT", path, tok, map[string]any{"name": "g", "text": "x"}, "If-Match", "*").want(200)          // → 5
+	// A list matches when any of its tags does (RFC 9110), not only the
+	// first; a list none of whose tags matches is a 412.
+	e.do("PUT", path, tok, map[string]any{"name": "g", "text": "x"}, "If-Match", `"1", "9"`).want(412)
+	e.do("PUT", path, tok, map[string]any{"name": "g", "text": "x"}, "If-Match", `"9", W/"4"`).want(200) // → 5
+	e.do("PUT", path, tok, map[string]any{"name": "g", "text": "x"}, "If-Match", "*").want(200)          // → 6
+	e.do("PUT", path, tok, map[string]any{"name": "g", "text": "x", "version": 6}).want(200)             // → 7; "*" did write
+	e.do("PUT", path, tok, map[string]any{"name": "g", "text": "x"}, "If-Match", `"1", "5"`).want(412)
 	e.do("PUT", "/api/v2/architect/scripts/nope", tok, map[string]any{"name": "g"}, "If-Match", "*").want(412)
-	// Body version: match → 6; mismatch → 409.
-	e.do("PUT", path, tok, map[string]any{"name": "g", "text": "6", "version": 5}).want(200)
-	b = e.do("PUT", path, tok, map[string]any{"name": "g", "text": "x", "version": 5}).want(409).errBody()
-	if b.Code != ratelab.ECONFLICT || !strings.Contains(b.Message, "current version 6") {
+	// Body version: match → 8; mismatch → 409.
+	e.do("PUT", path, tok, map[string]any{"name": "g", "text": "6", "version": 7}).want(200)
+	b = e.do("PUT", path, tok, map[string]any{"name": "g", "text": "x", "version": 7}).want(409).errBody()
+	if b.Code != ratelab.ECONFLICT || !strings.Contains(b.Message, "current version 8") {
 		t.Fatalf("409 body %+v", b)
 	}
 	// Both: If-Match right, body wrong → 409; If-Match wrong → 412.
-	e.do("PUT", path, tok, map[string]any{"name": "g", "version": 2}, "If-Match", `"6"`).want(409)
+	e.do("PUT", path, tok, map[string]any{"name": "g", "version": 2}, "If-Match", `"8"`).want(409)
 	e.do("PUT", path, tok, map[string]any{"name": "g", "version": 6}, "If-Match", `"2"`).want(412)
 
 	// PUT on an unknown id creates it.
@@ -225,7 +231,7 @@ func testScriptsCRUD(t *testing.T, lf limiterFactory) {
 	r = e.do("GET", path+"/versions?pageSize=2", tok, nil).want(200).hasLimitHeaders()
 	var vp wire.Page[ratelab.ScriptVersion]
 	r.decode(&vp)
-	if vp.Total != 6 || len(vp.Entities) != 2 || vp.Entities[0].Version != 6 || vp.Entities[1].Version != 5 || vp.PageCount != 3 {
+	if vp.Total != 8 || len(vp.Entities) != 2 || vp.Entities[0].Version != 8 || vp.Entities[1].Version != 7 || vp.PageCount != 4 {
 		t.Fatalf("versions %s", r.body)
 	}
 
@@ -282,6 +288,16 @@ func testBadInput(t *testing.T, lf limiterFactory) {
 		"root":            {"GET", "/", nil, nil, 404, "No route"},
 		"wrong method":    {"PATCH", p + "/s1", `{}`, []string{"Content-Type", "application/json"}, 405, "allowed: DELETE, GET, HEAD, PUT"},
 		"wrong method 2":  {"DELETE", "/api/v2/users", nil, nil, 405, "Method DELETE is not allowed"},
+		// Issue 11 items 2 and 3: what is stored is what was sent, and an id
+		// that fails the id rule names nothing, before any query.
+		"invalid UTF-8 POST":   {"POST", p, "{\"name\":\"a\",\"text\":\"a\xffb\"}", []string{"Content-Type", "application/json"}, 400, "invalid UTF-8 at byte 21"},
+		"invalid UTF-8 PUT":    {"PUT", p + "/s1", "{\"name\":\"\xc3\"}", []string{"Content-Type", "application/json"}, 400, "invalid UTF-8 at byte 9"},
+		"invalid UTF-8 bulk":   {"POST", p + "/bulk", "{\"scripts\":[{\"id\":\"a\",\"name\":\"\xed\xa0\x80\"}]}", []string{"Content-Type", "application/json"}, 400, "invalid UTF-8"},
+		"NUL in text":          {"PUT", p + "/s1", map[string]any{"name": "a", "text": "a\x00b"}, nil, 422, "text"},
+		"dot-dot id PUT":       {"PUT", p + "/%2e%2e", map[string]any{"name": "a"}, nil, 404, "not found"},
+		"dot id GET":           {"GET", p + "/%2e", nil, nil, 404, "not found"},
+		"NUL id versions":      {"GET", p + "/a%00b/versions", nil, nil, 404, "not found"},
+		"invalid UTF-8 id GET": {"GET", p + "/%ff", nil, nil, 404, "not found"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := e.do(tc.method, tc.path, tok, tc.body, tc.hdr...).want(tc.status).hasLimitHeaders()

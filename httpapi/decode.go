@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"ratelab"
 )
@@ -36,8 +38,28 @@ func checkContentType(ct, want string) error {
 // unknown fields and trailing data. Every error is an *ratelab.Error: 413
 // for a body over the limit, 400 otherwise, with a message that says what
 // is wrong and where.
+//
+// Invalid UTF-8 is a 400 as well: encoding/json would silently replace it
+// with U+FFFD, so what is stored would not be what was sent.
 func decodeBody(body io.Reader, v any) error {
-	dec := json.NewDecoder(body)
+	data, err := io.ReadAll(body)
+	if maxErr := (*http.MaxBytesError)(nil); errors.As(err, &maxErr) {
+		return ratelab.Errorf(ratelab.ETOOLARGE, "Request body is larger than %d bytes.", maxErr.Limit)
+	} else if err != nil {
+		return ratelab.Errorf(ratelab.EINVALID, "Reading the request body failed: %v.", err)
+	}
+	if !utf8.Valid(data) {
+		at := 0
+		for at < len(data) {
+			r, n := utf8.DecodeRune(data[at:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			at += n
+		}
+		return ratelab.Errorf(ratelab.EINVALID, "Malformed JSON: invalid UTF-8 at byte %d.", at)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err, dec)

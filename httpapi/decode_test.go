@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -58,15 +59,23 @@ func FuzzDecodeBody(f *testing.F) {
 
 func TestParseIfMatch(t *testing.T) {
 	for h, want := range map[string]struct {
-		v  int64
+		m  string
 		ok bool
 	}{
-		``: {0, false}, `"3"`: {3, true}, `W/"4"`: {4, true}, `*`: {-1, true}, `"x"`: {0, true},
-		`"0"`: {0, true}, `3`: {0, true}, `"a", "7"`: {7, true}, ` "5" `: {5, true},
+		``: {"", false}, `"3"`: {"[3]", true}, `W/"4"`: {"[4]", true}, `*`: {"*", true}, `"x"`: {"[]", true},
+		`"0"`: {"[]", true}, `3`: {"[]", true}, `"a", "7"`: {"[7]", true}, ` "5" `: {"[5]", true},
+		`"9", W/"5", "2"`: {"[9 5 2]", true},
 	} {
-		v, ok := parseIfMatch(h)
-		if v != want.v || ok != want.ok {
-			t.Errorf("parseIfMatch(%q) = %d, %v; want %d, %v", h, v, ok, want.v, want.ok)
+		m, ok := parseIfMatch(h)
+		got := fmt.Sprint(m.versions)
+		if m.any {
+			got = "*"
+		}
+		if !ok {
+			got = ""
+		}
+		if got != want.m || ok != want.ok {
+			t.Errorf("parseIfMatch(%q) = %s, %v; want %s, %v", h, got, ok, want.m, want.ok)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -184,27 +185,46 @@ func (s *Server) preparePathScript(c *call) error {
 	return nil
 }
 
-// parseIfMatch reads an If-Match header: a version ETag ("3", W/"3") or
-// "*". ok is false without the header; version is -1 for "*" and 0 for a
-// tag that can never match.
-func parseIfMatch(h string) (version int64, ok bool) {
+// ifMatch is a parsed If-Match header (RFC 9110 §13.1.1): "*", or a list
+// of entity tags of which any may match. A script's ETag is "<version>";
+// a weak tag compares like the strong one, and a tag that is no version
+// of ours can never match.
+type ifMatch struct {
+	any      bool
+	versions []int64
+}
+
+// parseIfMatch reads an If-Match header; ok is false without one.
+func parseIfMatch(h string) (m ifMatch, ok bool) {
 	h = strings.TrimSpace(h)
 	if h == "" {
-		return 0, false
+		return m, false
 	}
 	if h == "*" {
-		return -1, true
+		return ifMatch{any: true}, true
 	}
 	for tag := range strings.SplitSeq(h, ",") {
 		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
 		if len(tag) >= 2 && tag[0] == '"' && tag[len(tag)-1] == '"' {
 			if v, err := strconv.ParseInt(tag[1:len(tag)-1], 10, 64); err == nil && v > 0 {
-				return v, true
+				m.versions = append(m.versions, v)
 			}
 		}
 	}
-	return 0, true
+	return m, true
 }
+
+// single returns the one version the header names, when it names exactly
+// one.
+func (m ifMatch) single() (int64, bool) {
+	if m.any || len(m.versions) != 1 {
+		return 0, false
+	}
+	return m.versions[0], true
+}
+
+// matches reports whether a script at version v satisfies the header.
+func (m ifMatch) matches(v int64) bool { return m.any || slices.Contains(m.versions, v) }
 
 func (s *Server) handlePutScript(c *call) error {
 	ctx, orgID, id := c.r.Context(), c.client.OrgID, c.r.PathValue("scriptId")
@@ -223,31 +243,32 @@ func (s *Server) handlePutScript(c *call) error {
 		return err
 	}
 	upd := ratelab.ScriptUpdate{ID: id, Name: body.Name, Text: body.Text, ClientID: c.client.ID}
-	ifMatch, hasIfMatch := parseIfMatch(c.r.Header.Get("If-Match"))
+	im, hasIfMatch := parseIfMatch(c.r.Header.Get("If-Match"))
 	conflictCode := ratelab.ECONFLICT
 	if hasIfMatch {
 		conflictCode = ratelab.EPRECONDITION
-		if ifMatch <= 0 || version != 0 && version != ifMatch {
-			// "*", a tag that can never match, or a body version that
-			// disagrees with If-Match: the current version decides which
-			// precondition failed.
+		want, one := im.single()
+		if !one || version != 0 && version != want {
+			// "*", a list, no usable tag, or a body version that disagrees
+			// with If-Match: the current version decides which
+			// precondition failed, and the write is then a compare-and-swap
+			// on it, so a write in between still fails it.
 			cur, err := s.scripts.FindScript(ctx, orgID, id)
 			switch {
 			case ratelab.ErrorCode(err) == ratelab.ENOTFOUND:
 				return ratelab.Errorf(ratelab.EPRECONDITION, "If-Match %s: the script does not exist.", c.r.Header.Get("If-Match"))
 			case err != nil:
 				return err
-			case ifMatch == -1:
-				ifMatch = cur.Version
-			case ifMatch != cur.Version:
+			case !im.matches(cur.Version):
 				c.w.Header().Set("ETag", etag(cur.Version))
 				return ratelab.Errorf(ratelab.EPRECONDITION, "If-Match %s does not match the current version %d.", c.r.Header.Get("If-Match"), cur.Version)
-			default:
+			case version != 0 && version != cur.Version:
 				c.w.Header().Set("ETag", etag(cur.Version))
 				return ratelab.Errorf(ratelab.ECONFLICT, "version %d in the body does not match the current version %d.", version, cur.Version)
 			}
+			want = cur.Version
 		}
-		upd.IfVersion = ifMatch
+		upd.IfVersion = want
 	} else {
 		upd.IfVersion = version
 	}

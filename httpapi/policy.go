@@ -170,7 +170,41 @@ func BuildPolicies(source string, specs []PolicySpec) (*Policies, error) {
 			ps.other = append(ps.other, p)
 		}
 	}
+	// The largest decision a request can need must fit in one: a set that
+	// loads must never answer a request with a 500.
+	for ri := range routes {
+		rt := &routes[ri]
+		if n := maxTiers(ps.byRoute[rt.id], rt.maxScripts); n > limit.MaxTiers {
+			return nil, fmt.Errorf("%s: route %s: up to %d tiers in one decision (policies %s); at most %d fit: use fewer org+script policies on it",
+				source, rt.id, n, policyNames(ps.byRoute[rt.id]), limit.MaxTiers)
+		}
+	}
+	if n := max(maxTiers(ps.unauth, 0), maxTiers(ps.other, 0)); n > limit.MaxTiers {
+		return nil, fmt.Errorf("%s: up to %d tiers in one decision; at most %d fit", source, n, limit.MaxTiers)
+	}
 	return ps, nil
+}
+
+// maxTiers returns the most tiers a decision over ps can have on a route
+// whose requests name up to scripts script ids.
+func maxTiers(ps []*Policy, scripts int) int {
+	n := 0
+	for _, p := range ps {
+		if p.Scope == wire.ScopeOrgScript {
+			n += scripts
+		} else {
+			n++
+		}
+	}
+	return n
+}
+
+func policyNames(ps []*Policy) string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 func buildPolicy(sp PolicySpec, routes []route) (*Policy, error) {

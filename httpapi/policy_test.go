@@ -171,3 +171,23 @@ func FuzzParsePolicies(f *testing.F) {
 		}
 	})
 }
+
+// TestPoliciesLargestDecisionFits (issue 11 item 5): two org+script
+// policies on the bulk route need 2 × 50 per-script tiers beside the
+// others, more than one decision holds. The file is refused at load time,
+// naming the route, instead of loading and answering a bulk with a 500.
+func TestPoliciesLargestDecisionFits(t *testing.T) {
+	doc := `policies:
+  - {name: org, rate: 100/s, burst: 100, scope: org, classes: [all]}
+  - {name: per-script, rate: 2/s, burst: 4, scope: org+script, classes: [script-writes]}
+  - {name: per-script-slow, rate: 10/m, burst: 10, scope: org+script, classes: [script-writes]}
+`
+	_, err := ParsePolicies("two.yaml", []byte(doc))
+	if err == nil || !strings.Contains(err.Error(), "two.yaml: route POST /api/v2/architect/scripts/bulk: up to 101 tiers in one decision") {
+		t.Fatalf("err = %v", err)
+	}
+	// One org+script policy fits: 50 + 1 tiers.
+	if _, err := ParsePolicies("one.yaml", []byte(strings.Join(strings.Split(doc, "\n")[:3], "\n")+"\n")); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -25,6 +25,9 @@ type route struct {
 	// the response still carries the rate-limit headers.
 	prepare func(s *Server, c *call) error
 	handle  func(s *Server, c *call) error
+	// maxScripts is the most script ids the route's prepare can name: one
+	// per-script tier each.
+	maxScripts int
 	// id is "METHOD pattern", as registered on the ServeMux: how policies
 	// find the route.
 	id string
@@ -65,13 +68,13 @@ func apiRoutes() []route {
 			summary: "List the org's scripts, one page at a time", response: "ScriptPage", status: 200, errors: []int{400}},
 		{method: "POST", pattern: wire.ScriptsPath, class: ClassScriptWrites, auth: true, handle: (*Server).handleCreateScript,
 			summary: "Create a script at version 1", request: "ScriptCreate", response: "Script", status: 201, errors: []int{400, 413, 415, 422}},
-		{method: "POST", pattern: wire.BulkPath, class: ClassScriptWrites, auth: true, prepare: (*Server).prepareBulk, handle: (*Server).handleBulk,
+		{method: "POST", pattern: wire.BulkPath, class: ClassScriptWrites, auth: true, prepare: (*Server).prepareBulk, handle: (*Server).handleBulk, maxScripts: wire.MaxBulkItems,
 			summary: "Update up to 50 scripts in one request; each item has its own result", request: "BulkRequest", response: "BulkResponse", status: 200, errors: []int{400, 413, 415, 422}},
 		{method: "GET", pattern: wire.ScriptPath, class: ClassScriptReads, auth: true, handle: (*Server).handleGetScript,
 			summary: "Get a script", response: "Script", status: 200, errors: []int{404}},
-		{method: "PUT", pattern: wire.ScriptPath, class: ClassScriptWrites, auth: true, prepare: (*Server).preparePathScript, handle: (*Server).handlePutScript,
+		{method: "PUT", pattern: wire.ScriptPath, class: ClassScriptWrites, auth: true, prepare: (*Server).preparePathScript, handle: (*Server).handlePutScript, maxScripts: 1,
 			summary: "Replace a script's name and text (creates it when unknown); If-Match or version make it a compare-and-swap", request: "ScriptPut", response: "Script", status: 200, errors: []int{400, 409, 412, 413, 415, 422}},
-		{method: "DELETE", pattern: wire.ScriptPath, class: ClassScriptWrites, auth: true, prepare: (*Server).preparePathScript, handle: (*Server).handleDeleteScript,
+		{method: "DELETE", pattern: wire.ScriptPath, class: ClassScriptWrites, auth: true, prepare: (*Server).preparePathScript, handle: (*Server).handleDeleteScript, maxScripts: 1,
 			summary: "Delete a script and its versions", status: 204, errors: []int{404}},
 		{method: "GET", pattern: wire.VersionsPath, class: ClassScriptReads, auth: true, handle: (*Server).handleVersions,
 			summary: "List a script's versions, newest first", response: "VersionPage", status: 200, errors: []int{400, 404}},

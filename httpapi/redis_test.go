@@ -33,6 +33,11 @@ func TestServerRedis(t *testing.T) {
 			Prefix: "ratelab-httpapi-test:" + ratelab.NewID() + ":",
 			// Generous: a slow round trip under -race must not look like an outage.
 			Timeout: 5 * time.Second,
+			// The suite's clock is fake: its instants stand still while real
+			// time passes, and Redis expires keys on real time. A key must
+			// outlive the slowest test on a loaded machine (with the default
+			// second, PolicyReload's bucket vanished mid-test under load).
+			FixedTimeGrace: time.Minute,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -279,26 +279,7 @@ func (s *MemoryStore) decideOne(req *Request, d *Decision, nowNs int64) {
 // clamped at zero; all but order start zeroed.
 func (s *MemoryStore) decide(req *Request, d *Decision, nowNs int64, hashes []uint64, shard, order []uint32, slot []int32, backlog []time.Duration) {
 	n := len(req.Tiers)
-	locked := 0
-	for i := range n {
-		t := &req.Tiers[i]
-		h := s.hash(req.Group, t.Policy.Name, t.Key)
-		hashes[i], shard[i] = h|slotUsed, uint32(h>>s.shift)
-		// Insertion sort into order, skipping duplicates: n is tiny.
-		j := locked
-		for j > 0 && order[j-1] > shard[i] {
-			j--
-		}
-		if j > 0 && order[j-1] == shard[i] {
-			continue
-		}
-		copy(order[j+1:locked+1], order[j:locked])
-		order[j] = shard[i]
-		locked++
-	}
-	for _, o := range order[:locked] {
-		s.shards[o].mu.Lock()
-	}
+	locked := s.lockTiers(req.Group, req.Tiers, hashes, shard, order)
 	for i := range n {
 		sh := &s.shards[shard[i]]
 		t := &req.Tiers[i]

@@ -282,16 +282,7 @@ func (c *call) buildStates(s *Store, req *limit.Request, leaseID string) {
 	if !req.Now.IsZero() {
 		nnums += 3
 	}
-	if cap(c.keys) < n {
-		c.keys = make([]keyArg, n)
-	}
-	if cap(c.nums) < nnums {
-		c.nums = make([]int64, nnums)
-	}
-	if cap(c.args) < 4+n+nnums {
-		c.args = make([]any, 4+n+nnums)
-	}
-	c.keys, c.nums, c.args = c.keys[:n], c.nums[:nnums], c.args[:4+n+nnums]
+	c.grow(n, nnums, 4+n+nnums)
 	c.args[0], c.args[1], c.args[2] = "evalsha", s.scripts.statesSHA, n
 	c.src = s.scripts.statesSrc
 	for i := range req.Tiers {

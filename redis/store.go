@@ -283,6 +283,21 @@ type call struct {
 	lease string // the lease ID argument of the states script
 }
 
+// grow sizes c's reused buffers to n keys, nnums numbers and nargs
+// arguments, allocating only when one is too small.
+func (c *call) grow(n, nnums, nargs int) {
+	if cap(c.keys) < n {
+		c.keys = make([]keyArg, n)
+	}
+	if cap(c.nums) < nnums {
+		c.nums = make([]int64, nnums)
+	}
+	if cap(c.args) < nargs {
+		c.args = make([]any, nargs)
+	}
+	c.keys, c.nums, c.args = c.keys[:n], c.nums[:nnums], c.args[:nargs]
+}
+
 // build fills c with the EVALSHA of decideSource for req.
 func (c *call) build(s *Store, req *limit.Request) {
 	n := len(req.Tiers)
@@ -290,16 +305,7 @@ func (c *call) build(s *Store, req *limit.Request) {
 	if !req.Now.IsZero() {
 		nnums += 3
 	}
-	if cap(c.keys) < n {
-		c.keys = make([]keyArg, n)
-	}
-	if cap(c.nums) < nnums {
-		c.nums = make([]int64, nnums)
-	}
-	if cap(c.args) < 3+n+nnums {
-		c.args = make([]any, 3+n+nnums)
-	}
-	c.keys, c.nums, c.args = c.keys[:n], c.nums[:nnums], c.args[:3+n+nnums]
+	c.grow(n, nnums, 3+n+nnums)
 	c.args[0], c.args[1], c.args[2] = "evalsha", s.shaArg, n
 	c.src = s.srcArg
 	cost := req.Cost

@@ -180,7 +180,6 @@ func checkGroup(g *ThreadGroup, line int, field string) error {
 // groupField sets field k of a thread group.
 func groupField(g *ThreadGroup, k string, v *yaml.Node, field, dir string) error {
 	var err error
-	w := &g.Workload
 	switch k {
 	case "name":
 		g.Name, err = str(v)
@@ -198,6 +197,36 @@ func groupField(g *ThreadGroup, k string, v *yaml.Node, field, dir string) error
 				err = fmt.Errorf("%q: want setup, normal or teardown", t)
 			}
 		}
+	case "delay":
+		g.Delay, err = duration(v)
+	case "on_sample_error":
+		var t string
+		if t, err = str(v); err == nil {
+			g.OnSampleError, err = ParseSampleErrorAction(t)
+		}
+	case "vars":
+		g.Vars, err = vars(v, field)
+	case "data":
+		g.Data, err = csvList(v, field, dir)
+	case "steps":
+		g.Steps, err = steps(v, field)
+	default:
+		var ok bool
+		if ok, err = workloadField(&g.Workload, k, v); ok {
+			break
+		}
+		if ok, err = scopeField(&g.Scope, k, v, field); !ok {
+			return errUnknown
+		}
+	}
+	return err
+}
+
+// workloadField sets the workload fields that a scenario and a flow's
+// thread groups share (threads, ramp_up, loops, duration, rate, stages,
+// max_workers); ok is false for any other key.
+func workloadField(w *Workload, k string, v *yaml.Node) (ok bool, err error) {
+	switch k {
 	case "threads":
 		w.Threads, err = integer(v)
 	case "ramp_up":
@@ -215,26 +244,10 @@ func groupField(g *ThreadGroup, k string, v *yaml.Node, field, dir string) error
 		}
 	case "max_workers":
 		w.MaxWorkers, err = integer(v)
-	case "delay":
-		g.Delay, err = duration(v)
-	case "on_sample_error":
-		var t string
-		if t, err = str(v); err == nil {
-			g.OnSampleError, err = ParseSampleErrorAction(t)
-		}
-	case "vars":
-		g.Vars, err = vars(v, field)
-	case "data":
-		g.Data, err = csvList(v, field, dir)
-	case "steps":
-		g.Steps, err = steps(v, field)
 	default:
-		var ok bool
-		if ok, err = scopeField(&g.Scope, k, v, field); !ok {
-			return errUnknown
-		}
+		return false, nil
 	}
-	return err
+	return true, err
 }
 
 // ParseSampleErrorAction reads an on_sample_error action: continue,

@@ -190,23 +190,6 @@ func ParseScenario(src []byte, dir string) (*Scenario, error) {
 			s.Name, err = str(v)
 		case "base_url":
 			s.BaseURL, err = str(v)
-		case "threads":
-			w.Threads, err = integer(v)
-		case "ramp_up":
-			w.RampUp, err = duration(v)
-		case "loops":
-			w.Loops, err = integer(v)
-		case "duration":
-			w.Duration, err = duration(v)
-		case "rate":
-			w.Rate, err = rate(v)
-		case "stages":
-			var t string
-			if t, err = str(v); err == nil {
-				w.Stages, err = ParseStages(t)
-			}
-		case "max_workers":
-			w.MaxWorkers, err = integer(v)
 		case "throughput":
 			w.Throughput, err = rate(v)
 		case "throughput_mode":
@@ -274,7 +257,10 @@ func ParseScenario(src []byte, dir string) (*Scenario, error) {
 			requestsLine = v.Line
 			err = s.parseRequests(v, dir)
 		default:
-			return errUnknown
+			var ok bool
+			if ok, err = workloadField(w, key, v); !ok {
+				return errUnknown
+			}
 		}
 		return err
 	})

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -358,7 +359,16 @@ func testUnresponsive(t *testing.T, ctxDeadlines bool) {
 // with CROSSSLOT.
 func TestCluster(t *testing.T) {
 	dir := t.TempDir()
-	srv := startRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"))
+	// The cluster bus gets a free port of its own: the default, port +
+	// 10000, is past 65535 for a port above 55535.
+	bus, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	busPort := fmt.Sprint(bus.Addr().(*net.TCPAddr).Port)
+	bus.Close()
+	srv := startRedis(t, "--cluster-enabled", "yes", "--cluster-port", busPort,
+		"--cluster-config-file", filepath.Join(dir, "nodes.conf"))
 	ctx := context.Background()
 	admin := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer admin.Close()

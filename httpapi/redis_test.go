@@ -20,13 +20,26 @@ import (
 // TestServerRedis runs the end-to-end suite with the Redis limiter. Each
 // test gets its own key prefix, so runs and tests never share state.
 func TestServerRedis(t *testing.T) {
-	u := testenv.RedisURL(t)
-	opts, err := goredis.ParseURL(u)
+	c, err := redis.NewClient(testenv.RedisURL(t))
 	if err != nil {
-		t.Fatalf("parse %s: %v", u, err)
+		t.Fatal(err)
 	}
-	client := goredis.NewClient(opts)
-	t.Cleanup(func() { client.Close() })
+	t.Cleanup(func() { c.Close() })
+	runRedisSuite(t, c)
+}
+
+// TestServerRedisCluster runs the same suite on the Redis Cluster of
+// three masters that .ci/run starts.
+func TestServerRedisCluster(t *testing.T) {
+	c, err := redis.NewClient(testenv.RedisClusterURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	runRedisSuite(t, c)
+}
+
+func runRedisSuite(t *testing.T, client goredis.UniversalClient) {
 	lf := func(t *testing.T) limit.Store {
 		st, err := redis.New(redis.Config{
 			Client: client,

@@ -1,8 +1,9 @@
 // Package testenv gives tests the real services they need: the URLs of the
-// Redis, Redis Cluster and PostgreSQL servers that .ci/run starts, and
+// Redis, Redis Cluster and PostgreSQL servers that .ci/run starts,
 // redis-server processes of a test's own (StartRedis) for tests that kill
-// or freeze Redis, and a TCP proxy (CutProxy) that cuts a test off a real
-// server, such as PostgreSQL, that other tests share.
+// or freeze Redis, a TCP proxy (CutProxy) that cuts a test off a real
+// server, such as PostgreSQL, that other tests share, and the paths of the
+// programs (nginx, HAProxy, …) that tests start themselves.
 //
 // A test that needs a service calls RedisURL, RedisClusterURL or PostgresURL. When the
 // service is not configured the test is skipped on a developer's machine,
@@ -12,6 +13,8 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -45,5 +48,27 @@ func need(t testing.TB, env, what string) string {
 		t.Fatalf("%s is required (CI=true or RATELAB_REQUIRE_SERVICES=1) but %s is not set; run the tests with bash .ci/run", what, env)
 	}
 	t.Skipf("%s not configured: set %s (bash .ci/run does)", what, env)
+	return ""
+}
+
+// Program returns the path of the named program (nginx, haproxy,
+// redis-server, …), looked up on PATH and then in /usr/sbin and
+// /usr/local/sbin, where Debian installs servers; when it is not
+// installed the test is skipped, or fails when Required.
+func Program(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/local/sbin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	if Required() {
+		t.Fatalf("%s is required (CI=true or RATELAB_REQUIRE_SERVICES=1) but not installed; run the tests with bash .ci/run, which installs it", name)
+	}
+	t.Skipf("%s is not installed (bash .ci/run installs it)", name)
 	return ""
 }

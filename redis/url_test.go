@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,6 +72,8 @@ func TestClusterSpread(t *testing.T) {
 	if s.Degraded() {
 		t.Fatal("store degraded on the cluster")
 	}
+	// ForEachMaster calls fn on every master concurrently: mu guards the maps.
+	var mu sync.Mutex
 	perMaster := map[string]int{}
 	groups := map[string]bool{}
 	err = cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
@@ -87,9 +90,13 @@ func TestClusterSpread(t *testing.T) {
 			if want, _ := node.ClusterKeySlot(ctx, tag).Result(); slot != want {
 				t.Errorf("key %q in slot %d, not its group's %d", k, slot, want)
 			}
+			mu.Lock()
 			groups[tag] = true
+			mu.Unlock()
 		}
+		mu.Lock()
 		perMaster[node.Options().Addr] += len(keys)
+		mu.Unlock()
 		return nil
 	})
 	if err != nil {

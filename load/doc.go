@@ -33,6 +33,7 @@
 //	*RandomChoice  one child at random (Random Controller)
 //	*Interleave    one child per pass, in turn (Interleave Controller)
 //	*Switch        the child Value selects (Switch Controller)
+//	*Pause         its timers, then a wait; no request (Flow Control Action)
 //
 // The flow, every group, controller and request has a Scope: Headers
 // (JMeter's Header Manager, inner ones replacing outer ones), Timers (constant,
@@ -42,7 +43,8 @@
 // variables after it; Assert (response code and text, duration, size,
 // JSON), whose failure fails the sample as JMeter counts it; Counters and
 // Random variables, advanced at each iteration. Outer scopes apply before
-// inner ones. Variables come from the Flow's and the group's Vars
+// inner ones. A timer in the scope of several requests is one timer for
+// them all, as in JMeter. Variables come from the Flow's and the group's Vars
 // (JMeter's User Defined Variables), CSVData (with JMeter's sharing
 // modes, recycle and stopThread), extractors, counters and ForEach; a
 // template names one as {{.name}}, and a name no one has set is sent as

@@ -119,7 +119,7 @@ type Scope struct {
 // Step is one node of a user's tree of steps: a *Request, or a
 // controller holding steps (*Simple, *Transaction, *Loop, *While, *ForEach,
 // *If, *OnceOnly, *Runtime, *Throughput, *RandomChoice, *Interleave,
-// *Switch). Only this package's types implement it.
+// *Switch), or a *Pause. Only this package's types implement it.
 type Step interface {
 	// StepName is the step's name: the label of a request or a
 	// transaction, the name a Switch selects a child by.
@@ -143,6 +143,16 @@ type Request struct {
 	// Line is where the request was declared in a YAML file (0 when built
 	// in code), for error messages.
 	Line int
+}
+
+// Pause waits, sending nothing, as JMeter's Flow Control Action with
+// action Pause: the timers in its scope run first, as before a request
+// (their time is a timer's for a Transaction), then Duration, which a
+// Transaction counts as its own time. It writes no sample.
+type Pause struct {
+	Name     string
+	Duration time.Duration
+	Scope
 }
 
 // Simple groups steps and runs them in order (JMeter's Simple Controller).
@@ -495,6 +505,7 @@ type RandomVar struct {
 
 // StepName implements Step.
 func (s *Request) StepName() string      { return s.Name }
+func (s *Pause) StepName() string        { return s.Name }
 func (s *Simple) StepName() string       { return s.Name }
 func (s *Transaction) StepName() string  { return s.Name }
 func (s *Loop) StepName() string         { return s.Name }
@@ -509,6 +520,7 @@ func (s *Interleave) StepName() string   { return s.Name }
 func (s *Switch) StepName() string       { return s.Name }
 
 func (*Request) step()      {}
+func (*Pause) step()        {}
 func (*Simple) step()       {}
 func (*Transaction) step()  {}
 func (*Loop) step()         {}

@@ -710,3 +710,60 @@ func FuzzCond(f *testing.F) {
 		}
 	})
 }
+
+// A timer in the scope of several requests is one timer (JMeter's): a
+// Constant Throughput Timer of 600/min over two requests spaces all four
+// samples 100 ms apart, not each request's. A pause runs its timers, then
+// waits, and sends nothing.
+func TestFlowSharedTimerAndPause(t *testing.T) {
+	srv, rs, _ := runFlowYAML(t, `
+base_url: {{URL}}
+threads: 1
+loops: 2
+timers: [{constant_throughput: {rate: 600/m}}]
+steps: [{request: {url: /a}}, {request: {url: /b}}]
+`)
+	if len(rs) != 4 || len(srv.requests()) != 4 {
+		t.Fatalf("%d results, want 4", len(rs))
+	}
+	if d := rs[3].Start.Sub(rs[0].Start); d < 280*time.Millisecond || d > 600*time.Millisecond {
+		t.Errorf("constant throughput over two requests: 4 samples over %v, want about 300ms", d)
+	}
+	srv, rs, _ = runFlowYAML(t, `
+base_url: {{URL}}
+threads: 1
+loops: 1
+steps:
+  - transaction:
+      name: tx
+      steps:
+        - request: {url: /a}
+        - pause: {duration: 60ms, timers: [{constant: 40ms}]}
+        - request: {url: /b}
+`)
+	if got := srv.requests(); len(got) != 2 {
+		t.Fatalf("requests %v, want /a and /b only", got)
+	}
+	var a, b, tx *Result
+	for i := range rs {
+		switch {
+		case rs[i].Transaction:
+			tx = &rs[i]
+		case a == nil:
+			a = &rs[i]
+		default:
+			b = &rs[i]
+		}
+	}
+	if a == nil || b == nil || tx == nil {
+		t.Fatalf("results %v", labels(rs))
+	}
+	gap := b.Start.Sub(a.Start.Add(a.Elapsed))
+	if gap < 100*time.Millisecond || gap > 300*time.Millisecond {
+		t.Errorf("gap %v, want the 40 ms timer and the 60 ms pause", gap)
+	}
+	// The transaction counts the pause as its time, not the timer.
+	if tx.Elapsed < 60*time.Millisecond || tx.Elapsed >= a.Elapsed+b.Elapsed+gap {
+		t.Errorf("transaction %v: want the pause in, the timer out (gap %v)", tx.Elapsed, gap)
+	}
+}

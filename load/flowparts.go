@@ -135,6 +135,21 @@ type timerShared struct {
 }
 
 func (c *compiler) timer(t *Timer) (*ctimer, error) {
+	if ct := c.timers[t]; ct != nil {
+		return ct, nil
+	}
+	ct, err := c.newTimer(t)
+	if err != nil {
+		return nil, err
+	}
+	if c.timers == nil {
+		c.timers = map[*Timer]*ctimer{}
+	}
+	c.timers[t] = ct
+	return ct, nil
+}
+
+func (c *compiler) newTimer(t *Timer) (*ctimer, error) {
 	ct := &ctimer{t: t}
 	switch t.Kind {
 	case TimerConstant, TimerUniform, TimerGaussian, TimerPoisson:

@@ -765,6 +765,10 @@ func mergeHeaders(outer, inner []Header) []Header {
 type compiler struct {
 	f  *Flow
 	fg *flowGroup
+	// timers holds each Timer compiled once: a timer in the scope of
+	// several requests is one timer for all of them, as in JMeter (a
+	// Constant Throughput Timer paces the samples of its scope together).
+	timers map[*Timer]*ctimer
 }
 
 func (c *compiler) slot() int {
@@ -810,6 +814,21 @@ func (c *compiler) step(s Step, scopes []*Scope, where string) (cstep, error) {
 	switch s := s.(type) {
 	case *Request:
 		return c.request(s, append(scopes[:len(scopes):len(scopes)], &s.Scope), where)
+	case *Pause:
+		if s.Duration < 0 {
+			return nil, fmt.Errorf("%s: negative pause", where)
+		}
+		p := &pause{d: s.Duration}
+		for _, sc := range append(scopes[:len(scopes):len(scopes)], &s.Scope) {
+			for _, tm := range sc.Timers {
+				ct, err := c.timer(tm)
+				if err != nil {
+					return nil, fmt.Errorf("%s: timer: %w", where, err)
+				}
+				p.timers = append(p.timers, ct)
+			}
+		}
+		return p, nil
 	case *Simple:
 		steps, err := inner(&s.Scope, s.Steps)
 		return &simple{steps: steps}, err
@@ -1025,4 +1044,36 @@ var _ http.CookieJar = (*cookiejar.Jar)(nil)
 func (f *Flow) Validate() error {
 	_, err := compileFlow(f, &flowRun{flow: f})
 	return err
+}
+
+// pause is a compiled Pause: its timers, as a request's, then its own
+// wait, which is not a timer's (a Transaction counts it).
+type pause struct {
+	d      time.Duration
+	timers []*ctimer
+}
+
+func (s *pause) run(u *user, _, stop context.Context) ctl {
+	if stop.Err() != nil {
+		return ctlDone
+	}
+	if len(s.timers) > 0 {
+		now := time.Now()
+		var d time.Duration
+		for _, t := range s.timers {
+			d += t.delay(u, stop, now)
+		}
+		for _, tx := range u.tx {
+			if tx.includeTimers {
+				tx.timerTime += d
+			}
+		}
+		if !u.sleep(stop, d) {
+			return ctlDone
+		}
+	}
+	if s.d > 0 && !u.w.sleepUntil(stop, time.Now().Add(s.d)) {
+		return ctlDone
+	}
+	return ctlNext
 }

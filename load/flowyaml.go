@@ -69,6 +69,7 @@ import (
 //	      - random: {steps: [...]}
 //	      - interleave: {steps: [...]}
 //	      - switch: {value: '{{.kind}}', steps: [...]}
+//	      - pause: {duration: 1s, timers: [...]}   # Flow Control Action: no request
 //	      - simple: {steps: [...]}
 //
 // headers may be given wherever timers may: on the flow, a group, a
@@ -420,6 +421,25 @@ func step(n *yaml.Node, field string) (Step, error) {
 			err = &ScenarioError{Line: v.Line, Field: field + ".url", Err: errors.New("required")}
 		}
 		return r, err
+	}
+	if kind == "pause" {
+		p := &Pause{}
+		err := eachField(v, field, func(k string, f *yaml.Node) error {
+			var err error
+			switch k {
+			case "name":
+				p.Name, err = str(f)
+			case "duration":
+				p.Duration, err = duration(f)
+			default:
+				var ok bool
+				if ok, err = scopeField(&p.Scope, k, f, field+"."+k); !ok {
+					return errUnknown
+				}
+			}
+			return err
+		})
+		return p, err
 	}
 	var name string
 	var sc Scope

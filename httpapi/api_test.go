@@ -977,28 +977,3 @@ func TestHeaderLimit(t *testing.T) {
 		t.Fatalf("status %d, want 431", r.status)
 	}
 }
-
-// testTokenLimit: the token endpoint is limited per presented client id,
-// and requests without valid credentials per remote address.
-func testTokenLimit(t *testing.T, lf limiterFactory) {
-	clk := newClock()
-	e := newEnv(t, lf, options{clock: clk})
-	form := "grant_type=client_credentials&client_id=guess"
-	for range 20 {
-		e.do("POST", "/oauth/token", "", form, "Content-Type", "application/x-www-form-urlencoded").want(401).hasLimitHeaders()
-	}
-	b := e.do("POST", "/oauth/token", "", form, "Content-Type", "application/x-www-form-urlencoded").want(429).errBody()
-	if b.Message != "token-requests allows 10 per second, burst 20, for client guess; retry in 100 ms" {
-		t.Fatalf("message %q", b.Message)
-	}
-	// Another client id has its own bucket.
-	e.do("POST", "/oauth/token", "", "grant_type=client_credentials&client_id=other", "Content-Type", "application/x-www-form-urlencoded").want(401)
-
-	for range 20 {
-		e.do("GET", "/api/v2/users", "bad-token", nil).want(401).hasLimitHeaders()
-	}
-	b = e.do("GET", "/api/v2/users", "bad-token", nil).want(429).errBody()
-	if !strings.HasPrefix(b.Message, "token-requests allows 10 per second, burst 20, for address 127.0.0.1; retry in") {
-		t.Fatalf("message %q", b.Message)
-	}
-}

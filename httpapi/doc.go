@@ -37,8 +37,9 @@
 //	name                      rate    burst  scope       applies to
 //	org-requests              1000/s  1000   org         every authenticated request
 //	client-requests           100/s   200    client      every authenticated request
-//	token-requests            10/s    20     client      POST /oauth/token (by the client id it
-//	                                                     presents) and requests without valid
+//	token-requests            10/s    20     client      POST /oauth/token grants (by client id,
+//	                                                     charged only when the credentials are
+//	                                                     right) and requests without valid
 //	                                                     credentials (by remote address)
 //	script-writes             20/s    40     org         POST, PUT, DELETE of scripts, and bulk
 //	script-writes-per-script  2/s     4      org+script  the same, per script id; a bulk request
@@ -51,6 +52,20 @@
 // client tiers only, so 10 requests/s never throttle, while 20 threads
 // PUTting one script at 10 requests/s exceed script-writes-per-script
 // within the first second.
+//
+// # Failed token requests
+//
+// Failed attempts at POST /oauth/token — every answer but a grant — are
+// limited apart from the grants, by two fixed policies (Config.TokenFailures,
+// token.go): token-failures-per-address, 10 per minute, burst 10, and
+// token-failures-per-client, 10 per minute, burst 20, by the presented id
+// whether it exists or not. Before the secret is hashed, a request is a 429
+// when its address is over its failure limit, or when the id is over its
+// failure limit and the address has failed recently itself: a flood from
+// one address costs at most 10 PBKDF2 hashes and then 10 a minute, and
+// wrong secrets sent for an id never lock out its owner, whose address has
+// no failures (an owner behind the attacker's address waits like it).
+// An unknown id and a wrong secret get the same 401, headers and time.
 //
 // # Policy file
 //

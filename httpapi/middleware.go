@@ -158,7 +158,7 @@ func (s *Server) serveCall(c *call) {
 	if authErr == nil && rt.prepare != nil {
 		prepErr = rt.prepare(s, c)
 	}
-	if rt.class != "" && !s.admit(c, authErr) {
+	if rt.class != "" && !rt.selfAdmit && !s.admit(c, authErr) {
 		return
 	}
 	if authErr != nil {

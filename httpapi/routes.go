@@ -19,6 +19,10 @@ type route struct {
 	// peek makes the route's limiter decision cost 0: it reports state and
 	// consumes nothing.
 	peek bool
+	// selfAdmit: the handler takes the route's limiter decisions itself
+	// (the token endpoint: failures before the secret is checked, the
+	// grant after).
+	selfAdmit bool
 	// prepare runs before the limiter decision, after authentication, to
 	// gather what the tiers need (the script ids of a write, the client id
 	// of a token request). Its error is written after the decision, so
@@ -62,8 +66,8 @@ func (rt *route) inClass(c string) bool {
 // document.
 func apiRoutes() []route {
 	routes := []route{
-		{method: "POST", pattern: wire.TokenPath, class: ClassToken, prepare: (*Server).prepareToken, handle: (*Server).handleToken,
-			summary: "Issue an access token (OAuth 2.0 client-credentials grant)", request: "form", response: "Token", status: 200, errors: []int{400, 401, 413, 415}},
+		{method: "POST", pattern: wire.TokenPath, class: ClassToken, selfAdmit: true, handle: (*Server).handleToken,
+			summary: "Issue an access token (OAuth 2.0 client-credentials grant)", request: "form", response: "Token", status: 200, errors: []int{400, 401, 413, 415, 429}},
 		{method: "GET", pattern: wire.ScriptsPath, class: ClassScriptReads, auth: true, handle: (*Server).handleListScripts,
 			summary: "List the org's scripts, one page at a time", response: "ScriptPage", status: 200, errors: []int{400}},
 		{method: "POST", pattern: wire.ScriptsPath, class: ClassScriptWrites, auth: true, handle: (*Server).handleCreateScript,

@@ -54,6 +54,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// TokenTTL is the lifetime of issued access tokens. Default: 24 h.
 	TokenTTL time.Duration
+	// TokenFailures limit failed attempts at POST /oauth/token apart from
+	// successful grants (see token.go). Default: DefaultTokenFailures().
+	TokenFailures *TokenFailures
 	// Now is the clock for token expiry and limiter decisions. Default:
 	// time.Now for tokens, and the limiter store's own clock for limits (so
 	// that replicas sharing Redis agree).
@@ -74,15 +77,16 @@ type degrader interface {
 // concurrent use; SetPolicies and Reload swap the policies atomically
 // without dropping requests.
 type Server struct {
-	scripts  ratelab.ScriptService
-	auth     ratelab.AuthService
-	limiter  limit.Store
-	log      *slog.Logger
-	reg      *prometheus.Registry
-	metrics  *metrics
-	ttl      time.Duration
-	now      func() time.Time
-	fixedNow bool
+	scripts       ratelab.ScriptService
+	auth          ratelab.AuthService
+	limiter       limit.Store
+	log           *slog.Logger
+	reg           *prometheus.Registry
+	metrics       *metrics
+	ttl           time.Duration
+	tokenFailures TokenFailures
+	now           func() time.Time
+	fixedNow      bool
 
 	initial    *Policies
 	policyFile string
@@ -129,6 +133,13 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	s.tokenFailures = DefaultTokenFailures()
+	if cfg.TokenFailures != nil {
+		s.tokenFailures = *cfg.TokenFailures
+	}
+	if err := s.tokenFailures.validate(); err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
 	}
 	if s.initial == nil && s.policyFile != "" {
 		p, err := LoadPolicies(s.policyFile)

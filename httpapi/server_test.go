@@ -44,6 +44,8 @@ type options struct {
 	clock    *clock // nil: real time everywhere
 	limiter  limit.Store
 	scripts  func(ratelab.ScriptService) ratelab.ScriptService
+	// tokenFailures replaces the default failure limits of POST /oauth/token.
+	tokenFailures *httpapi.TokenFailures
 }
 
 // env is a real server on 127.0.0.1:0 over a real SQLite database.
@@ -102,14 +104,15 @@ func newEnv(t testing.TB, lf limiterFactory, o options) *env {
 		scripts = o.scripts(db)
 	}
 	srv, err := httpapi.NewServer(httpapi.Config{
-		Scripts:    scripts,
-		Auth:       db,
-		Limiter:    o.limiter,
-		Policies:   o.policies,
-		PolicyFile: o.file,
-		Logger:     slog.New(slog.NewTextHandler(logs, nil)),
-		Registry:   reg,
-		Now:        now,
+		Scripts:       scripts,
+		Auth:          db,
+		Limiter:       o.limiter,
+		Policies:      o.policies,
+		PolicyFile:    o.file,
+		Logger:        slog.New(slog.NewTextHandler(logs, nil)),
+		Registry:      reg,
+		Now:           now,
+		TokenFailures: o.tokenFailures,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +21,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"ratelab"
+	"ratelab/limit"
 	"ratelab/wire"
 )
 
@@ -69,14 +70,20 @@ type Config struct {
 	// MaxInFlight bounds concurrent write requests. Default:
 	// DefaultMaxInFlight.
 	MaxInFlight int
+	// Now is the client's clock: pacing, retry delays and the age of its
+	// token are reckoned on it. Waits are real timers, so a clock that
+	// stands still makes a paced request wait until its context ends.
+	// Default: time.Now.
+	Now func() time.Time
 }
 
 // Client is a Go client of the scripts API that never fights its rate
 // limiter. It implements ratelab.ScriptService over HTTP (the orgID
 // arguments are ignored: the credentials decide the org), and adds:
 //
-//   - client-credentials authentication, the token replaced before it
-//     expires;
+//   - client-credentials authentication, the token replaced
+//     TokenRefreshBefore its expiry (by Config.Now), and once more when
+//     the server says it is invalid;
 //   - pacing from the server's own headers: a local GCRA per policy and
 //     scope key, learned from RateLimit-Policy and RateLimit (and the exact
 //     values of GET /api/v2/ratelimits), so that a request is sent only
@@ -88,12 +95,15 @@ type Config struct {
 //     PutScript, UpdateScripts; see Submit for the semantics);
 //   - optimistic-concurrency helpers (ScriptUpdate.IfVersion, Modify).
 //
-// Retries: GET and PUT are idempotent and are retried after a 429, a
-// network error or a 502/503/504. A POST (create, bulk) is retried only
-// after a 429, which says the server refused it before acting on it
-// (ratelab's limiter rejects before any handler runs and consumes
-// nothing); after a network error or a 5xx a POST is never retried, since
-// it may have been applied.
+// Retries, one policy for every request (see retryOf): GET and PUT are
+// idempotent and are retried after a 429, a network error or a
+// 502/503/504. A POST (create, bulk) is retried only after a 429, which
+// says the server refused it before acting on it (ratelab's limiter
+// rejects before any handler runs and consumes nothing); after a network
+// error or a 5xx a POST is never retried, since it may have been applied.
+// A 401 that says invalid_token (expired or revoked) is sent once more
+// with a new token, which does not count as a retry; credentials the
+// token endpoint refuses are final.
 //
 // Create a Client with New and Close it when done. It is safe for
 // concurrent use.
@@ -104,10 +114,9 @@ type Client struct {
 	maxRetries int
 	maxBatch   int
 	pace       *pacer
+	now        func() time.Time
 
-	tokenMu sync.Mutex
-	tokens  oauth2.TokenSource
-	newTS   func() oauth2.TokenSource
+	tok tokenCache
 
 	refreshMu   sync.Mutex
 	refreshed   bool
@@ -129,7 +138,10 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return nil, fmt.Errorf("client: base url %q: want http(s)://host[:port]", cfg.BaseURL)
 	}
-	c := &Client{base: base, hc: cfg.HTTPClient, log: cfg.Logger, maxRetries: cfg.MaxRetries, maxBatch: cfg.MaxBatch}
+	c := &Client{base: base, hc: cfg.HTTPClient, log: cfg.Logger, maxRetries: cfg.MaxRetries, maxBatch: cfg.MaxBatch, now: cfg.Now}
+	if c.now == nil {
+		c.now = time.Now
+	}
 	if c.hc == nil {
 		c.hc = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -157,19 +169,12 @@ func New(cfg Config) (*Client, error) {
 	if early <= 0 {
 		early = DefaultTokenRefreshBefore
 	}
-	cc := &clientcredentials.Config{
+	c.tok = tokenCache{early: early, cc: &clientcredentials.Config{
 		ClientID:     cfg.ClientID,
 		ClientSecret: cfg.ClientSecret,
 		TokenURL:     c.base.String() + "/oauth/token",
 		AuthStyle:    oauth2.AuthStyleInHeader,
-	}
-	// The token requests go through the same http.Client, so a caller's
-	// transport sees (and may count) them too.
-	tokenCtx := context.WithValue(context.Background(), oauth2.HTTPClient, c.hc)
-	c.newTS = func() oauth2.TokenSource {
-		return oauth2.ReuseTokenSourceWithExpiry(nil, cc.TokenSource(tokenCtx), early)
-	}
-	c.tokens = c.newTS()
+	}}
 	inflight := cfg.MaxInFlight
 	if inflight <= 0 {
 		inflight = DefaultMaxInFlight
@@ -179,7 +184,8 @@ func New(cfg Config) (*Client, error) {
 }
 
 // Close stops the client's write scheduler. Writes still pending fail
-// with an error; later calls fail too. It waits for writes in flight.
+// with an error, and so do later calls; writes in flight are canceled,
+// and Close returns when they have ended.
 func (c *Client) Close() error {
 	c.w.close()
 	return nil
@@ -246,8 +252,8 @@ type apiResponse struct {
 	body   []byte
 }
 
-// do sends r, paced, retrying as the type comment says. It returns the
-// final response, whatever its status, or an error when none arrived.
+// do sends r, paced, retrying as retryOf says. It returns the final
+// response, whatever its status, or an error when none arrived.
 func (c *Client) do(ctx context.Context, r *apiRequest) (*apiResponse, error) {
 	c.ensureLimits(ctx)
 	var body []byte
@@ -258,62 +264,114 @@ func (c *Client) do(ctx context.Context, r *apiRequest) (*apiResponse, error) {
 		}
 		body = b
 	}
-	reauthed := false
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			c.stats.retries.Add(1)
-		}
+	var st retryState
+	for {
 		teacher, err := c.admit(ctx, r.kind, r.ids)
 		if err != nil {
 			return nil, err
 		}
 		resp, err := c.send(ctx, r, body)
-		now := time.Now()
-		if err != nil {
-			if teacher {
-				c.pace.abandon(r.kind)
-			}
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if r.idempotent && attempt < c.maxRetries {
-				c.log.Debug("retrying after a network error", "method", r.method, "path", r.path, "err", err)
-				if err := sleep(ctx, backoff(attempt)); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			return nil, err
+		if err != nil && teacher {
+			c.pace.abandon(r.kind)
 		}
-		c.observe(r.kind, r.ids, resp, now)
-		c.maybeRefresh(ctx)
-		switch {
-		case resp.status == http.StatusUnauthorized && !reauthed && strings.Contains(resp.header.Get("WWW-Authenticate"), "invalid_token"):
-			// The token expired or was revoked early: get a new one, once.
-			reauthed = true
-			c.resetToken()
-			attempt--
-			continue
-		case resp.status == http.StatusTooManyRequests && attempt < c.maxRetries:
-			// The pacer now holds the bucket until the retry delay has
-			// passed; admit waits for it.
-			c.log.Debug("rate limited; retrying after the server's delay", "method", r.method, "path", r.path, "attempt", attempt+1)
-			continue
-		case r.idempotent && attempt < c.maxRetries && (resp.status == http.StatusBadGateway || resp.status == http.StatusServiceUnavailable || resp.status == http.StatusGatewayTimeout):
-			if err := sleep(ctx, backoff(attempt)); err != nil {
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err == nil {
+			c.observe(r.kind, r.ids, resp, c.now())
+			c.maybeRefresh(ctx)
+		}
+		rt := retryOf(r, resp, err)
+		if !c.retrying(&st, rt) {
+			return resp, err
+		}
+		c.log.Debug("retrying", "method", r.method, "path", r.path, "why", rt.String(), "attempt", st.attempts, "err", err)
+		if rt == retryBackoff {
+			if err := sleep(ctx, backoff(st.attempts-1)); err != nil {
 				return nil, err
 			}
-			continue
 		}
-		return resp, nil
 	}
+}
+
+// retry is what follows one attempt of a request: the client's one retry
+// policy, for every request (do) and every write (writer.send).
+type retry int
+
+const (
+	// retryNone: the response (or error) is final.
+	retryNone retry = iota
+	// retryPaced: a 429; again when the pacer admits it, which it holds
+	// back for the server's retry delay.
+	retryPaced
+	// retryToken: the server said the token is invalid (expired or
+	// revoked); again at once with a new token.
+	retryToken
+	// retryBackoff: an idempotent request met a network error or a
+	// 502/503/504; again after backoff.
+	retryBackoff
+)
+
+func (rt retry) String() string {
+	return [...]string{"final", "429", "invalid token", "backoff"}[rt]
+}
+
+// retryOf classifies an attempt of r that returned resp or err.
+func retryOf(r *apiRequest, resp *apiResponse, err error) retry {
+	if err != nil {
+		var refused *oauth2.RetrieveError
+		if errors.As(err, &refused) || errors.Is(err, errClosed) || errors.Is(err, context.Canceled) {
+			return retryNone
+		}
+		if r.idempotent {
+			return retryBackoff
+		}
+		return retryNone
+	}
+	switch {
+	case resp.status == http.StatusTooManyRequests:
+		return retryPaced
+	case resp.status == http.StatusUnauthorized && strings.Contains(resp.header.Get("WWW-Authenticate"), "invalid_token"):
+		return retryToken
+	case r.idempotent && (resp.status == http.StatusBadGateway || resp.status == http.StatusServiceUnavailable || resp.status == http.StatusGatewayTimeout):
+		return retryBackoff
+	}
+	return retryNone
+}
+
+// retryState is what one request (or one queued write) has used of its
+// retries.
+type retryState struct {
+	attempts int  // retries so far, new tokens not counted
+	reauthed bool // a new token was fetched after an invalid_token
+}
+
+// retrying applies the bounds to rt and records the retry: MaxRetries
+// retries in all, and one new token. A token retry drops the token.
+func (c *Client) retrying(st *retryState, rt retry) bool {
+	switch {
+	case rt == retryNone:
+		return false
+	case rt == retryToken:
+		if st.reauthed {
+			return false
+		}
+		st.reauthed = true
+		c.resetToken()
+	case st.attempts >= c.maxRetries:
+		return false
+	default:
+		st.attempts++
+	}
+	c.stats.retries.Add(1)
+	return true
 }
 
 // admit waits until the pacer lets a request of kind go, and reports
 // whether it goes as the kind's teacher.
 func (c *Client) admit(ctx context.Context, kind string, ids []string) (bool, error) {
 	for {
-		tk := c.pace.reserve(kind, ids, time.Now())
+		tk := c.pace.reserve(kind, ids, c.now())
 		switch {
 		case tk.learn != nil:
 			select {
@@ -333,7 +391,7 @@ func (c *Client) admit(ctx context.Context, kind string, ids []string) (bool, er
 
 // send sends one request with the current token and reads the response.
 func (c *Client) send(ctx context.Context, r *apiRequest, body []byte) (*apiResponse, error) {
-	tok, err := c.token()
+	tok, err := c.token(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("get token: %w", err)
 	}
@@ -371,15 +429,14 @@ func (c *Client) send(ctx context.Context, r *apiRequest, body []byte) (*apiResp
 
 // observe feeds a response to the pacer.
 func (c *Client) observe(kind string, ids []string, resp *apiResponse, now time.Time) {
-	o := observed{status: resp.status, header: resp.header, retryAfter: -1}
+	var body []byte // a 429's body says the policy and the exact delay
 	if resp.status == http.StatusTooManyRequests {
-		var eb wire.ErrorBody
-		if json.Unmarshal(resp.body, &eb) == nil && eb.Limit != nil {
-			o.limit = eb.Limit
-		}
-		o.retryAfter = retryDelay(resp.header, o.limit, now)
-		o.jitter = jitter(o.retryAfter)
-		c.log.Debug("429 received", "kind", kind, "retryAfter", o.retryAfter, "policy", eb.Limit)
+		body = resp.body[:min(len(resp.body), limit.MaxBodyRead)]
+	}
+	o := observed{status: resp.status, adv: limit.ParseResponse(resp.header, body, now)}
+	if resp.status == http.StatusTooManyRequests {
+		o.jitter = jitter(o.adv.RetryAfter)
+		c.log.Debug("429 received", "kind", kind, "retryAfter", o.adv.RetryAfter, "policy", o.adv.Policy)
 	}
 	c.pace.learn(kind, ids, o, now)
 }
@@ -413,17 +470,58 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (c *Client) token() (*oauth2.Token, error) {
-	c.tokenMu.Lock()
-	ts := c.tokens
-	c.tokenMu.Unlock()
-	return ts.Token()
+// tokenCache holds the client's access token. Its expiry is reckoned on
+// the client's clock from the token's expires_in, counted from when it was
+// requested.
+type tokenCache struct {
+	cc    *clientcredentials.Config
+	early time.Duration
+
+	mu      sync.Mutex
+	tok     *oauth2.Token
+	expires time.Time // zero: the server gave no lifetime
+}
+
+// token returns the current token, or gets a new one when there is none
+// or the current one expires within TokenRefreshBefore. The token request
+// goes through the client's http.Client, so a caller's transport sees
+// (and may count) it too.
+func (c *Client) token(ctx context.Context) (*oauth2.Token, error) {
+	t := &c.tok
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := c.now()
+	if t.tok != nil && (t.expires.IsZero() || now.Add(t.early).Before(t.expires)) {
+		return t.tok, nil
+	}
+	tok, err := t.cc.Token(context.WithValue(ctx, oauth2.HTTPClient, c.hc))
+	if err != nil {
+		return nil, err
+	}
+	t.tok, t.expires = tok, time.Time{}
+	if life := tokenLife(tok); life > 0 {
+		t.expires = now.Add(life)
+	}
+	return tok, nil
+}
+
+// tokenLife returns the lifetime a token response gave (expires_in), or 0.
+// clientcredentials keeps it only among the response's raw fields.
+func tokenLife(tok *oauth2.Token) time.Duration {
+	secs := float64(tok.ExpiresIn)
+	if v, ok := tok.Extra("expires_in").(float64); ok {
+		secs = v
+	}
+	if secs <= 0 || secs > float64(math.MaxInt64/int64(time.Second)) {
+		return 0
+	}
+	return time.Duration(secs * float64(time.Second))
 }
 
 func (c *Client) resetToken() {
-	c.tokenMu.Lock()
-	c.tokens = c.newTS()
-	c.tokenMu.Unlock()
+	c.tok.mu.Lock()
+	c.tok.tok = nil
+	c.tok.mu.Unlock()
 }
 
 // ensureLimits fetches the exact policies once, before the first request.
@@ -440,7 +538,7 @@ func (c *Client) ensureLimits(ctx context.Context) {
 // that they changed, at most once per 100 ms.
 func (c *Client) maybeRefresh(ctx context.Context) {
 	c.refreshMu.Lock()
-	recent := time.Since(c.lastRefresh) < 100*time.Millisecond
+	recent := c.now().Sub(c.lastRefresh) < 100*time.Millisecond
 	c.refreshMu.Unlock()
 	if recent || !c.pace.wantsRefresh() {
 		return
@@ -454,34 +552,51 @@ func (c *Client) maybeRefresh(ctx context.Context) {
 func (c *Client) refreshLimits(ctx context.Context) {
 	c.refreshMu.Lock()
 	defer c.refreshMu.Unlock()
-	if c.refreshed && time.Since(c.lastRefresh) < 100*time.Millisecond {
+	if c.refreshed && c.now().Sub(c.lastRefresh) < 100*time.Millisecond {
 		return
 	}
-	c.refreshed, c.lastRefresh = true, time.Now()
+	c.refreshed, c.lastRefresh = true, c.now()
 	// The per-script policies are listed only for a named script; any id
 	// will do to learn their scope.
-	c.w.mu.Lock()
-	id := c.w.lastID
-	c.w.mu.Unlock()
+	id := c.w.lastScript()
 	if id == "" {
 		id = "ratelab-client-probe"
 	}
-	resp, err := c.send(ctx, &apiRequest{method: http.MethodGet, path: "/api/v2/ratelimits", query: url.Values{"scriptId": {id}}}, nil)
+	rl, err := c.rateLimits(ctx, id)
 	if err != nil {
 		c.log.Debug("read rate limits", "err", err)
 		return
 	}
-	if resp.status != http.StatusOK {
-		c.log.Debug("read rate limits", "status", resp.status)
-		return
+	c.pace.learnAll(rl.Policies, c.now())
+	c.log.Debug("rate limits read", "policies", len(rl.Policies))
+}
+
+// RateLimits returns GET /api/v2/ratelimits: every policy that applies to
+// the client's requests, exactly, with the state of its bucket; the
+// per-script policies for scriptID when it is not empty. The request costs
+// no quota, and is sent once, unpaced.
+func (c *Client) RateLimits(ctx context.Context, scriptID string) (*wire.RateLimits, error) {
+	rl, err := c.rateLimits(ctx, scriptID)
+	if err != nil {
+		return nil, fmt.Errorf("rate limits: %w", err)
+	}
+	return rl, nil
+}
+
+func (c *Client) rateLimits(ctx context.Context, scriptID string) (*wire.RateLimits, error) {
+	r := &apiRequest{method: http.MethodGet, path: wire.RateLimitsPath}
+	if scriptID != "" {
+		r.query = url.Values{"scriptId": {scriptID}}
+	}
+	resp, err := c.send(ctx, r, nil)
+	if err != nil {
+		return nil, err
 	}
 	var rl wire.RateLimits
-	if err := json.Unmarshal(resp.body, &rl); err != nil {
-		c.log.Debug("read rate limits", "err", err)
-		return
+	if err := decode(resp, http.StatusOK, &rl); err != nil {
+		return nil, err
 	}
-	c.pace.learnAll(rl.Policies, time.Now())
-	c.log.Debug("rate limits read", "policies", len(rl.Policies))
+	return &rl, nil
 }
 
 // decode reads a success body into v, or turns an error response into an
@@ -523,14 +638,7 @@ func (c *Client) FindScript(ctx context.Context, _, id string) (*ratelab.Script,
 
 // FindScripts returns one page of scripts and the total count.
 func (c *Client) FindScripts(ctx context.Context, _ string, page ratelab.Page) ([]*ratelab.Script, int, error) {
-	q := url.Values{}
-	if page.Size > 0 {
-		q.Set("pageSize", strconv.Itoa(page.Size))
-	}
-	if page.Number > 0 {
-		q.Set("pageNumber", strconv.Itoa(page.Number))
-	}
-	resp, err := c.do(ctx, &apiRequest{kind: kindListScripts, method: http.MethodGet, path: wire.ScriptsPath, query: q, idempotent: true})
+	resp, err := c.do(ctx, &apiRequest{kind: kindListScripts, method: http.MethodGet, path: wire.ScriptsPath, query: wire.PageQuery(page), idempotent: true})
 	if err != nil {
 		return nil, 0, fmt.Errorf("find scripts: %w", err)
 	}
@@ -571,14 +679,7 @@ func (c *Client) DeleteScript(ctx context.Context, _, id string) error {
 // ScriptVersions returns one page of a script's versions, newest first,
 // and the total count.
 func (c *Client) ScriptVersions(ctx context.Context, _, id string, page ratelab.Page) ([]*ratelab.ScriptVersion, int, error) {
-	q := url.Values{}
-	if page.Size > 0 {
-		q.Set("pageSize", strconv.Itoa(page.Size))
-	}
-	if page.Number > 0 {
-		q.Set("pageNumber", strconv.Itoa(page.Number))
-	}
-	resp, err := c.do(ctx, &apiRequest{kind: kindVersions, method: http.MethodGet, path: wire.VersionsURLPath(id), query: q, idempotent: true})
+	resp, err := c.do(ctx, &apiRequest{kind: kindVersions, method: http.MethodGet, path: wire.VersionsURLPath(id), query: wire.PageQuery(page), idempotent: true})
 	if err != nil {
 		return nil, 0, fmt.Errorf("script versions: %w", err)
 	}
@@ -591,7 +692,7 @@ func (c *Client) ScriptVersions(ctx context.Context, _, id string, page ratelab.
 
 // Users returns the org's users (GET /api/v2/users).
 func (c *Client) Users(ctx context.Context) ([]*ratelab.User, error) {
-	resp, err := c.do(ctx, &apiRequest{kind: kindUsers, method: http.MethodGet, path: "/api/v2/users", idempotent: true})
+	resp, err := c.do(ctx, &apiRequest{kind: kindUsers, method: http.MethodGet, path: wire.UsersPath, idempotent: true})
 	if err != nil {
 		return nil, fmt.Errorf("users: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"ratelab"
 	"ratelab/client"
 	"ratelab/httpapi"
+	"ratelab/internal/storetest"
 	"ratelab/sqlite"
 )
 
@@ -32,13 +33,23 @@ type cliServer struct {
 }
 
 func startCliServer(t *testing.T, ps *httpapi.Policies, tokenTTL time.Duration) *cliServer {
+	return startCliServerAt(t, ps, tokenTTL, nil)
+}
+
+// startCliServerAt is startCliServer with a clock for the server, its
+// limiter and its database (nil: the real one).
+func startCliServerAt(t *testing.T, ps *httpapi.Policies, tokenTTL time.Duration, now func() time.Time) *cliServer {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ratelab.db"))
+	var opts []sqlite.Option
+	if now != nil {
+		opts = append(opts, sqlite.WithClock(now))
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ratelab.db"), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := httpapi.NewServer(httpapi.Config{Scripts: db, Auth: db, Policies: ps, TokenTTL: tokenTTL})
+	srv, err := httpapi.NewServer(httpapi.Config{Scripts: db, Auth: db, Policies: ps, TokenTTL: tokenTTL, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -640,29 +651,139 @@ func TestClientAdaptsToPolicyChange(t *testing.T) {
 }
 
 // TestClientRefreshesToken gives tokens a 2 s life and the client a 1.5 s
-// early refresh: requests over 2 s need new tokens, and none meets a 401.
+// early refresh, on one manual clock for the server, its database and the
+// client: the token is kept for 0.5 s, replaced after, and replaced before
+// use after a long pause, so that no request meets a 401.
 func TestClientRefreshesToken(t *testing.T) {
 	t.Parallel()
-	s := startCliServer(t, nil, 2*time.Second)
+	clk := storetest.NewClock(time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC))
+	s := startCliServerAt(t, nil, 2*time.Second, clk.Now)
 	cr := s.creds("acme")
 	cnt := newCounter()
-	c := s.newClient(cr, cnt, func(cfg *client.Config) { cfg.TokenRefreshBefore = 1500 * time.Millisecond })
-	ctx := context.Background()
-	end := time.Now().Add(2 * time.Second)
-	for time.Now().Before(end) {
-		if _, err := c.Users(ctx); err != nil {
-			t.Fatal(err)
+	c := s.newClient(cr, cnt, func(cfg *client.Config) {
+		cfg.TokenRefreshBefore = 1500 * time.Millisecond
+		cfg.Now = clk.Now
+	})
+	users := func(wantTokens int, when string) {
+		t.Helper()
+		if _, err := c.Users(t.Context()); err != nil {
+			t.Fatalf("%s: %v", when, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		if _, tokens, _ := cnt.snapshot(); tokens != wantTokens {
+			t.Fatalf("%s: %d token requests, want %d", when, tokens, wantTokens)
+		}
 	}
-	status, tokens, _ := cnt.snapshot()
-	if status[401] != 0 {
+	users(1, "first request")
+	clk.Advance(400 * time.Millisecond)
+	users(1, "0.4 s later, the token fresh")
+	clk.Advance(200 * time.Millisecond)
+	users(2, "0.6 s after issue, within 1.5 s of expiry")
+	clk.Advance(time.Hour)
+	users(3, "an hour later")
+	if status, _, _ := cnt.snapshot(); status[401] != 0 {
 		t.Errorf("%d responses of 401", status[401])
 	}
-	// Tokens count as stale 0.5 s after issue: a 2 s loop needs at least
-	// one refresh however slow the machine (a loose bound on purpose).
-	if tokens < 2 {
-		t.Errorf("%d token requests in 2 s with tokens good for 0.5 s: never refreshed", tokens)
+}
+
+// TestClientCredentialsRefused gives the client a new secret under a
+// running client: its token is revoked. A request and a write each meet
+// one 401 invalid_token, ask for a new token once, and fail with the token
+// endpoint's refusal, which is final: the one retry policy of do and of
+// the writer, which used to retry the refusal as a network error.
+func TestClientCredentialsRefused(t *testing.T) {
+	t.Parallel()
+	s := startCliServer(t, nil, 0)
+	cr := s.creds("acme")
+	ctx := t.Context()
+	// Two clients of the same credentials, each with a token that works.
+	cnt, wcnt := newCounter(), newCounter()
+	c, wc := s.newClient(cr, cnt, nil), s.newClient(cr, wcnt, nil)
+	if _, err := c.Users(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wc.UpdateScript(ctx, ratelab.ScriptUpdate{ID: "r", Name: "r", Text: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.RotateSecret(ctx, cr.id, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range []struct {
+		what string
+		cnt  *counter
+		do   func() error
+	}{
+		{"GET users", cnt, func() error { _, err := c.Users(ctx); return err }},
+		{"PUT script", wcnt, func() error {
+			_, err := wc.UpdateScript(ctx, ratelab.ScriptUpdate{ID: "r", Name: "r", Text: "after"})
+			return err
+		}},
+	} {
+		cnt := call.cnt
+		before, tokensBefore, _ := cnt.snapshot()
+		err := call.do()
+		var refused *oauth2.RetrieveError
+		if !errors.As(err, &refused) {
+			t.Fatalf("%s after the secret changed: %v, want the token endpoint's refusal", call.what, err)
+		}
+		after, tokens, _ := cnt.snapshot()
+		if tokens-tokensBefore != 1 || after[401]-before[401] != 2 {
+			t.Errorf("%s: %d token requests and %d responses of 401, want 1 and 2 (the revoked token's, the refused token request's)",
+				call.what, tokens-tokensBefore, after[401]-before[401])
+		}
+	}
+}
+
+// holdWrites is a transport that delivers PUTs only when their context
+// ends, as a network that has stopped answering would: it says when one
+// has started.
+type holdWrites struct {
+	next    http.RoundTripper
+	started chan struct{}
+}
+
+func (h *holdWrites) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodPut {
+		return h.next.RoundTrip(r)
+	}
+	select {
+	case h.started <- struct{}{}:
+	default:
+	}
+	<-r.Context().Done()
+	return nil, r.Context().Err()
+}
+
+// TestClientCloseCancelsWrites closes a client with a PUT in flight that
+// no answer will end: Close cancels it and returns, and the write's caller
+// learns that the client closed while it was in flight.
+func TestClientCloseCancelsWrites(t *testing.T) {
+	t.Parallel()
+	s := startCliServer(t, nil, 0)
+	cr := s.creds("acme")
+	hold := &holdWrites{next: http.DefaultTransport, started: make(chan struct{}, 1)}
+	c, err := client.New(client.Config{BaseURL: s.srv.URL(), ClientID: cr.id, ClientSecret: cr.secret, HTTPClient: &http.Client{Transport: hold}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Submit(t.Context(), ratelab.ScriptUpdate{ID: "held", Name: "held", Text: "x"})
+	select {
+	case <-hold.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the PUT was not sent within 10 s")
+	}
+	closed := make(chan struct{})
+	go func() {
+		c.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close still waiting after 5 s on a write in flight")
+	}
+	_, err = p.Wait(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "client closed while the write was in flight") {
+		t.Fatalf("the held write: %v, want the client closed while it was in flight", err)
 	}
 }
 

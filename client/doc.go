@@ -12,7 +12,16 @@
 //   - after a 429 it waits exactly the server's retry delay (read with
 //     limit.ParseResponse) plus a little jitter, and retries;
 //   - it merges updates of one script that wait for quota and batches
-//     updates of many scripts into bulk requests (Client.Submit).
+//     updates of many scripts into bulk requests (Client.Submit);
+//   - one retry policy covers every request and every write (retryOf in
+//     client.go): what is retried, how often, and when a 401 means "get a
+//     new token";
+//   - its time comes from one clock (Config.Now): pacing, retry delays and
+//     the token's age; Close cancels the writes in flight.
+//
+// Files: client.go (Client, requests, the retry policy, the token),
+// pacer.go (the picture of the server's limits), writes.go (the write
+// scheduler: coalescing, batching).
 //
 // It imports neither Prometheus nor YAML nor procfs: a program that uses it
 // links only the standard library, golang.org/x/oauth2 and ratelab's

@@ -3,7 +3,6 @@ package client
 import (
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -26,21 +25,23 @@ import (
 //     GET /api/v2/ratelimits or a 429 body, else the header's q and w
 //     (rate q/w per second, which is never faster than the real rate since
 //     w is rounded up);
-//   - per (policy, scope key) a GCRA theoretical arrival time (TAT). The
-//     key is the script id for org+script policies and "" for the others:
-//     one client only ever sees its own org, client and route classes.
+//   - per (policy, scope key) a limit.Bucket, the client side of GCRA.
+//     The key is the script id for org+script policies and "" for the
+//     others: one client only ever sees its own org, client and route
+//     classes.
 //
 // A request is sent only when every bucket it draws from admits it,
-// all-or-nothing like the server. The local check uses the tolerance
-// τ − margin instead of τ: the server decides a little later than the
+// all-or-nothing like the server. The buckets keep the margin unused
+// (limit.Bucket.Margin): the server decides a little later than the
 // client (network, authentication), and that delay varies; the margin
 // absorbs the variation, so a request the client admits is one the server
 // admits too. The margin costs no throughput, only a phase shift.
 //
 // Local state only ever errs towards waiting: a response whose r is below
 // the local remaining quota (another client of the same org used some)
-// pushes the local TAT forward, and a 429 sets it so that the next
-// admission is exactly the server's retry delay (plus jitter) from now.
+// pushes the bucket forward (SetRemaining), and a 429 sets it so that the
+// next admission is exactly the server's retry delay (plus jitter) from
+// now (SetRetryAfter).
 // A change of q or w in a response means the server's policies changed:
 // the header values take over at once and a refresh of the exact values
 // is requested.
@@ -59,7 +60,7 @@ type pacer struct {
 	policies map[string]*pacedPolicy
 	kinds    map[string][]string
 	learning map[string]chan struct{}
-	tats     map[tierKey]time.Time
+	buckets  map[tierKey]*limit.Bucket
 	// blocked holds, per kind, a time before which no request of the kind
 	// is sent: a 429 that named no policy the pacer knows.
 	blocked map[string]time.Time
@@ -100,7 +101,7 @@ func newPacer(margin time.Duration) *pacer {
 		policies: map[string]*pacedPolicy{},
 		kinds:    map[string][]string{},
 		learning: map[string]chan struct{}{},
-		tats:     map[tierKey]time.Time{},
+		buckets:  map[tierKey]*limit.Bucket{},
 		blocked:  map[string]time.Time{},
 	}
 }
@@ -147,7 +148,7 @@ func (p *pacer) reserve(kind string, scriptIDs []string, now time.Time) ticket {
 		}
 		for _, key := range scopeKeys(pp.scope, scriptIDs) {
 			tk := tierKey{name, key}
-			if w := p.waitLocked(pp, tk, now); w > wait {
+			if w := p.bucketLocked(tk, pp).Wait(now, 1); w > wait {
 				wait = w
 			}
 			keys = append(keys, tk)
@@ -158,18 +159,22 @@ func (p *pacer) reserve(kind string, scriptIDs []string, now time.Time) ticket {
 		return ticket{wait: wait}
 	}
 	for i, tk := range keys {
-		p.chargeLocked(tk, pols[i], now)
+		p.bucketLocked(tk, pols[i]).Take(now, 1)
 	}
 	return ticket{}
 }
 
-// chargeLocked takes one request's quota from a bucket.
-func (p *pacer) chargeLocked(tk tierKey, pp *pacedPolicy, now time.Time) {
-	tat := p.tats[tk]
-	if tat.Before(now) {
-		tat = now
+// bucketLocked returns the bucket of a policy and scope key, made on first
+// use, with the policy's interval and tolerance as the pacer knows them
+// now (a policy learned anew keeps its bucket's history).
+func (p *pacer) bucketLocked(tk tierKey, pp *pacedPolicy) *limit.Bucket {
+	b := p.buckets[tk]
+	if b == nil {
+		b = new(limit.Bucket)
+		p.buckets[tk] = b
 	}
-	p.tats[tk] = tat.Add(pp.Interval())
+	b.Interval, b.Tolerance, b.Margin = pp.Interval(), pp.Tolerance(), p.margin
+	return b
 }
 
 // policiesOf returns the policies a kind draws from, borrowing another
@@ -202,26 +207,9 @@ func (p *pacer) scriptWait(kind, id string, now time.Time) time.Duration {
 		if pp == nil || pp.Shadow || pp.scope != wire.ScopeOrgScript {
 			continue
 		}
-		wait = max(wait, p.waitLocked(pp, tierKey{name, id}, now))
+		wait = max(wait, p.bucketLocked(tierKey{name, id}, pp).Wait(now, 1))
 	}
 	return wait
-}
-
-// waitLocked returns how long until the bucket admits a request of cost
-// 1 under the tolerance τ − margin: 0 when it admits one now.
-func (p *pacer) waitLocked(pp *pacedPolicy, tk tierKey, now time.Time) time.Duration {
-	T := pp.Interval()
-	tau := pp.Tolerance() - p.margin
-	if tau < T {
-		// A burst too small for the margin: wait until the margin has
-		// passed after the server's TAT.
-		if tat := p.tats[tk]; !tat.IsZero() {
-			return max(0, tat.Sub(now)+p.margin)
-		}
-		return 0
-	}
-	backlog := max(0, p.tats[tk].Sub(now))
-	return max(0, backlog+T-tau)
 }
 
 // scopeKeys returns the bucket keys of a policy with the scope for a
@@ -246,11 +234,10 @@ func (p *pacer) abandon(kind string) {
 // observed is what one response says, for learn.
 type observed struct {
 	status int
-	header http.Header
-	// limit is the 429 body's limit state, if any.
-	limit *wire.LimitState
-	// retryAfter is the 429 body's retryAfterMs, or Retry-After, or -1.
-	retryAfter time.Duration
+	// adv is what the response says about rate limits, read by
+	// limit.ParseResponse: its headers and, on a 429, its body (the
+	// policy, scope, key and exact retry delay in adv.Stated).
+	adv limit.Advertised
 	// jitter is added to a retry delay so that clients do not retry in
 	// lockstep.
 	jitter time.Duration
@@ -259,7 +246,7 @@ type observed struct {
 // learn updates the pacer from a response to a request of kind that
 // touched scriptIDs, received at now.
 func (p *pacer) learn(kind string, scriptIDs []string, o observed, now time.Time) {
-	adv := limit.ParseHeaders(o.header, now)
+	adv := &o.adv
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ch, teacher := p.learning[kind]
@@ -282,7 +269,7 @@ func (p *pacer) learn(kind string, scriptIDs []string, o observed, now time.Time
 			for _, name := range names {
 				if pp := p.policies[name]; pp != nil && !pp.Shadow {
 					for _, key := range scopeKeys(pp.scope, scriptIDs) {
-						p.chargeLocked(tierKey{name, key}, pp, now)
+						p.bucketLocked(tierKey{name, key}, pp).Take(now, 1)
 					}
 				}
 			}
@@ -294,19 +281,17 @@ func (p *pacer) learn(kind string, scriptIDs []string, o observed, now time.Time
 			p.kinds[kind] = nil
 		}
 	}
-	if o.limit != nil && o.limit.Policy != "" {
-		p.learnExactLocked(o.limit)
+	st := adv.Stated
+	if st != nil && st.Exact() {
+		p.learnExactLocked(st.Policy, wire.Scope(st.Scope))
 	}
 	if o.status == http.StatusTooManyRequests {
 		p.refresh = true
 		name, key := adv.Policy, ""
-		if o.limit != nil && o.limit.Policy != "" {
-			name = o.limit.Policy
-			if o.limit.Scope == wire.ScopeOrgScript {
-				key = o.limit.Key
-			}
+		if st != nil && wire.Scope(st.Scope) == wire.ScopeOrgScript {
+			key = st.Key
 		}
-		retry := o.retryAfter
+		retry := adv.RetryAfter
 		if retry < 0 {
 			retry = time.Second
 		}
@@ -319,9 +304,9 @@ func (p *pacer) learn(kind string, scriptIDs []string, o observed, now time.Time
 		if pp.scope == wire.ScopeOrgScript && key == "" && len(scriptIDs) == 1 {
 			key = scriptIDs[0]
 		}
-		// The server admits the next request when TAT + T − now ≤ τ; make
-		// the local bucket reach that point exactly retry from now.
-		p.raiseTAT(tierKey{name, key}, now.Add(pp.Tolerance()-pp.Interval()+retry), now)
+		// The server admits the next request retry from now: so does the
+		// local bucket.
+		p.bucketLocked(tierKey{name, key}, pp).SetRetryAfter(now, retry)
 		return
 	}
 	if adv.Policy == "" || adv.Remaining < 0 {
@@ -338,16 +323,7 @@ func (p *pacer) learn(kind string, scriptIDs []string, o observed, now time.Time
 		}
 		key = scriptIDs[0]
 	}
-	// r requests remain: the server's backlog is at least τ − r·T.
-	p.raiseTAT(tierKey{adv.Policy, key}, now.Add(pp.Tolerance()-time.Duration(adv.Remaining)*pp.Interval()), now)
-}
-
-// raiseTAT moves a bucket's TAT forward to tat, never back; a tat not
-// after now says the bucket is full, which is no news.
-func (p *pacer) raiseTAT(tk tierKey, tat, now time.Time) {
-	if tat.After(now) && tat.After(p.tats[tk]) {
-		p.tats[tk] = tat
-	}
+	p.bucketLocked(tierKey{adv.Policy, key}, pp).SetRemaining(now, adv.Remaining)
 }
 
 // learnPolicyLocked checks an advertised policy against what the pacer
@@ -357,7 +333,7 @@ func (p *pacer) learnPolicyLocked(ap limit.AdvertisedPolicy) {
 		return
 	}
 	pp := p.policies[ap.Name]
-	if pp != nil && pp.Burst == ap.Quota && ceilSeconds(pp.Tolerance()) == int64(ap.Window/time.Second) {
+	if pp != nil && ap.Describes(&pp.Policy) {
 		return
 	}
 	np := &pacedPolicy{Policy: limit.Policy{Name: ap.Name, Rate: limit.Per(ap.Quota, ap.Window), Burst: ap.Quota}}
@@ -374,21 +350,12 @@ func (p *pacer) learnPolicyLocked(ap limit.AdvertisedPolicy) {
 }
 
 // learnExactLocked takes a policy's exact values from the server's own
-// description of it.
-func (p *pacer) learnExactLocked(ls *wire.LimitState) {
-	period, err := time.ParseDuration(ls.Window)
-	if err != nil || ls.Limit < 1 || ls.Burst < 1 {
+// description of it (a 429 body, GET /api/v2/ratelimits).
+func (p *pacer) learnExactLocked(pol limit.Policy, scope wire.Scope) {
+	if pol.Validate() != nil {
 		return
 	}
-	np := &pacedPolicy{
-		Policy: limit.Policy{Name: ls.Policy, Rate: limit.Per(ls.Limit, period), Burst: ls.Burst, Shadow: ls.Shadow},
-		scope:  ls.Scope,
-		exact:  true,
-	}
-	if np.Validate() != nil {
-		return
-	}
-	p.policies[ls.Policy] = np
+	p.policies[pol.Name] = &pacedPolicy{Policy: pol, scope: scope, exact: true}
 }
 
 // learnAll takes the body of GET /api/v2/ratelimits: every policy that
@@ -400,12 +367,14 @@ func (p *pacer) learnAll(states []wire.LimitState, now time.Time) {
 	p.refresh = false
 	for i := range states {
 		ls := &states[i]
-		p.learnExactLocked(ls)
+		if pol, ok := limit.StatedPolicy(ls.Policy, ls.Limit, ls.Window, ls.Burst, ls.Shadow); ok {
+			p.learnExactLocked(pol, ls.Scope)
+		}
 		pp := p.policies[ls.Policy]
 		if pp == nil || !pp.exact || pp.Shadow || ls.Scope == wire.ScopeOrgScript {
 			continue
 		}
-		p.raiseTAT(tierKey{ls.Policy, ""}, now.Add(pp.Tolerance()-time.Duration(ls.Remaining)*pp.Interval()), now)
+		p.bucketLocked(tierKey{ls.Policy, ""}, pp).SetRemaining(now, ls.Remaining)
 	}
 }
 
@@ -428,28 +397,4 @@ func (p *pacer) policy(name string) (pacedPolicy, bool) {
 		return pacedPolicy{}, false
 	}
 	return *pp, true
-}
-
-func ceilSeconds(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
-	}
-	return int64((d + time.Second - 1) / time.Second)
-}
-
-// retryDelay reads a 429's retry delay: the body's exact retryAfterMs,
-// else Retry-After, else -1.
-func retryDelay(h http.Header, ls *wire.LimitState, now time.Time) time.Duration {
-	if ls != nil && ls.RetryAfterMs > 0 {
-		return time.Duration(ls.RetryAfterMs) * time.Millisecond
-	}
-	if v := h.Get("Retry-After"); v != "" {
-		if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 {
-			return time.Duration(n * float64(time.Second))
-		}
-		if t, err := http.ParseTime(v); err == nil {
-			return max(0, t.Sub(now))
-		}
-	}
-	return -1
 }

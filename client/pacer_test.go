@@ -1,10 +1,12 @@
 package client
 
 import (
+	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
 
+	"ratelab/limit"
 	"ratelab/wire"
 )
 
@@ -32,7 +34,7 @@ func TestPacerFromHeadersAlone(t *testing.T) {
 	}
 	// The server: per-script 2/s burst 4 (w=2), and a roomy org policy.
 	h := hdr(`"org";q=1000;w=1, "per-script";q=4;w=2`, `"per-script";r=3;t=1`)
-	p.learn(kindPutScript, []string{"a"}, observed{status: 200, header: h, retryAfter: -1}, t0)
+	p.learn(kindPutScript, []string{"a"}, observed{status: 200, adv: limit.ParseHeaders(h, t0)}, t0)
 	if !p.wantsRefresh() {
 		t.Error("new policies should ask for their exact values")
 	}
@@ -67,7 +69,7 @@ func TestPacerFromHeadersAlone(t *testing.T) {
 	// A bulk's response lists the per-script policy once per script; the
 	// pacer still charges each script once.
 	bh := hdr(`"org";q=1000;w=1, "per-script";q=4;w=2, "per-script";q=4;w=2`, `"org";r=990;t=1`)
-	p.learn(kindBulk, []string{"x", "y"}, observed{status: 200, header: bh, retryAfter: -1}, t0)
+	p.learn(kindBulk, []string{"x", "y"}, observed{status: 200, adv: limit.ParseHeaders(bh, t0)}, t0)
 	if tk := p.reserve(kindBulk, []string{"x", "y"}, t0); tk != (ticket{}) {
 		t.Fatalf("bulk of x and y: %+v", tk)
 	}
@@ -130,7 +132,7 @@ func TestPacerSyncAnd429(t *testing.T) {
 	if tk := p.reserve(kindPutScript, []string{"a"}, t0); tk != (ticket{}) {
 		t.Fatal(tk)
 	}
-	p.learn(kindPutScript, []string{"a"}, observed{status: 200, header: hdr(`"org";q=10;w=1, "per-script";q=4;w=2`, `"org";r=1;t=1`), retryAfter: -1}, t0)
+	p.learn(kindPutScript, []string{"a"}, observed{status: 200, adv: limit.ParseHeaders(hdr(`"org";q=10;w=1, "per-script";q=4;w=2`, `"org";r=1;t=1`), t0)}, t0)
 	if tk := p.reserve(kindPutScript, []string{"b"}, t0); tk != (ticket{}) {
 		t.Fatalf("the one remaining: %+v", tk)
 	}
@@ -138,16 +140,20 @@ func TestPacerSyncAnd429(t *testing.T) {
 		t.Fatalf("after the org's quota: %+v", tk)
 	}
 	// A higher remaining never speeds the pacer up.
-	p.learn(kindPutScript, []string{"a"}, observed{status: 200, header: hdr(`"org";q=10;w=1, "per-script";q=4;w=2`, `"org";r=9;t=1`), retryAfter: -1}, t0)
+	p.learn(kindPutScript, []string{"a"}, observed{status: 200, adv: limit.ParseHeaders(hdr(`"org";q=10;w=1, "per-script";q=4;w=2`, `"org";r=9;t=1`), t0)}, t0)
 	if tk := p.reserve(kindPutScript, []string{"c"}, t0); tk.wait != 100*time.Millisecond {
 		t.Fatalf("after a stale remaining: %+v", tk)
 	}
 	// A 429 on script d: the body names the policy, the key and the delay.
 	t1 := t0.Add(2 * time.Second)
-	ls := &wire.LimitState{Policy: "per-script", Scope: wire.ScopeOrgScript, Key: "d", Limit: 2, Window: "1s", Burst: 4, RetryAfterMs: 300}
+	body, err := json.Marshal(wire.ErrorBody{Code: "too_many_requests", Status: 429,
+		Limit: &wire.LimitState{Policy: "per-script", Scope: wire.ScopeOrgScript, Key: "d", Limit: 2, Window: "1s", Burst: 4, RetryAfterMs: 300}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := hdr(`"org";q=10;w=1, "per-script";q=4;w=2`, `"per-script";r=0;t=2`)
 	h.Set("Retry-After", "1")
-	p.learn(kindPutScript, []string{"d"}, observed{status: 429, header: h, limit: ls, retryAfter: retryDelay(h, ls, t1), jitter: 7 * time.Millisecond}, t1)
+	p.learn(kindPutScript, []string{"d"}, observed{status: 429, adv: limit.ParseResponse(h, body, t1), jitter: 7 * time.Millisecond}, t1)
 	if tk := p.reserve(kindPutScript, []string{"d"}, t1); tk.wait != 307*time.Millisecond {
 		t.Fatalf("after a 429: %+v, want retryAfterMs + jitter", tk)
 	}
@@ -158,8 +164,10 @@ func TestPacerSyncAnd429(t *testing.T) {
 		t.Error("a 429 should ask for the exact policies again")
 	}
 	// Without a body, Retry-After decides.
-	if d := retryDelay(h, nil, t1); d != time.Second {
-		t.Fatalf("Retry-After: %v", d)
+	t2 := t1.Add(time.Second)
+	p.learn(kindPutScript, []string{"f"}, observed{status: 429, adv: limit.ParseResponse(h, nil, t2)}, t2)
+	if tk := p.reserve(kindPutScript, []string{"f"}, t2); tk.wait != time.Second {
+		t.Fatalf("after a 429 without a body: %+v, want Retry-After's second", tk)
 	}
 }
 
@@ -169,11 +177,11 @@ func TestPacerPolicyChange(t *testing.T) {
 	p := newPacer(0)
 	t0 := time.Unix(1000, 0)
 	p.learnAll([]wire.LimitState{{Policy: "per-script", Scope: wire.ScopeOrgScript, Limit: 5, Window: "1s", Burst: 5, Remaining: 5}}, t0)
-	p.learn(kindPutScript, []string{"a"}, observed{status: 200, header: hdr(`"per-script";q=5;w=1`, `"per-script";r=4;t=1`), retryAfter: -1}, t0)
+	p.learn(kindPutScript, []string{"a"}, observed{status: 200, adv: limit.ParseHeaders(hdr(`"per-script";q=5;w=1`, `"per-script";r=4;t=1`), t0)}, t0)
 	if p.wantsRefresh() {
 		t.Fatal("unchanged policy asked for a refresh")
 	}
-	p.learn(kindPutScript, []string{"a"}, observed{status: 200, header: hdr(`"per-script";q=10;w=1`, `"per-script";r=9;t=1`), retryAfter: -1}, t0)
+	p.learn(kindPutScript, []string{"a"}, observed{status: 200, adv: limit.ParseHeaders(hdr(`"per-script";q=10;w=1`, `"per-script";r=9;t=1`), t0)}, t0)
 	if !p.wantsRefresh() {
 		t.Fatal("changed policy did not ask for a refresh")
 	}

@@ -36,7 +36,10 @@ import (
 // Updates with IfVersion set are compare-and-swaps: they are never merged
 // with another update, and a version mismatch fails them alone.
 type writer struct {
-	c        *Client
+	c *Client
+	// ctx is the context of every write request; Close cancels it.
+	ctx      context.Context
+	cancel   context.CancelFunc
 	signal   chan struct{}
 	slots    chan struct{} // one token per write request allowed in flight
 	stop     chan struct{}
@@ -61,7 +64,9 @@ type writeEntry struct {
 	upd      ratelab.ScriptUpdate
 	waiters  []*Pending
 	inflight bool
-	attempts int
+	// retries is what the entry's writes have used of the client's
+	// retries (see retryOf).
+	retries retryState
 	// notBefore delays a PUT retried after a network error.
 	notBefore time.Time
 }
@@ -103,6 +108,7 @@ func (p *Pending) Wait(ctx context.Context) (*ratelab.Script, error) {
 
 func (w *writer) init(c *Client, inflight int) {
 	w.c = c
+	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.signal = make(chan struct{}, 1)
 	w.slots = make(chan struct{}, inflight)
 	w.stop = make(chan struct{})
@@ -303,10 +309,18 @@ func (w *writer) close() {
 	w.started = true // no scheduler starts after Close
 	w.startMu.Unlock()
 	close(w.stop)
+	w.cancel()
 	if started {
 		<-w.done
 	}
 	w.inflight.Wait()
+}
+
+// lastScript returns the id of the last script submitted.
+func (w *writer) lastScript() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.lastID
 }
 
 // withdraw removes a caller whose Submit context ended before its update
@@ -361,11 +375,11 @@ func (w *writer) finish(e *writeEntry, res ratelab.BulkResult) {
 func (w *writer) run() {
 	defer close(w.done)
 	// Learn the exact policies and their scopes before the first write.
-	w.c.ensureLimits(context.Background())
+	w.c.ensureLimits(w.ctx)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		wait := w.dispatch(time.Now())
+		wait := w.dispatch(w.c.now())
 		if wait < 0 {
 			// Nothing ready that quota would admit: sleep until woken.
 			wait = time.Hour
@@ -475,7 +489,6 @@ func (w *writer) dispatch(now time.Time) time.Duration {
 			continue // withdrawn meanwhile
 		}
 		e.inflight = true
-		e.attempts++
 		batch = append(batch, e)
 		upds = append(upds, e.upd)
 	}
@@ -497,7 +510,7 @@ func (w *writer) dispatch(now time.Time) time.Duration {
 // and settles each entry.
 func (w *writer) send(kind string, teacher bool, batch []*writeEntry, upds []ratelab.ScriptUpdate) {
 	c := w.c
-	ctx := context.Background()
+	ctx := w.ctx
 	ids := make([]string, len(upds))
 	for i, u := range upds {
 		ids[i] = u.ID
@@ -527,35 +540,36 @@ func (w *writer) send(kind string, teacher bool, batch []*writeEntry, upds []rat
 	}
 	b, _ := json.Marshal(r.body)
 	resp, err := c.send(ctx, r, b)
-	now := time.Now()
-	if err != nil {
-		if teacher {
-			c.pace.abandon(kind)
+	now := c.now()
+	if err != nil && teacher {
+		c.pace.abandon(kind)
+	}
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w while the write was in flight (it may have been applied): %w", errClosed, err)
+	}
+	if err == nil {
+		c.observe(kind, ids, resp, now)
+		c.maybeRefresh(ctx)
+	}
+	if rt := retryOf(r, resp, err); rt != retryNone {
+		if err == nil {
+			err = responseError(resp)
 		}
-		if r.idempotent {
-			w.requeue(batch, now.Add(backoff(batch[0].attempts-1)), err)
-		} else {
-			// A bulk POST may have been applied: it is not resent.
-			for _, e := range batch {
-				w.settle(e, ratelab.BulkResult{Err: fmt.Errorf("bulk update: %w", err)})
-			}
+		var ended time.Time
+		if rt == retryBackoff {
+			ended = now
 		}
+		w.requeue(batch, rt, ended, err)
 		return
 	}
-	c.observe(kind, ids, resp, now)
-	c.maybeRefresh(ctx)
-	switch {
-	case resp.status == http.StatusTooManyRequests:
-		// Refused before it was acted on: queue again; the pacer holds the
-		// buckets for the server's delay.
-		w.requeue(batch, time.Time{}, responseError(resp))
-		return
-	case resp.status == http.StatusUnauthorized && resp.header.Get("WWW-Authenticate") != "":
-		c.resetToken()
-		w.requeue(batch, time.Time{}, responseError(resp))
-		return
-	case r.idempotent && (resp.status == http.StatusBadGateway || resp.status == http.StatusServiceUnavailable || resp.status == http.StatusGatewayTimeout):
-		w.requeue(batch, now.Add(backoff(batch[0].attempts-1)), responseError(resp))
+	if err != nil {
+		if !r.idempotent {
+			// A bulk POST may have been applied: it is not resent.
+			err = fmt.Errorf("bulk update: %w", err)
+		}
+		for _, e := range batch {
+			w.settle(e, ratelab.BulkResult{Err: err})
+		}
 		return
 	}
 	if r.method == http.MethodPut {
@@ -605,20 +619,24 @@ func (w *writer) settle(e *writeEntry, res ratelab.BulkResult) {
 	w.finish(e, res)
 }
 
-// requeue puts entries that were refused back at the head of their
-// queues, merging the unconditional update queued behind each, or fails
-// them once they have used up their retries.
-func (w *writer) requeue(batch []*writeEntry, notBefore time.Time, err error) {
+// requeue puts entries whose write is to be retried as rt says back at
+// the head of their queues, merging the unconditional update queued
+// behind each, or fails them with err once they have used up their
+// retries. backoffFrom, when not zero, is when the write ended: a retry
+// after backoff waits from then.
+func (w *writer) requeue(batch []*writeEntry, rt retry, backoffFrom time.Time, err error) {
 	c := w.c
 	for _, e := range batch {
-		if e.attempts > c.maxRetries {
+		if !c.retrying(&e.retries, rt) {
 			w.settle(e, ratelab.BulkResult{Err: err})
 			continue
 		}
-		c.stats.retries.Add(1)
 		w.mu.Lock()
 		e.inflight = false
-		e.notBefore = notBefore
+		e.notBefore = time.Time{}
+		if !backoffFrom.IsZero() {
+			e.notBefore = backoffFrom.Add(backoff(e.retries.attempts - 1))
+		}
 		q := w.queues[e.upd.ID]
 		if len(q) > 1 && q[0] == e && e.upd.IfVersion == 0 && q[1].upd.IfVersion == 0 {
 			next := q[1]

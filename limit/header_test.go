@@ -214,3 +214,38 @@ func TestSetHeadersAlgorithms(t *testing.T) {
 		}
 	}
 }
+
+// TestAdvertisedPolicyDescribes reads back what SetHeaders writes for each
+// family and checks that Describes recognizes its own policy (through the
+// rounding of w) and tells a changed one apart.
+func TestAdvertisedPolicyDescribes(t *testing.T) {
+	gcra := &limit.Policy{Name: "per-script", Rate: limit.Per(2, time.Second), Burst: 5} // τ 2.5 s: w=3
+	fixed := &limit.Policy{Name: "client", Algorithm: limit.FixedWindow, Rate: limit.Per(300, time.Minute)}
+	conc := &limit.Policy{Name: "uploads", Algorithm: limit.Concurrency, Concurrency: 4, Lease: 30 * time.Second}
+	s := limit.NewMemoryStore(limit.MemoryConfig{})
+	var d limit.Decision
+	req := &limit.Request{Now: time.Unix(1000, 0), Cost: 1, Tiers: []limit.Tier{{Policy: gcra, Key: "a"}, {Policy: fixed, Key: "c"}, {Policy: conc, Key: "c"}}}
+	if err := s.Decide(t.Context(), req, &d); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	limit.SetHeaders(h, &d)
+	a := limit.ParseHeaders(h, time.Unix(1000, 0))
+	if len(a.Policies) != 3 {
+		t.Fatalf("policies %+v", a.Policies)
+	}
+	for i, p := range []*limit.Policy{gcra, fixed, conc} {
+		if !a.Policies[i].Describes(p) {
+			t.Errorf("%+v does not describe %s", a.Policies[i], p.Name)
+		}
+	}
+	changed := *gcra
+	changed.Burst = 6 // τ 3 s: still w=3, but q=6
+	slower := *gcra
+	slower.Rate = limit.Per(1, time.Second) // τ 5 s: w=5
+	for _, p := range []*limit.Policy{&changed, &slower, fixed} {
+		if a.Policies[0].Describes(p) {
+			t.Errorf("%+v describes %+v", a.Policies[0], p)
+		}
+	}
+}

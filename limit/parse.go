@@ -53,6 +53,20 @@ type AdvertisedPolicy struct {
 	Params map[string]string
 }
 
+// Describes reports whether a is what SetHeaders writes for p: the same
+// quota q and the window w in seconds, rounded up as SetHeaders rounds it.
+// A client that knows a policy exactly uses it to tell a changed policy
+// from the rounding of the header.
+func (a *AdvertisedPolicy) Describes(p *Policy) bool {
+	if a.Name != p.Name || a.Quota != p.Quota() {
+		return false
+	}
+	if p.Algorithm == Concurrency {
+		return a.Window < 0 // SetHeaders writes no window for it
+	}
+	return a.Window == time.Duration(ceilSeconds(p.Window()))*time.Second
+}
+
 // Found reports whether the response carried any rate-limit information.
 func (a *Advertised) Found() bool {
 	return len(a.Policies) > 0 || a.Policy != "" || a.Limit >= 0 || a.Remaining >= 0 ||

@@ -8,13 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
 
 	"golang.org/x/oauth2/clientcredentials"
 
+	"ratelab/client"
 	"ratelab/diagnose"
 	"ratelab/httpapi"
 	"ratelab/limit"
@@ -24,12 +24,13 @@ import (
 	"ratelab/wire"
 )
 
-// demoServer is the embedded server and a token for it.
+// demoServer is the embedded server, a token for the load runs and the
+// Go client, which reads the limits the server advertises.
 type demoServer struct {
 	base   string
 	token  string
 	settle time.Duration
-	http   *http.Client
+	api    *client.Client
 	close  func()
 }
 
@@ -43,7 +44,7 @@ func startDemoServer(ctx context.Context, dir string) (*demoServer, error) {
 		db.Close()
 		return nil, err
 	}
-	client, secret, err := db.CreateClient(ctx, org.ID, "", "")
+	cl, secret, err := db.CreateClient(ctx, org.ID, "", "")
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -57,14 +58,20 @@ func startDemoServer(ctx context.Context, dir string) (*demoServer, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &demoServer{base: "http://" + srv.Addr(), http: &http.Client{Timeout: 10 * time.Second}}
+	s := &demoServer{base: "http://" + srv.Addr()}
+	s.api, err = client.New(client.Config{BaseURL: s.base, ClientID: cl.ID, ClientSecret: secret, HTTPClient: &http.Client{Timeout: 10 * time.Second}})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	s.close = func() {
+		s.api.Close()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
 		db.Close()
 	}
-	cc := clientcredentials.Config{ClientID: client.ID, ClientSecret: secret, TokenURL: s.base + "/oauth/token"}
+	cc := clientcredentials.Config{ClientID: cl.ID, ClientSecret: secret, TokenURL: s.base + "/oauth/token"}
 	tok, err := cc.Token(ctx)
 	if err != nil {
 		s.close()
@@ -73,39 +80,13 @@ func startDemoServer(ctx context.Context, dir string) (*demoServer, error) {
 	s.token = tok.AccessToken
 	// The longest refill window of the policies that apply, so runs start
 	// from full buckets.
-	lim, err := s.limits(ctx, "")
+	lim, err := s.api.RateLimits(ctx, "")
 	if err != nil {
 		s.close()
 		return nil, err
 	}
 	s.settle = diagnose.Settle(lim.Policies)
 	return s, nil
-}
-
-// limits reads GET /api/v2/ratelimits, as any client of the API can.
-func (s *demoServer) limits(ctx context.Context, scriptID string) (*wire.RateLimits, error) {
-	u := s.base + wire.RateLimitsPath
-	if scriptID != "" {
-		u += "?" + url.Values{"scriptId": {scriptID}}.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /api/v2/ratelimits: %s", resp.Status)
-	}
-	var out wire.RateLimits
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return nil, fmt.Errorf("GET /api/v2/ratelimits: %w", err)
-	}
-	return &out, nil
 }
 
 // scriptLimit returns the tightest per-script policy the server advertises
@@ -115,7 +96,7 @@ func (s *demoServer) scriptLimit(ctx context.Context, data *load.DataSet) (*limi
 	if len(row) == 0 {
 		return nil, errors.New("no script ids")
 	}
-	lim, err := s.limits(ctx, row[0])
+	lim, err := s.api.RateLimits(ctx, row[0])
 	if err != nil {
 		return nil, err
 	}

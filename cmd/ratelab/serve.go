@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -103,6 +104,7 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 	policyFile := fs.String("policies", envDefault(env, "RATELAB_POLICIES", ""), "YAML policy `file` replacing the built-in defaults; reloaded on SIGHUP")
 	logFormat := fs.String("log-format", envDefault(env, "RATELAB_LOG_FORMAT", "text"), "log `format`: text or json")
 	bootstrap := fs.String("bootstrap-client", envDefault(env, "RATELAB_BOOTSTRAP_CLIENT", ""), "create this OAuth client in org \"default\" if missing, as `ID:SECRET`")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` (for bench/server/compare.sh)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -119,6 +121,13 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 	}
 	if *redisFailure != "open" && *redisFailure != "closed" {
 		return fmt.Errorf("--redis-failure %q: want open or closed", *redisFailure)
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	// Validate the policies before touching the database, so a typo fails
 	// fast with the file, policy and field named.
@@ -196,6 +205,19 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 			return nil
 		}
 	}
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // dbKind names the database for the log without its credentials.

@@ -60,7 +60,7 @@ func (p *Plan) Scenario(opts Options) (*load.Scenario, []Warning, error) {
 			if err != nil {
 				return nil, nil, fmt.Errorf("constant throughput timer %s: %w", ctt.Path, err)
 			}
-			w.Throughput, w.ThroughputMode = r, load.ThroughputMode(ctt.Mode)
+			w.Throughput, w.ThroughputMode = r, ctt.Mode
 		}
 	}
 	if len(g.CSV) > 0 {

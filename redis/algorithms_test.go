@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -20,10 +21,21 @@ import (
 // starts: each decision must touch one slot, and the groups of the suite
 // spread over all three masters.
 func TestClusterConformance(t *testing.T) {
+	// Once on a client that keeps no deadline (every decision a round
+	// trip of its own) and once on one that honours deadlines, as `ratelab
+	// serve` builds it, where concurrent decisions share pipelines that
+	// go-redis splits per node.
+	for _, ctxDeadlines := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ctxdeadlines=%v", ctxDeadlines), func(t *testing.T) { testClusterConformance(t, ctxDeadlines) })
+	}
+}
+
+func testClusterConformance(t *testing.T, ctxDeadlines bool) {
 	opt, err := goredis.ParseClusterURL(testenv.RedisClusterURL(t))
 	if err != nil {
 		t.Fatalf("parse RATELAB_REDIS_CLUSTER_URL: %v", err)
 	}
+	opt.ContextTimeoutEnabled = ctxDeadlines
 	cc := goredis.NewClusterClient(opt)
 	t.Cleanup(func() { cc.Close() })
 	ctx := context.Background()
@@ -39,6 +51,14 @@ func TestClusterConformance(t *testing.T) {
 	limittest.Run(t, func(*testing.T) limit.Store { return s })
 	if s.Degraded() {
 		t.Fatal("cluster store degraded: decisions were not all taken on Redis")
+	}
+	st := s.Stats()
+	t.Logf("%+v", st)
+	if st.LocalRejections == 0 {
+		t.Fatal("no local rejection in the whole suite")
+	}
+	if ctxDeadlines && st.Pipelines == 0 {
+		t.Fatal("no pipeline in the whole suite, concurrent parts included")
 	}
 	// Every master holds some of the suite's keys: the decisions really
 	// were spread over the cluster.

@@ -1,6 +1,9 @@
 // Package redis is a limit.Store on Redis: several ratelab processes share
-// one exact rate limit, each decision taking one round trip, all of its
-// tiers atomically. It works on a single Redis node and on Redis Cluster.
+// one exact rate limit, each decision taking at most one script run, all
+// of its tiers atomically. It works on a single Redis node and on Redis
+// Cluster. Decisions that Redis is sure to reject are rejected locally,
+// without a round trip, and decisions taken concurrently share round
+// trips (see "Local rejections" and "Pipelining").
 //
 // # Key layout
 //
@@ -107,6 +110,89 @@
 // to 2^53 ns, which every tier rejects. The new TAT is formed as
 // now_s + carry and a nanosecond remainder, both exact. Instants before
 // 1970 are refused.
+//
+// # Local rejections
+//
+// A Store keeps what Redis last told it of each tier's state (the TAT of
+// a GCRA tier, the end and count of a fixed window), as absolute
+// instants, in a bounded cache (Config.CacheKeys), keyed by the tier's
+// Redis key and the policy's parameters. A request whose every tier the
+// cache may hold, and that the cached states reject, is rejected without
+// a round trip, with the Decision limit.Evaluate (or EvaluateStates)
+// gives on those states: the same code, on the same numbers, as for a
+// reply from Redis, so the headers and the 429 body are the same.
+//
+// This is exact where a tier's state only grows until a known instant, so
+// that what the cache holds is a lower bound of what Redis holds, whoever
+// wrote it since:
+//
+//   - GCRA: a key's TAT never decreases, whichever replica writes it (an
+//     admitted request moves it forward; a rejected one writes nothing).
+//     A tier that rejects a cost on the cached TAT rejects it on Redis's.
+//   - A fixed window, until the window's end: its count never decreases
+//     and its end does not move before it.
+//
+// and nowhere else, so the Store does not try:
+//
+//   - sliding windows (the previous window's weight falls as time passes,
+//     the current one's count rises: no bound in one direction) and
+//     concurrency tiers (a release frees a slot at any moment): a request
+//     with such a tier always goes to Redis;
+//   - tiers that count rejected requests: a rejected request must still be
+//     counted on Redis, so a request with one always goes to Redis;
+//   - requests of cost 0, which reject nothing;
+//   - a policy change: an entry is used only by a tier whose policy has
+//     the same algorithm, rate, burst and alignment as the one it was
+//     learnt under; a changed policy asks Redis again.
+//
+// The verdict is exact in every case above. The other fields of a local
+// rejection (the admitting tiers' remaining and reset, the tier named as
+// limiting when several reject) are exactly Redis's when this Store is
+// the only writer of those keys; with several replicas they come from the
+// last reply this Store saw, and what it did not see (another replica's
+// consumption) can only make Redis's answer the stricter one. A key the
+// cache has never held reads as empty (a lower bound too); a key it
+// dropped (the cache is full, or was cleared) reads as unknown until the
+// end of the state it held, so that the cache never mistakes a dropped key
+// for an empty one.
+//
+// Redis may lose its state behind the Store's back: a restart without
+// persistence, a failover to a replica that had not caught up. The Store
+// clears the cache when Redis becomes unreachable and when it answers
+// NOSCRIPT (as after a restart); a FLUSHALL or DEL of the limiter's keys
+// while the scripts stay loaded is not seen, and keeps rejecting until
+// the cached states end, as a replica that had not seen the flush would.
+//
+// Time. At a caller-given instant (Request.Now set) the cache decides at
+// that instant, as the script would. On Redis time it needs Redis's
+// clock, which it bounds from its replies: a script that read Redis TIME
+// t and was sent at local monotonic instant s and answered at r puts
+// Redis's clock at local instant l within [l + t − r, l + t − s]. The
+// Store keeps the tightest bounds from the replies of the last 250–500 ms
+// and widens them by 250 µs (clocks drift by up to 500 ppm). A request is
+// rejected locally only when the cached states reject it at the upper
+// bound — the latest instant Redis's clock can read at that moment, so
+// the Store never rejects locally past the instant Redis would admit —
+// and its Decision is taken at the lower bound, so that its retry-after
+// is never shorter than Redis's would be. Without a reply in the last
+// 500 ms it asks Redis.
+//
+// # Pipelining
+//
+// On a client with ContextTimeoutEnabled (as `ratelab serve` builds it),
+// decisions taken concurrently share round trips. A decision that finds
+// fewer than Config.MaxInFlight round trips in flight and none waiting is
+// sent at once, alone: a lone decision is never delayed. Otherwise it
+// waits, and goes with every decision waiting beside it in one pipeline
+// of EVALSHA calls (at most Config.MaxBatch) as soon as a round trip in
+// flight ends, or at once when it fills the batch. Each decision is still
+// a script run of its own, atomic and all-or-nothing on its own; only the
+// write, the read and the wake-ups are shared. On Redis Cluster go-redis
+// splits a pipeline per node, each decision going to its group's slot. A
+// waiting decision's deadline (Config.Timeout) runs from the moment it
+// starts waiting, and a pipeline's deadline is the earliest of its
+// decisions'. Stats counts the local rejections, the scripts sent and the
+// pipelines.
 //
 // # Failure
 //

@@ -13,7 +13,10 @@ package redis
 //	              Config.FixedTimeGrace); without them the script reads
 //	              Redis TIME and adds no grace
 //
-// It returns {allowed (0 or 1), backlog 1, …, backlog n}. Every number it
+// It returns {allowed (0 or 1), now_s, now_ns, backlog 1, …, backlog n}:
+// the instant it decided at (Redis TIME, or the caller's), from which the
+// Store learns the offset to Redis's clock and each tier's TAT for its
+// rejection cache, and every tier's backlog. Every number it
 // handles is an integer below 2^53, so Lua's doubles hold it exactly:
 // absolute instants stay split in (seconds, nanoseconds), and only offsets
 // from now are ever formed. A backlog is clamped at maxBacklog; such a tier
@@ -44,7 +47,7 @@ else
   now_s, now_ns, grace = tonumber(t[1]), tonumber(t[2]) * 1000, 0
 end
 local tats = redis.call('MGET', unpack(KEYS))
-local out = {1, unpack(tats)}
+local out = {1, now_s, now_ns, unpack(tats)}
 for i = 1, n do
   local v, b = tats[i], 0
   if v then
@@ -63,7 +66,7 @@ for i = 1, n do
       if b < 0 then b = 0 elseif b > 9007199254740992 then b = 9007199254740992 end
     end
   end
-  out[i + 1] = b
+  out[i + 3] = b
   local inc, tol = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
   local nx = b + inc
   if tol < 0 then

@@ -337,10 +337,7 @@ func (c *call) buildStates(s *Store, req *limit.Request, leaseID string) {
 // decideStates runs statesSource and evaluates the states it returns.
 func (s *Store) decideStates(ctx context.Context, req *limit.Request, d *limit.Decision) error {
 	n := len(req.Tiers)
-	c, _ := s.calls.Get().(*call)
-	if c == nil {
-		c = new(call)
-	}
+	c := s.getCall()
 	leaseID := ""
 	for i := range req.Tiers {
 		if req.Tiers[i].Policy.Algorithm == limit.Concurrency {
@@ -349,7 +346,11 @@ func (s *Store) decideStates(ctx context.Context, req *limit.Request, d *limit.D
 		}
 	}
 	c.buildStates(s, req, leaseID)
-	out, err := s.run(ctx, c)
+	if s.rejectLocally(req, c, false, d) {
+		s.calls.Put(c)
+		return nil
+	}
+	out, err, reusable := s.roundTrip(ctx, c)
 	if err != nil {
 		return fmt.Errorf("run script: %w", err)
 	}
@@ -361,7 +362,8 @@ func (s *Store) decideStates(ctx context.Context, req *limit.Request, d *limit.D
 		o := out[3+4*i:]
 		st[i] = limit.State{Until: time.Duration(o[0]), Count: o[1], Prev: o[2], First: time.Duration(o[3])}
 	}
-	limit.EvaluateStates(req, out[1]*int64(time.Second)+out[2], st[:n], d)
+	now := out[1]*int64(time.Second) + out[2]
+	limit.EvaluateStates(req, now, st[:n], d)
 	if d.Allowed != (out[0] == 1) {
 		return fmt.Errorf("script decided allowed=%v, evaluate %v", out[0] == 1, d.Allowed)
 	}
@@ -372,6 +374,18 @@ func (s *Store) decideStates(ctx context.Context, req *limit.Request, d *limit.D
 			}
 			d.Lease.Tiers = append(d.Lease.Tiers, req.Tiers[i])
 		}
+	}
+	if s.cache != nil {
+		s.learn(req, c, now)
+		// st holds each tier's state after the decision.
+		for i := range n {
+			if p := req.Tiers[i].Policy; cacheable(p) {
+				s.cache.update(c.keys[i].b, p, now, now+int64(max(st[i].Until, 0)), st[i].Count)
+			}
+		}
+	}
+	if reusable {
+		s.calls.Put(c)
 	}
 	return nil
 }

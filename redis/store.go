@@ -79,6 +79,33 @@ type Config struct {
 	// its fallback and with false when it is back on Redis, one call at a
 	// time and in order, e.g. to set a metric. It must not call Close.
 	OnStateChange func(degraded bool)
+	// CacheKeys bounds the tiers whose state the rejection cache keeps
+	// (see the package doc, "Local rejections"). Default:
+	// DefaultCacheKeys; a negative value turns local rejections off.
+	CacheKeys int
+	// MaxBatch bounds the decisions sent to Redis in one pipeline (see
+	// the package doc, "Pipelining"). Default: DefaultMaxBatch; a negative
+	// value turns pipelining off. Pipelining needs a client with
+	// ContextTimeoutEnabled; on any other client every decision is a round
+	// trip of its own.
+	MaxBatch int
+	// MaxInFlight is how many round trips (single decisions or pipelines)
+	// may be in flight before further decisions wait to go in the next
+	// pipeline. Default: DefaultMaxInFlight.
+	MaxInFlight int
+}
+
+// Stats counts what a Store did since New.
+type Stats struct {
+	// LocalRejections are decisions rejected from the rejection cache,
+	// without a round trip.
+	LocalRejections uint64
+	// Scripts are the decision scripts sent to Redis (EVALSHA, and EVAL
+	// after NOSCRIPT), alone or in pipelines; releases are not counted.
+	Scripts uint64
+	// Pipelines are the round trips that carried more than one decision,
+	// and Pipelined the decisions they carried.
+	Pipelines, Pipelined uint64
 }
 
 // Store is a limit.Store that keeps every tier's state in Redis, so that
@@ -106,6 +133,12 @@ type Store struct {
 	degraded atomic.Bool
 	scripts  stateScripts  // the states and release scripts (states.go)
 	leaseSeq atomic.Uint64 // numbers this Store's lease IDs
+
+	cache *rejectCache // nil when local rejections are off
+	clock *redisClock
+	batch *batcher // nil when pipelining is off
+
+	localRejects, scriptsSent, pipelines, pipelined atomic.Uint64
 
 	// mu serializes state changes and their OnStateChange calls, and
 	// guards the fields below.
@@ -154,7 +187,16 @@ func New(cfg Config) (*Store, error) {
 	case *goredis.ClusterClient:
 		ctxDeadlines = c.Options().ContextTimeoutEnabled
 	}
-	return &Store{
+	if cfg.CacheKeys == 0 {
+		cfg.CacheKeys = DefaultCacheKeys
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	s := &Store{
 		client:         cfg.Client,
 		ctxDeadlines:   ctxDeadlines,
 		shaArg:         goredis.NewScript(decideSource).Hash(),
@@ -168,8 +210,26 @@ func New(cfg Config) (*Store, error) {
 		fallback:       cfg.Fallback,
 		onStateChange:  cfg.OnStateChange,
 		scripts:        newStateScripts(),
+		clock:          newRedisClock(),
 		stop:           make(chan struct{}),
-	}, nil
+	}
+	if cfg.CacheKeys > 0 {
+		s.cache = newRejectCache(cfg.CacheKeys)
+	}
+	if cfg.MaxBatch > 1 && ctxDeadlines {
+		s.batch = &batcher{maxBatch: cfg.MaxBatch, maxInFlight: cfg.MaxInFlight}
+	}
+	return s, nil
+}
+
+// Stats returns the Store's counts so far.
+func (s *Store) Stats() Stats {
+	return Stats{
+		LocalRejections: s.localRejects.Load(),
+		Scripts:         s.scriptsSent.Load(),
+		Pipelines:       s.pipelines.Load(),
+		Pipelined:       s.pipelined.Load(),
+	}
 }
 
 // Degraded reports whether Redis is currently considered unreachable, so
@@ -236,7 +296,8 @@ func (s *Store) Decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 	return s.fallback.Decide(ctx, req, d)
 }
 
-// decide runs the script and evaluates its backlogs.
+// decide runs the script and evaluates its backlogs, unless the
+// rejection cache rejects the request without a round trip.
 func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decision) error {
 	n := len(req.Tiers)
 	if n == 0 {
@@ -248,27 +309,55 @@ func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 	if !req.Plain() {
 		return s.decideStates(ctx, req, d)
 	}
-	c, _ := s.calls.Get().(*call)
-	if c == nil {
-		c = new(call)
-	}
+	c := s.getCall()
 	c.build(s, req)
-	out, err := s.run(ctx, c)
+	if s.rejectLocally(req, c, true, d) {
+		s.calls.Put(c)
+		return nil
+	}
+	out, err, reusable := s.roundTrip(ctx, c)
 	if err != nil {
 		return fmt.Errorf("run script: %w", err)
 	}
-	if len(out) != 1+n {
-		return fmt.Errorf("script returned %d values, want %d", len(out), 1+n)
+	if len(out) != 3+n {
+		return fmt.Errorf("script returned %d values, want %d", len(out), 3+n)
 	}
 	var backlog [limit.MaxTiers]time.Duration
 	for i := range n {
-		backlog[i] = time.Duration(out[1+i])
+		backlog[i] = time.Duration(out[3+i])
 	}
 	limit.Evaluate(req, backlog[:n], d)
 	if d.Allowed != (out[0] == 1) {
 		return fmt.Errorf("script decided allowed=%v, evaluate %v", out[0] == 1, d.Allowed)
 	}
+	if s.cache != nil {
+		now := out[1]*int64(time.Second) + out[2]
+		s.learn(req, c, now)
+		for i := range n {
+			s.cache.update(c.keys[i].b, req.Tiers[i].Policy, now, now+int64(d.Tiers[i].ResetAfter), 0)
+		}
+	}
+	if reusable {
+		s.calls.Put(c)
+	}
 	return nil
+}
+
+// getCall returns a call from the pool, or a new one.
+func (s *Store) getCall() *call {
+	c, _ := s.calls.Get().(*call)
+	if c == nil {
+		c = &call{done: make(chan struct{}, 1)}
+	}
+	return c
+}
+
+// learn records the Redis time a script decided at, when the script read
+// it from Redis TIME.
+func (s *Store) learn(req *limit.Request, c *call, now int64) {
+	if req.Now.IsZero() && c.recv != 0 {
+		s.clock.observe(c.sent, c.recv, now)
+	}
 }
 
 // call is the argument list of one script run, kept in Store.calls and
@@ -281,6 +370,19 @@ type call struct {
 	nums  []int64
 	src   any    // the script's source, for EVAL after NOSCRIPT
 	lease string // the lease ID argument of the states script
+
+	// sent and recv are the local instants (redisClock.local) at which
+	// the round trip that carried the call started and ended; recv is 0
+	// when unknown.
+	sent, recv int64
+
+	// Pipelining (batch.go): the answer, the signal that it is there (or
+	// that this call leads batch), and the instant by which it is due.
+	out      []int64
+	err      error
+	done     chan struct{}
+	batch    []*call
+	deadline time.Time
 }
 
 // grow sizes c's reused buffers to n keys, nnums numbers and nargs
@@ -351,14 +453,28 @@ func (k *keyArg) String() string { return string(k.b) }
 func (s *Store) exec(ctx context.Context, c *call) ([]int64, error) {
 	cmd := goredis.NewIntSliceCmd(ctx, c.args...)
 	cmd.SetFirstKeyPos(3)
+	s.scriptsSent.Add(1)
+	c.sent, c.recv = s.clock.local(), 0
 	err := s.client.Process(ctx, cmd)
 	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		s.noScript()
 		c.args[0], c.args[1] = "eval", c.src
 		cmd = goredis.NewIntSliceCmd(ctx, c.args...)
 		cmd.SetFirstKeyPos(3)
+		s.scriptsSent.Add(1)
+		c.sent = s.clock.local()
 		err = s.client.Process(ctx, cmd)
 	}
+	c.recv = s.clock.local()
 	return cmd.Val(), err
+}
+
+// noScript forgets the rejection cache when Redis has forgotten the
+// scripts: a restart or a flush may have taken the keys with them.
+func (s *Store) noScript() {
+	if s.cache != nil {
+		s.cache.clear()
+	}
 }
 
 // answer is the outcome of one script run.
@@ -367,36 +483,34 @@ type answer struct {
 	err error
 }
 
-// run runs c with a deadline of s.timeout and gives c back to s.calls once
-// nobody uses it. go-redis honours a context's deadline only when the
-// client has ContextTimeoutEnabled, and otherwise waits for its
-// ReadTimeout (3s by default), so for such a client the wait is bounded
-// here: the call runs in its own goroutine, which finishes by itself when
-// the client gives up. Like any timeout, this cannot tell whether a late
-// script ran: a decision that times out may still have consumed quota on
-// Redis.
-func (s *Store) run(ctx context.Context, c *call) ([]int64, error) {
+// run runs c with a deadline of s.timeout. go-redis honours a context's
+// deadline only when the client has ContextTimeoutEnabled, and otherwise
+// waits for its ReadTimeout (3s by default), so for such a client the
+// wait is bounded here: the call runs in its own goroutine, which
+// finishes by itself when the client gives up. Like any timeout, this
+// cannot tell whether a late script ran: a decision that times out may
+// still have consumed quota on Redis. reusable is false when that
+// goroutine may still use c, which must then not go back to the pool.
+func (s *Store) run(ctx context.Context, c *call) (out []int64, err error, reusable bool) {
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if s.ctxDeadlines {
 		out, err := s.exec(rctx, c)
-		s.calls.Put(c)
 		if err != nil && rctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("no answer within %v: %w", s.timeout, err)
 		}
-		return out, err
+		return out, err, true
 	}
 	ch := make(chan answer, 1)
 	go func() {
 		out, err := s.exec(rctx, c)
-		s.calls.Put(c)
 		ch <- answer{out, err}
 	}()
 	select {
 	case a := <-ch:
-		return a.out, a.err
+		return a.out, a.err, true
 	case <-rctx.Done():
-		return nil, fmt.Errorf("no answer within %v: %w", s.timeout, rctx.Err())
+		return nil, fmt.Errorf("no answer within %v: %w", s.timeout, rctx.Err()), false
 	}
 }
 
@@ -443,6 +557,10 @@ func (s *Store) markDown(cause error) {
 		return
 	}
 	s.degraded.Store(true)
+	if s.cache != nil {
+		// Redis may come back without the state it had.
+		s.cache.clear()
+	}
 	mode := "deciding on the local fallback until it is back"
 	if s.failClosed {
 		mode = "rejecting decisions until it is back (fail closed)"

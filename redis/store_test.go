@@ -69,6 +69,9 @@ func TestConformance(t *testing.T) {
 	if s.Degraded() {
 		t.Fatal("store degraded during the suite: decisions were not all taken on Redis")
 	}
+	if st := s.Stats(); st.LocalRejections == 0 {
+		t.Fatalf("no local rejection in the whole suite: %+v", st)
+	}
 }
 
 // TestConformanceContextDeadlines runs the suite on a client that honours
@@ -89,6 +92,12 @@ func TestConformanceContextDeadlines(t *testing.T) {
 	limittest.Run(t, func(*testing.T) limit.Store { return s })
 	if s.Degraded() {
 		t.Fatal("store degraded during the suite: decisions were not all taken on Redis")
+	}
+	if st := s.Stats(); st.LocalRejections == 0 {
+		t.Fatalf("no local rejection in the whole suite: %+v", st)
+	}
+	if st := s.Stats(); st.Pipelines == 0 {
+		t.Fatalf("no pipeline in the whole suite, concurrent parts included: %+v", st)
 	}
 }
 
@@ -120,11 +129,14 @@ func TestShadowCostBeyondExactRange(t *testing.T) {
 }
 
 // TestRedisTime checks decisions with Request.Now zero: the instant comes
-// from Redis, so two stores (two processes) share one timeline.
+// from Redis, so two stores (two processes) share one timeline. The
+// stores take every decision on Redis (no rejection cache): a local
+// rejection is decided at the earliest instant Redis's clock may read,
+// which TestLocalRejectionRedisTime checks.
 func TestRedisTime(t *testing.T) {
 	prefix := testPrefix()
-	a := newStore(t, Config{Client: sharedClient(t), Prefix: prefix})
-	b := newStore(t, Config{Client: sharedClient(t), Prefix: prefix})
+	a := newStore(t, Config{Client: sharedClient(t), Prefix: prefix, CacheKeys: -1})
+	b := newStore(t, Config{Client: sharedClient(t), Prefix: prefix, CacheKeys: -1})
 	p := &limit.Policy{Name: "hourly", Rate: limit.Per(1, time.Hour), Burst: 3}
 	req := func() *limit.Request {
 		return &limit.Request{Group: "org", Cost: 1, Tiers: []limit.Tier{{Policy: p, Key: "k"}}}

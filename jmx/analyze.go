@@ -55,6 +55,9 @@ type Pitfall struct {
 // Options are the run-time inputs of a plan: JMeter properties (-J).
 type Options struct {
 	Properties map[string]string
+	// Dir is the plan's directory: a CSV Data Set's relative file name is
+	// relative to it, as in JMeter. Empty: the current directory.
+	Dir string
 }
 
 // writeMethods are the methods that change a resource.
@@ -119,6 +122,18 @@ func Analyze(p *Plan, opts Options) *Analysis {
 	}
 	a.Pitfalls = dedupePitfalls(a.Pitfalls)
 	return a
+}
+
+// SetWarnings replaces the analysis' warnings with ws (those of the flow
+// that "ratelab load --jmx" runs, from Plan.Flow) and judges Faithful by
+// them.
+func (a *Analysis) SetWarnings(ws []Warning) {
+	a.Warnings, a.Faithful = append([]Warning{}, ws...), true
+	for _, w := range ws {
+		if w.Unfaithful {
+			a.Faithful = false
+		}
+	}
 }
 
 // planEnv evaluates the user-defined variables once, as JMeter does when

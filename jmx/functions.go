@@ -34,6 +34,14 @@ type exprEnv struct {
 	props map[string]string // -J name=value
 	vars  map[string]string // user-defined variables, already translated
 	csv   map[string]bool   // CSV Data Set variable names
+	// runtime is set when translating for a flow, whose users keep
+	// variables: a ${name} that nothing fixes before the run (an
+	// extractor's, a counter's, a CSV header's) becomes {{.name}}, which
+	// the flow sends as ${name} while it is unset, as JMeter does; and a
+	// user-defined variable in dyn (one that something sets at run time)
+	// is read from the user too, not inlined.
+	runtime bool
+	dyn     map[string]bool
 }
 
 // translation is a JMeter string turned into a ratelab template.
@@ -94,10 +102,10 @@ func (env *exprEnv) expr(e string, t *translation) string {
 	name, argText, isCall := strings.Cut(e, "(")
 	name = strings.TrimSpace(name)
 	if !strings.HasPrefix(name, "__") {
-		if v, ok := env.vars[name]; ok {
+		if v, ok := env.vars[name]; ok && !env.dyn[name] {
 			return v
 		}
-		if env.csv[name] {
+		if env.csv[name] || env.runtime && !isCall && templateName(name) {
 			t.varies = true
 			return "{{." + name + "}}"
 		}
@@ -175,10 +183,10 @@ func (env *exprEnv) expr(e string, t *translation) string {
 	case "__V":
 		// ${__V(prefix_${n})}: the variable whose name the argument builds.
 		inner := arg(0)
-		if v, ok := env.vars[inner]; ok {
+		if v, ok := env.vars[inner]; ok && !env.dyn[inner] {
 			return v
 		}
-		if env.csv[inner] {
+		if env.csv[inner] || env.runtime && templateName(inner) {
 			t.varies = true
 			return "{{." + inner + "}}"
 		}
@@ -214,6 +222,12 @@ func (env *exprEnv) expr(e string, t *translation) string {
 	}
 	t.problems = append(t.problems, fmt.Sprintf("function %s is not supported; sent as is", name))
 	return "${" + e + "}"
+}
+
+// templateName reports whether a variable name can be a flow template's
+// {{.name}}.
+func templateName(name string) bool {
+	return name != "" && !strings.ContainsAny(name, " \t\n{}()$,\"'")
 }
 
 // evalCondition evaluates an If Controller condition that is fixed for the

@@ -37,6 +37,8 @@ type Plan struct {
 	Warnings []Warning
 
 	cookieManager, cacheManager bool // at Test Plan level
+	// root is the enabled Test Plan element, which Flow translates.
+	root *element
 }
 
 // Variable is a user-defined variable.
@@ -230,7 +232,7 @@ func Read(r io.Reader) (*Plan, error) {
 			b.warn(e, false, "element outside the Test Plan is ignored")
 			continue
 		}
-		p.Name = e.name
+		p.Name, p.root = e.name, e
 		if udv := e.props["TestPlan.user_defined_variables"]; udv != nil {
 			for _, a := range arguments(udv) {
 				p.Variables = append(p.Variables, Variable(a))

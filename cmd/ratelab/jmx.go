@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"ratelab/jmx"
@@ -51,10 +52,16 @@ func runJMX(_ context.Context, env *environ, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := jmx.Options{Properties: props}
+	opts := jmx.Options{Properties: props, Dir: filepath.Dir(path)}
 	a := jmx.Analyze(plan, opts)
-	sc, warns, scErr := plan.Scenario(opts)
-	a.Warnings = append(a.Warnings, warns...)
+	// "ratelab load --jmx" runs the plan as a flow: its warnings, and
+	// whether it can be built, are what say faithful and runnable.
+	flow, fw, flowErr := plan.Flow(opts)
+	if flowErr == nil {
+		flowErr = jmx.ValidateShape(flow)
+	}
+	a.SetWarnings(fw)
+	sc, _, scErr := plan.Scenario(opts)
 	var yamlText []byte
 	if scErr == nil {
 		if yamlText, err = jmx.ScenarioYAML(sc); err != nil {
@@ -67,9 +74,9 @@ func runJMX(_ context.Context, env *environ, args []string) error {
 			Scenario      any    `json:"scenario"`
 			ScenarioError string `json:"scenario_error,omitempty"`
 		}{Analysis: a}
-		if scErr != nil {
-			out.ScenarioError = scErr.Error()
-		} else {
+		if flowErr != nil {
+			out.ScenarioError = flowErr.Error()
+		} else if scErr == nil {
 			out.Scenario = jmx.ScenarioDocument(sc)
 		}
 		enc := json.NewEncoder(env.stdout)
@@ -77,7 +84,12 @@ func runJMX(_ context.Context, env *environ, args []string) error {
 		return enc.Encode(out)
 	}
 	writeAnalysis(env.stdout, path, a)
-	fmt.Fprintln(env.stdout, "\nEquivalent ratelab scenario (ratelab load FILE.yaml):")
+	if flowErr != nil {
+		fmt.Fprintf(env.stdout, "\nratelab load --jmx cannot run it: %v\n", flowErr)
+	} else {
+		fmt.Fprintf(env.stdout, "\nratelab load --jmx %s runs it as a flow of %d thread group(s), controllers, extractors and cookies included.\n", path, len(flow.Groups))
+	}
+	fmt.Fprintln(env.stdout, "\nIts requests as a flat scenario, without the plan's logic (ratelab load FILE.yaml):")
 	if scErr != nil {
 		fmt.Fprintf(env.stdout, "  none: %v\n", scErr)
 		return nil
@@ -177,4 +189,68 @@ func (f *loadFlags) jmxScenario(env *environ) (*load.Scenario, *load.DataSet, er
 		fmt.Fprintf(env.stderr, "fix: %s\n", c)
 	}
 	return fixed.Scenario, fixed.Data, nil
+}
+
+// jmxFlow reads the --jmx plan as the flow "ratelab load" runs: what
+// cannot be run as JMeter would is said on stderr before anything is
+// sent. --threads, --ramp-up, --loops and --duration, when given, replace
+// those of every normal thread group of the closed model.
+func (f *loadFlags) jmxFlow(env *environ, set map[string]bool) (*load.Flow, error) {
+	for _, name := range []string{"rate", "stages", "max-workers", "throughput", "throughput-mode", "url", "data", "body", "body-file"} {
+		if set[name] {
+			return nil, fmt.Errorf("--%s does not apply to --jmx: the plan's thread groups give the load (--fix runs it corrected)", name)
+		}
+	}
+	plan, err := readPlanFile(f.jmx)
+	if err != nil {
+		return nil, err
+	}
+	opts := jmx.Options{Properties: f.jmxProps, Dir: filepath.Dir(f.jmx)}
+	a := jmx.Analyze(plan, opts)
+	flow, warns, err := plan.Flow(opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.jmx, err)
+	}
+	a.SetWarnings(warns)
+	for _, w := range warns {
+		if w.Unfaithful {
+			fmt.Fprintf(env.stderr, "warning: %s\n", w)
+		}
+	}
+	if !a.Faithful {
+		fmt.Fprintln(env.stderr, "warning: ratelab cannot run this plan exactly as JMeter would (see above)")
+	}
+	for _, l := range a.Effective {
+		fmt.Fprintf(env.stderr, "plan: %s\n", l)
+	}
+	for _, g := range flow.Groups {
+		w := &g.Workload
+		if g.Kind != load.GroupNormal || w.Open() {
+			continue
+		}
+		if set["threads"] {
+			w.Threads = f.threads
+		}
+		if set["ramp-up"] {
+			w.RampUp = f.rampUp
+		}
+		if set["loops"] {
+			w.Loops = f.loops
+		}
+		if set["duration"] {
+			w.Duration = f.duration
+		}
+	}
+	if set["timeout"] {
+		flow.Timeout = f.timeout
+	}
+	if set["name"] {
+		flow.Name = f.name
+	}
+	if set["retry-after"] {
+		if flow.RetryAfter, err = load.ParseRetryAfterMode(f.retryAfter); err != nil {
+			return nil, err
+		}
+	}
+	return flow, nil
 }

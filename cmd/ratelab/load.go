@@ -69,6 +69,13 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 			return runFlowFile(ctx, env, &f, flow)
 		}
 	}
+	if f.jmx != "" && !f.fix && scenarioFile == "" {
+		flow, err := f.jmxFlow(env, set)
+		if err != nil {
+			return err
+		}
+		return runFlowFile(ctx, env, &f, flow)
+	}
 	s, data, err := f.scenario(env, scenarioFile, set)
 	if err != nil {
 		return err

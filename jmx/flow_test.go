@@ -1,0 +1,170 @@
+package jmx
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"ratelab/load"
+)
+
+// flowServer answers the paths of testdata/flow-elements.jmx and records
+// what each user (by its X-User header) sent.
+type flowServer struct {
+	mu   sync.Mutex
+	sent map[string][]string
+}
+
+func (s *flowServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	line := r.Method + " " + r.URL.RequestURI()
+	if c, err := r.Cookie("sid"); err == nil {
+		line += " cookie=" + c.Value
+	}
+	if r.Method == "POST" {
+		_ = r.ParseForm()
+		if p := r.PostForm.Get("pass"); p != "" {
+			line += " pass=" + p
+		}
+	}
+	s.mu.Lock()
+	s.sent[r.Header.Get("X-User")] = append(s.sent[r.Header.Get("X-User")], line)
+	s.mu.Unlock()
+	if r.URL.Path == "/api/login" {
+		http.SetCookie(w, &http.Cookie{Name: "sid", Value: "s-" + r.Header.Get("X-User")})
+		w.Write([]byte(`{"token":"t-42","items":["a","b"]}`))
+	}
+}
+
+// A plan's logic runs as JMeter runs it: the setUp group first, CSV rows
+// by a header line, extractors feeding a ForEach and an If, the Cookie
+// Manager's jar, Once Only, a Loop, a pause with its timer, and a
+// Transaction's own sample.
+func TestFlowRunsThePlansLogic(t *testing.T) {
+	srv := &flowServer{sent: map[string][]string{}}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	u, _ := url.Parse(hs.URL)
+	dir := t.TempDir()
+	csvFile := filepath.Join(dir, "users.csv")
+	if err := os.WriteFile(csvFile, []byte("user;pass\nada;pa\nbob;pb\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("testdata/flow-elements.jmx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := readPlan(t, string(src))
+	opts := Options{Properties: map[string]string{"port": u.Port(), "csv": csvFile}}
+	f, ws, err := p.Flow(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := unfaithful(ws); len(got) > 0 {
+		t.Fatalf("unfaithful: %v", got)
+	}
+	var mu sync.Mutex
+	var labels []string
+	_, err = load.Run(context.Background(), load.Config{Flow: f, Sink: func(r *load.Result) {
+		mu.Lock()
+		labels = append(labels, r.Label)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.sent[""]; len(got) != 1 || got[0] != "POST /api/setup" {
+		t.Errorf("setUp group sent %v", got)
+	}
+	// Two users, two iterations each, one CSV row each iteration, shared:
+	// the four rows go ada, bob, ada, bob in some order of the users.
+	var all []string
+	for _, user := range []string{"ada", "bob"} {
+		got := srv.sent[user]
+		all = append(all, got...)
+		want := 2*6 + 1 // login, 2 items, check, 2 polls per iteration; once
+		if len(got) != want {
+			t.Errorf("%s: %d requests, want %d: %v", user, len(got), want, got)
+			continue
+		}
+		if got[0] != "POST /api/login pass=p"+user[:1] {
+			t.Errorf("%s: first request %q", user, got[0])
+		}
+		text := strings.Join(got, "\n")
+		for _, want := range []string{"GET /api/item/a?tok=t-42&n=1", "GET /api/item/b?tok=t-42&n=1", "GET /api/check cookie=s-" + user} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: no %q in\n%s", user, want, text)
+			}
+		}
+	}
+	text := strings.Join(all, "\n")
+	if n := strings.Count(text, "GET /api/once"); n != 2 {
+		t.Errorf("once only: %d requests, want one per user", n)
+	}
+	if strings.Contains(text, "/never") {
+		t.Error("the If Controller whose condition is false ran")
+	}
+	if n := strings.Count(text, "GET /api/poll"); n != 8 {
+		t.Errorf("loop: %d polls, want 2 per iteration", n)
+	}
+	var tx int
+	for _, l := range labels {
+		if l == "tx-login" {
+			tx++
+		}
+	}
+	if tx != 4 {
+		t.Errorf("transaction samples: %d, want 4", tx)
+	}
+}
+
+// Scripts are reported with their path and line, and never called
+// faithful; an element that is not emulated is named.
+func TestFlowReportsScripts(t *testing.T) {
+	src := plan("", `<JSR223PreProcessor testname="prep"><stringProp name="script">vars.put("a","b")</stringProp></JSR223PreProcessor><hashTree/>
+`+sampler("s", "h", "/x/${a}", ""), 1)
+	p := readPlan(t, src)
+	_, ws, err := p.Flow(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, w := range ws {
+		if w.Unfaithful && strings.Contains(w.Message, "JSR223PreProcessor is a script") && w.Line > 0 && strings.HasSuffix(w.Path, "prep") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no warning for the script with its path and line: %v", ws)
+	}
+}
+
+// A condition outside the subset is refused with a warning, not run
+// another way; one inside it is a template the flow decides at run time.
+func TestFlowConditions(t *testing.T) {
+	for _, c := range []struct {
+		cond, want string
+		ok         bool
+	}{
+		{`${__jexl3("${x}" == "y")}`, `"{{.x}}" == "y"`, true},
+		{`${__groovy(${n} > 5 && ${n} < 9)}`, `{{.n}} > 5 && {{.n}} < 9`, true},
+		{`"${x}".equals("y")`, `"{{.x}}" == "y"`, true},
+		{`${JMeterThread.last_sample_ok}`, `{{.JMeterThread.last_sample_ok}}`, true},
+		{`${__groovy(vars.get("x").length() > 2)}`, "", false},
+	} {
+		fb := &flowBuilder{plan: &Plan{}, fixed: &exprEnv{props: map[string]string{}, vars: map[string]string{}, csv: map[string]bool{}}}
+		fb.env = &exprEnv{props: fb.fixed.props, vars: fb.fixed.vars, csv: fb.fixed.csv, runtime: true, dyn: map[string]bool{}}
+		got, ok := fb.condition(&element{path: "P / If", line: 3}, c.cond, true)
+		if ok != c.ok || got != c.want {
+			t.Errorf("%s: %q %v, want %q %v", c.cond, got, ok, c.want, c.ok)
+		}
+		if !ok && (len(fb.warns) != 1 || !fb.warns[0].Unfaithful) {
+			t.Errorf("%s: warnings %v", c.cond, fb.warns)
+		}
+	}
+}

@@ -3,6 +3,13 @@
 // paths, JSON bodies, scope names and the error code ↔ status table — are
 // in package ratelab/wire; the Go client is package ratelab/client.
 //
+// Files: server.go (Config, Server, its life), routes.go (the route
+// table, paging), middleware.go (every stage of the request path below,
+// in one place), tiers.go (the tiers of a request as a value: tiersFor,
+// which admission and GET /api/v2/ratelimits both call), policy.go
+// (policies and their YAML), handlers.go, token.go (POST /oauth/token and
+// its failure limits), decode.go, errors.go, metrics.go, openapi.go.
+//
 // # Request path
 //
 // Every request goes through: panic recovery and metrics → route (standard

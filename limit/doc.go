@@ -2,8 +2,17 @@
 // all-or-nothing decisions with the four families of limits real APIs use
 // (GCRA, fixed windows, sliding windows and concurrency limits), the stores
 // that keep their state, and the HTTP headers that explain a decision to
-// the client. It imports only the standard library, so it can be used on
-// its own.
+// the client; and the client side of the same: reading what a response
+// says about limits, every header family and a 429 body (ParseResponse, the
+// one parser of rejections that ratelab's client, load tester and probe
+// use), and a client's copy of a GCRA bucket ([Bucket]). It imports only
+// the standard library, so it can be used on its own.
+//
+// Files: policy.go (Policy, Rate, Algorithm), decision.go (Request,
+// Decision, Evaluate), algorithm.go (the window families, EvaluateStates),
+// lease.go (concurrency leases), memory.go (MemoryStore), header.go
+// (SetHeaders), parse.go (ParseHeaders), reject.go (ParseBody,
+// ParseResponse), bucket.go (Bucket).
 //
 // # The model
 //

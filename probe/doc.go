@@ -7,6 +7,10 @@
 // measurement, so it also works against servers that send no rate-limit
 // headers at all.
 //
+// Files: config.go (Config), sender.go (the one gate every request passes:
+// budget, maximum rate, concurrency), probe.go (the steps), estimate.go
+// (burst and rate from observations), report.go (Report and its parts).
+//
 // # Method
 //
 // Every limit that rejects with 429 and refills at a steady rate behaves,

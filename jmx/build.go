@@ -44,6 +44,9 @@ type httpDefaults struct {
 	Protocol, Domain, Port, Path   string
 	ConnectTimeout, ResponseTimout string
 	Arguments                      []Argument
+	// Embedded is the defaults' "retrieve all embedded resources"
+	// (HTTPSampler.image_parser), "" when they do not set it.
+	Embedded string
 }
 
 // authEntry is one row of an HTTP Authorization Manager.
@@ -488,6 +491,7 @@ func defaultsOf(e *element) httpDefaults {
 		Port: e.str("HTTPSampler.port"), Path: e.str("HTTPSampler.path"),
 		ConnectTimeout: e.str("HTTPSampler.connect_timeout"), ResponseTimout: e.str("HTTPSampler.response_timeout"),
 		Arguments: arguments(e.props["HTTPsampler.Arguments"]),
+		Embedded:  e.str("HTTPSampler.image_parser"),
 	}
 }
 

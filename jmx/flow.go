@@ -33,8 +33,14 @@ func (p *Plan) Flow(opts Options) (*load.Flow, []Warning, error) {
 	fixed, rw := p.resolve(opts)
 	fb := &flowBuilder{plan: p, opts: opts, fixed: fixed, flow: &load.Flow{Name: p.Name, RetryAfter: load.RetryIgnore}}
 	fb.env = &exprEnv{props: fixed.props, vars: fixed.vars, csv: fixed.csv, runtime: true, dyn: map[string]bool{}}
+	// The thread groups' fields as resolve evaluated them (the timers'
+	// are the flow's own, below).
+	groupPath := map[string]bool{}
+	for _, g := range p.Groups {
+		groupPath[g.Path] = true
+	}
 	for _, w := range rw {
-		if w.Unfaithful {
+		if groupPath[w.Path] {
 			fb.warns = append(fb.warns, w)
 		}
 	}
@@ -626,6 +632,16 @@ func (fb *flowBuilder) request(e *element, in fscope) load.Step {
 		// its children are is decided below.
 		if w.Path == e.path {
 			fb.warns = append(fb.warns, w)
+		}
+	}
+	if _, set := e.raw("HTTPSampler.image_parser"); !set {
+		for _, d := range in.defaults {
+			if d.Embedded != "" {
+				if d.Embedded == "true" {
+					fb.warnAt(e, true, "HTTP Request Defaults in scope retrieve embedded resources (image_parser), which ratelab does not fetch")
+				}
+				break
+			}
 		}
 	}
 	r := &load.Request{Name: s.Name}

@@ -168,3 +168,32 @@ func TestFlowConditions(t *testing.T) {
 		}
 	}
 }
+
+// HTTP Request Defaults that retrieve embedded resources make the samplers
+// in their scope fetch them in JMeter: ratelab says it does not. A
+// Response Assertion with no pattern checks nothing, in JMeter as here.
+func TestFlowDefaultsEmbeddedAndEmptyAssertion(t *testing.T) {
+	defaults := `<ConfigTestElement testname="D"><elementProp name="HTTPsampler.Arguments" elementType="Arguments"/>
+  <stringProp name="HTTPSampler.domain">h</stringProp><boolProp name="HTTPSampler.image_parser">true</boolProp></ConfigTestElement><hashTree/>`
+	p := readPlan(t, plan(defaults, sampler("s", "", "/x", ""), 1))
+	_, ws, err := p.Flow(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(unfaithful(ws), "\n"); !strings.Contains(got, "embedded resources") {
+		t.Errorf("no warning for the defaults' embedded resources: %q", got)
+	}
+	empty := `<ResponseAssertion testname="A"><collectionProp name="Asserion.test_strings"/>
+  <stringProp name="Assertion.test_field">Assertion.response_data</stringProp><intProp name="Assertion.test_type">2</intProp></ResponseAssertion><hashTree/>`
+	p = readPlan(t, plan("", sampler("s", "h", "/x", empty), 1))
+	f, ws, err := p.Flow(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := unfaithful(ws); len(got) > 0 {
+		t.Errorf("unfaithful: %v", got)
+	}
+	if err := ValidateShape(f); err != nil {
+		t.Errorf("the flow does not validate: %v", err)
+	}
+}

@@ -213,6 +213,15 @@ func (fb *flowBuilder) assertion(e *element) *load.Assert {
 				a.Patterns = append(a.Patterns, fb.text(e, it.value))
 			}
 		}
+		if len(a.Patterns) == 0 {
+			if a.Or {
+				fb.warnAt(e, true, "Response Assertion with OR and no patterns is not evaluated")
+				return nil
+			}
+			// JMeter checks nothing then, and fails nothing.
+			fb.warnAt(e, false, "Response Assertion without patterns checks nothing")
+			return nil
+		}
 		return a
 	case "DurationAssertion":
 		d, ok, _ := number(fb.fixed, e.str("DurationAssertion.duration"))

@@ -197,3 +197,29 @@ func TestFlowDefaultsEmbeddedAndEmptyAssertion(t *testing.T) {
 		t.Errorf("the flow does not validate: %v", err)
 	}
 }
+
+// Jayway paths without "$." are read as Jayway reads them; a path that
+// does not compile fails the samples it asserts, as in JMeter.
+func TestFlowJSONPaths(t *testing.T) {
+	for in, want := range map[string]string{"slideshow.author": "$.slideshow.author", "$.a[0]": "$.a[0]"} {
+		if got, ok := jsonPath(in); !ok || got != want {
+			t.Errorf("jsonPath(%q) = %q %v, want %q", in, got, ok, want)
+		}
+	}
+	if _, ok := jsonPath("$."); ok {
+		t.Error(`"$." compiles`)
+	}
+	bad := `<JSONPathAssertion testname="A"><stringProp name="JSON_PATH">$.</stringProp></JSONPathAssertion><hashTree/>`
+	p := readPlan(t, plan("", sampler("s", "h", "/x", bad), 1))
+	f, ws, err := p.Flow(Options{})
+	if err != nil || len(unfaithful(ws)) > 0 {
+		t.Fatalf("%v %v", err, unfaithful(ws))
+	}
+	a := f.Groups[0].Steps[0].(*load.Request).Assert
+	if len(a) != 1 || a[0].Kind != load.AssertResponse || a[0].Field != load.FieldCode {
+		t.Errorf("assertion %+v, want one that fails every sample", a)
+	}
+	if err := ValidateShape(f); err != nil {
+		t.Error(err)
+	}
+}

@@ -5,8 +5,24 @@ import (
 	"strings"
 	"time"
 
+	"github.com/theory/jsonpath"
+
 	"ratelab/load"
 )
+
+// jsonPath returns a JSON path as JSONPath (RFC 9535) reads it: the
+// plugins' Jayway paths may leave out the leading "$." (Jayway adds it).
+// ok is false for a path that does not compile, which JMeter reports at
+// run time as a failed sample (an assertion) or the default (an
+// extractor).
+func jsonPath(p string) (string, bool) {
+	p = strings.TrimSpace(p)
+	if p != "" && !strings.HasPrefix(p, "$") {
+		p = "$." + p
+	}
+	_, err := jsonpath.Parse(p)
+	return p, err == nil
+}
 
 // The flow's post-processors, assertions and config elements, each from
 // its JMeter element.
@@ -99,8 +115,13 @@ func (fb *flowBuilder) extractors(e *element) []*load.Extract {
 				}
 				return ""
 			}
+			path, ok := jsonPath(fb.text(e, at(paths)))
+			if !ok {
+				fb.warnAt(e, true, "JSON path %q of ${%s} is not one ratelab reads: the extractor is not run", at(paths), n)
+				continue
+			}
 			out = append(out, &load.Extract{Kind: load.ExtractJSONPath, Var: n, Field: load.FieldBody,
-				Expr: fb.text(e, strings.TrimSpace(at(paths))), Match: fb.matchNumber(e, at(matches), 0),
+				Expr: path, Match: fb.matchNumber(e, at(matches), 0),
 				Default: fb.text(e, at(defaults)), DefaultEmpty: true})
 		}
 		return out
@@ -109,8 +130,13 @@ func (fb *flowBuilder) extractors(e *element) []*load.Extract {
 			fb.warnAt(e, true, "JSON Path Extractor on %q is not emulated", s)
 			return nil
 		}
+		path, ok := jsonPath(fb.text(e, e.str("JSONPATH")))
+		if !ok {
+			fb.warnAt(e, true, "JSON path %q is not one ratelab reads: the extractor is not run", e.str("JSONPATH"))
+			return nil
+		}
 		return []*load.Extract{{Kind: load.ExtractJSONPath, Var: e.str("VAR"), Field: load.FieldBody,
-			Expr: fb.text(e, e.str("JSONPATH")), Match: 1, Default: fb.text(e, rawOr(e, "DEFAULT")), DefaultEmpty: true}}
+			Expr: path, Match: 1, Default: fb.text(e, rawOr(e, "DEFAULT")), DefaultEmpty: true}}
 	}
 	// XPath, CSS/JQuery, JMESPath: not run.
 	var used []string
@@ -243,7 +269,18 @@ func (fb *flowBuilder) assertion(e *element) *load.Assert {
 		}
 		return &load.Assert{Kind: load.AssertSize, Size: int64(n), Compare: load.Comparison(op)}
 	case "JSONPathAssertion", "com.atlantbh.jmeter.plugins.jsonutils.jsonpathassertion.JSONPathAssertion":
-		return &load.Assert{Kind: load.AssertJSON, Path: fb.text(e, e.str("JSON_PATH")),
+		path, ok := jsonPath(fb.text(e, e.str("JSON_PATH")))
+		if !ok {
+			if strings.Contains(path, "{{") {
+				fb.warnAt(e, true, "JSON path %q is not evaluated", e.str("JSON_PATH"))
+				return nil
+			}
+			// JMeter fails every sample the assertion checks, with the
+			// path's error; so does a pattern no status code equals.
+			return &load.Assert{Kind: load.AssertResponse, Field: load.FieldCode, Match: load.MatchEquals,
+				Patterns: []string{"invalid JSON path " + path}}
+		}
+		return &load.Assert{Kind: load.AssertJSON, Path: path,
 			Validate: e.str("JSONVALIDATION") == "true", Expected: fb.text(e, rawOr(e, "EXPECTED_VALUE")),
 			Regex: e.str("ISREGEX") != "false", Null: e.str("EXPECT_NULL") == "true", Invert: e.str("INVERT") == "true"}
 	}

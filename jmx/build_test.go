@@ -264,8 +264,9 @@ func TestMoreFunctions(t *testing.T) {
 }
 
 // TestRecordedExample keeps the README's recorded plan and its flow in step:
-// the plan reads, says what the request list cannot do (the cookie jar, the
-// token), and the flow beside it parses.
+// the plan reads, the request list says what it cannot do (the cookie jar,
+// the token), the plan's flow (what ratelab load --jmx runs) does all of it,
+// and the YAML flow beside it parses to the same shape.
 func TestRecordedExample(t *testing.T) {
 	f, err := os.Open("../examples/jmx/recorded.jmx")
 	if err != nil {
@@ -287,9 +288,20 @@ func TestRecordedExample(t *testing.T) {
 	if a.Faithful || !strings.Contains(all, "Cookie Manager") || !strings.Contains(all, "${token}") {
 		t.Errorf("unfaithful warnings: %q", msgs)
 	}
+	pf, ws, err := p.Flow(Options{Dir: "../examples/jmx"})
+	if err != nil || len(unfaithful(ws)) > 0 {
+		t.Fatalf("the plan's flow: %v, unfaithful %v", err, unfaithful(ws))
+	}
+	if err := pf.Validate(); err != nil {
+		t.Errorf("the plan's flow does not validate: %v", err)
+	}
 	flow, isFlow, err := load.ReadFlowFile("../examples/jmx/recorded.yaml")
 	if err != nil || !isFlow {
 		t.Fatalf("recorded.yaml: flow %v, %v", isFlow, err)
+	}
+	pw, yw := pf.Groups[0].Workload, flow.Groups[0].Workload
+	if len(pf.Groups) != 1 || pw.Threads != yw.Threads || pw.RampUp != yw.RampUp || pw.Loops != yw.Loops || (pf.Cookies == nil) != (flow.Cookies == nil) {
+		t.Errorf("the plan's flow %+v and recorded.yaml's %+v differ", pw, yw)
 	}
 	if len(flow.Groups) != 1 || flow.Groups[0].Workload.Threads != 5 || flow.Cookies == nil {
 		t.Errorf("recorded.yaml: %+v", flow)

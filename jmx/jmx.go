@@ -6,8 +6,12 @@
 // headers, timers and CSV data sets, with every element it does not
 // support named in a warning (never silently dropped). Analyze computes the
 // effective request rate as JMeter runs the plan, the start-up burst and
-// the pitfalls, each with its fix; Scenario and FixedScenario turn the plan
-// into the load engine's scenario, faithful or corrected.
+// the pitfalls, each with its fix. Flow translates the plan into the load
+// engine's flow of virtual users (every thread group, controllers, timers,
+// extractors, assertions, cookies, CSV sets), which "ratelab load --jmx"
+// runs, with warnings naming what is not emulated; Scenario and
+// FixedScenario give its requests as a flat request list, as written or
+// corrected for its pitfalls (--fix).
 //
 // Which elements and functions are emulated, and how well real plans fare,
 // is in CORPUS.md; the oracle package under jmx/oracle checks the

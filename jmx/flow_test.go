@@ -7,9 +7,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"ratelab/load"
 )
@@ -221,5 +223,39 @@ func TestFlowJSONPaths(t *testing.T) {
 	}
 	if err := ValidateShape(f); err != nil {
 		t.Error(err)
+	}
+}
+
+// __time formats become Go layouts that write what SimpleDateFormat
+// writes; what Go cannot write is a warning.
+func TestTimeFormats(t *testing.T) {
+	at := time.Date(2026, 12, 3, 7, 4, 5, 678_000_000, time.Local)
+	env := &exprEnv{props: map[string]string{}, vars: map[string]string{}, csv: map[string]bool{}}
+	for in, want := range map[string]string{
+		"${__time(yyyy-MM-dd'T'HH:mm:ss.SSS,)}": "2026-12-03T07:04:05.678",
+		"${__time(dd/MM/yy,)}":                  "03/12/26",
+		"${__time(YMD,)}":                       "20261203",
+		"${__time(YMDHMS,)}":                    "20261203-070405",
+		"${__time(EEE MMM d,)}":                 "Thu Dec 3",
+		"${__time(/1000,)}":                     strconv.FormatInt(at.UnixMilli()/1000, 10),
+	} {
+		tr := env.translate(in)
+		if len(tr.problems) > 0 {
+			t.Errorf("%s: %v", in, tr.problems)
+			continue
+		}
+		tm, err := load.CompileTemplate(tr.text, nil)
+		if err != nil {
+			t.Errorf("%s → %s: %v", in, tr.text, err)
+			continue
+		}
+		if got := tm.Execute(&load.Vars{Now: at}); got != want {
+			t.Errorf("%s → %s = %q, want %q", in, tr.text, got, want)
+		}
+	}
+	for _, bad := range []string{"${__time(H:mm,)}", "${__time('at 5' HH,)}", "${__time(SSS,)}", "${__time(ww,)}"} {
+		if tr := env.translate(bad); len(tr.problems) == 0 {
+			t.Errorf("%s: no warning (%s)", bad, tr.text)
+		}
 	}
 }

@@ -15,7 +15,8 @@ import (
 //
 //	${__threadNum}             {{.Thread}}
 //	${__time(,)}               {{timems}}      (epoch milliseconds)
-//	${__time(FORMAT,)}         {{now}}         (RFC 3339; the format is not kept)
+//	${__time(FORMAT,)}         {{time "LAYOUT"}} (the SimpleDateFormat as a Go layout)
+//	${__time(/N,)}             {{timediv N}}
 //	${__counter(TRUE,)}        {{counter}}     (per thread, from 1)
 //	${__counter(FALSE,)}       {{gcounter}}    (whole test, from 1)
 //	${__UUID()}                {{uuid}}
@@ -145,11 +146,23 @@ func (env *exprEnv) expr(e string, t *translation) string {
 		return "{{.Thread}}"
 	case "__time":
 		t.varies = true
-		if arg(0) != "" {
-			t.problems = append(t.problems, fmt.Sprintf("__time format %q is not kept; ratelab sends RFC 3339 ({{now}})", arg(0)))
-			return "{{now}}"
+		f := arg(0)
+		switch f {
+		case "":
+			return "{{timems}}"
+		case "YMD", "HMS", "YMDHMS":
+			f = map[string]string{"YMD": "yyyyMMdd", "HMS": "HHmmss", "YMDHMS": "yyyyMMdd-HHmmss"}[f]
 		}
-		return "{{timems}}"
+		if d, ok := strings.CutPrefix(f, "/"); ok {
+			if n, err := strconv.ParseInt(d, 10, 64); err == nil && n > 0 {
+				return fmt.Sprintf("{{timediv %d}}", n)
+			}
+		}
+		if layout, ok := javaLayout(f); ok {
+			return "{{time " + strconv.Quote(layout) + "}}"
+		}
+		t.problems = append(t.problems, fmt.Sprintf("__time format %q has a pattern ratelab cannot write; it sends RFC 3339 ({{now}})", arg(0)))
+		return "{{now}}"
 	case "__counter":
 		t.varies = true
 		if strings.EqualFold(arg(0), "FALSE") {
@@ -222,6 +235,104 @@ func (env *exprEnv) expr(e string, t *translation) string {
 	}
 	t.problems = append(t.problems, fmt.Sprintf("function %s is not supported; sent as is", name))
 	return "${" + e + "}"
+}
+
+// javaLayout translates a SimpleDateFormat pattern (JMeter's __time
+// formats) into a Go time layout; ok is false for a pattern Go cannot
+// write: a letter it has no form for (H unpadded, week numbers, …), or
+// literal text Go would read as part of a layout (digits, "Jan", "PM", …).
+func javaLayout(f string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(f); {
+		c := f[i]
+		if c == '\'' {
+			j := strings.IndexByte(f[i+1:], '\'')
+			if j < 0 {
+				return "", false
+			}
+			lit := f[i+1 : i+1+j]
+			if j == 0 {
+				lit = "'"
+			}
+			if !plainLiteral(lit) {
+				return "", false
+			}
+			b.WriteString(lit)
+			i += j + 2
+			continue
+		}
+		n := 1
+		for i+n < len(f) && f[i+n] == c {
+			n++
+		}
+		i += n
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			lit := strings.Repeat(string(c), n)
+			if !plainLiteral(lit) {
+				return "", false
+			}
+			b.WriteString(lit)
+			continue
+		}
+		var out string
+		switch {
+		case c == 'y' && n == 2:
+			out = "06"
+		case c == 'y':
+			out = "2006"
+		case c == 'M':
+			out = [...]string{"1", "01", "Jan", "January"}[min(n, 4)-1]
+		case c == 'd' && n <= 2:
+			out = [...]string{"2", "02"}[n-1]
+		case c == 'H' && n == 2:
+			out = "15"
+		case c == 'h' && n <= 2:
+			out = [...]string{"3", "03"}[n-1]
+		case c == 'm' && n <= 2:
+			out = [...]string{"4", "04"}[n-1]
+		case c == 's' && n <= 2:
+			out = [...]string{"5", "05"}[n-1]
+		case c == 'S':
+			// Go writes fractions only after a '.' or ','.
+			prev := b.String()
+			if prev == "" || (prev[len(prev)-1] != '.' && prev[len(prev)-1] != ',') {
+				return "", false
+			}
+			out = strings.Repeat("0", n)
+		case c == 'a':
+			out = "PM"
+		case c == 'E':
+			out = "Mon"
+			if n >= 4 {
+				out = "Monday"
+			}
+		case c == 'D' && n == 3:
+			out = "002"
+		case c == 'z':
+			out = "MST"
+		case c == 'Z':
+			out = "-0700"
+		case c == 'X' && n <= 3:
+			out = [...]string{"Z07", "Z0700", "Z07:00"}[n-1]
+		default:
+			return "", false
+		}
+		b.WriteString(out)
+	}
+	return b.String(), true
+}
+
+// plainLiteral reports whether Go's time formatting writes s as it is.
+func plainLiteral(s string) bool {
+	if strings.ContainsAny(s, "0123456789_") {
+		return false
+	}
+	for _, tok := range []string{"Jan", "Mon", "MST", "PM", "pm", "Z07"} {
+		if strings.Contains(s, tok) {
+			return false
+		}
+	}
+	return true
 }
 
 // templateName reports whether a variable name can be a flow template's

@@ -43,6 +43,9 @@ type Columns map[string]int
 //	{{uuid}}        a random UUID (version 4)
 //	{{now}}         the send time, RFC 3339 with milliseconds, UTC
 //	{{timems}}      the send time in epoch milliseconds (JMeter's ${__time(,)})
+//	{{time "LAYOUT"}}  the send time in local time, formatted by a Go layout
+//	                (JMeter's ${__time(FORMAT,)}, its SimpleDateFormat translated)
+//	{{timediv N}}   the send time in epoch milliseconds divided by N (${__time(/N,)})
 //	{{counter}}     the thread's iteration, from 1 (JMeter's ${__counter(TRUE,)}
 //	                when it is called once per iteration)
 //	{{gcounter}}    the request's sequence number, from 1 (${__counter(FALSE,)})
@@ -73,6 +76,8 @@ const (
 	partRandom
 	partRandomString
 	partVar
+	partTimeLayout
+	partTimeDiv
 )
 
 type part struct {
@@ -164,6 +169,20 @@ func compileAction(a string, cols Columns, named bool) (part, error) {
 		}
 		return part{kind: partRandom, lo: lo, hi: hi}, nil
 	}
+	if args, ok := strings.CutPrefix(a, "time "); ok {
+		layout, err := strconv.Unquote(strings.TrimSpace(args))
+		if err != nil || layout == "" {
+			return part{}, fmt.Errorf("time %q: want {{time \"LAYOUT\"}} with a Go time layout", args)
+		}
+		return part{kind: partTimeLayout, text: layout}, nil
+	}
+	if args, ok := strings.CutPrefix(a, "timediv "); ok {
+		n, err := strconv.ParseInt(strings.TrimSpace(args), 10, 64)
+		if err != nil || n <= 0 {
+			return part{}, fmt.Errorf("timediv %q: want {{timediv N}} with N > 0", args)
+		}
+		return part{kind: partTimeDiv, lo: n}, nil
+	}
 	if args, ok := strings.CutPrefix(a, "randomString "); ok {
 		n, chars, _ := strings.Cut(strings.TrimSpace(args), " ")
 		length, err := strconv.Atoi(n)
@@ -229,6 +248,10 @@ func (t *Template) Append(dst []byte, v *Vars) []byte {
 			dst = v.Now.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
 		case partTimeMillis:
 			dst = strconv.AppendInt(dst, v.Now.UnixMilli(), 10)
+		case partTimeLayout:
+			dst = v.Now.Local().AppendFormat(dst, p.text)
+		case partTimeDiv:
+			dst = strconv.AppendInt(dst, v.Now.UnixMilli()/p.lo, 10)
 		case partCounter:
 			dst = strconv.AppendInt(dst, int64(v.Iteration)+1, 10)
 		case partGlobalCounter:

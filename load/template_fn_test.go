@@ -17,6 +17,8 @@ func TestJMeterFunctionTemplates(t *testing.T) {
 		"{{gcounter}}":           "42",
 		"{{random 7 7}}":         "7",
 		`{{randomString 4 "z"}}`: "zzzz",
+		"{{timediv 1000}}":       "1700000000",
+		`{{time "2006-01-02"}}`:  time.UnixMilli(1_700_000_000_123).Local().Format("2006-01-02"),
 	} {
 		tm, err := CompileTemplate(src, nil)
 		if err != nil {
@@ -38,7 +40,7 @@ func TestJMeterFunctionTemplates(t *testing.T) {
 	if len(seen) != 3 {
 		t.Fatalf("random 1 3 produced %v", seen)
 	}
-	for _, bad := range []string{"{{random 3 1}}", "{{random x}}", `{{randomString x "a"}}`, `{{randomString 3 a}}`, `{{randomString 3 ""}}`} {
+	for _, bad := range []string{"{{random 3 1}}", "{{random x}}", `{{randomString x "a"}}`, `{{randomString 3 a}}`, `{{randomString 3 ""}}`, "{{timediv 0}}", "{{time 2006}}"} {
 		if _, err := CompileTemplate(bad, nil); err == nil || !strings.Contains(err.Error(), "want") {
 			t.Errorf("%s: err = %v", bad, err)
 		}

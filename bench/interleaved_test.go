@@ -22,8 +22,8 @@ const interleaveChunk = 10_000
 func BenchmarkMemoryInterleaved(b *testing.B) {
 	// A turn is interleaveChunk decisions split over the goroutines.
 	perGoroutine := func(g int) int { return interleaveChunk / g }
-	interleave(b, newWorkload(), memoryContenders(), runtime.GOMAXPROCS(0), perGoroutine,
-		func(b *testing.B, decisions int, elapsed map[string]time.Duration) {
+	interleave(b, newWorkload(), memoryContenders(), runtime.GOMAXPROCS(0), perGoroutine, 0,
+		func(b *testing.B, decisions int, elapsed map[string]time.Duration, _ map[string]int) {
 			perDecision := map[string]float64{}
 			for name, d := range elapsed {
 				perDecision[name] = float64(d.Nanoseconds()) / float64(decisions)
@@ -43,15 +43,18 @@ func BenchmarkMemoryInterleaved(b *testing.B) {
 // /parallel on goroutines, each goroutine taking perGoroutine(g) decisions
 // per turn when g goroutines share it. Each op is one round: every
 // contender takes one turn, starting with a different one each round. It
-// hands report the decisions each contender took in all and the time its
-// turns took.
-func interleave(b *testing.B, w *workload, cs []contender, goroutines int, perGoroutine func(g int) int,
-	report func(b *testing.B, decisions int, elapsed map[string]time.Duration)) {
+// hands report the decisions each contender took in all, the time its
+// turns took and how many of its decisions were admitted. Before the
+// first sub-benchmark, every contender takes warm untimed turns on all
+// the goroutines.
+func interleave(b *testing.B, w *workload, cs []contender, goroutines int, perGoroutine func(g int) int, warm int,
+	report func(b *testing.B, decisions int, elapsed map[string]time.Duration, admitted map[string]int)) {
 	type entry struct {
-		c       contender
-		workers []worker // one per goroutine; [0] alone when serial
-		pos     []uint64
-		elapsed time.Duration
+		c        contender
+		workers  []worker // one per goroutine; [0] alone when serial
+		pos      []uint64
+		elapsed  time.Duration
+		admitted int
 	}
 	es := make([]*entry, len(cs))
 	for i, c := range cs {
@@ -64,6 +67,11 @@ func interleave(b *testing.B, w *workload, cs []contender, goroutines int, perGo
 		}
 		es[i] = e
 	}
+	for range warm {
+		for _, e := range es {
+			runTurn(e.workers, e.pos, e.c.width, perGoroutine(goroutines))
+		}
+	}
 	for _, mode := range []string{"serial", "parallel"} {
 		b.Run(mode, func(b *testing.B) {
 			g := 1
@@ -72,50 +80,61 @@ func interleave(b *testing.B, w *workload, cs []contender, goroutines int, perGo
 			}
 			n := perGoroutine(g)
 			for _, e := range es {
-				e.elapsed = 0
+				e.elapsed, e.admitted = 0, 0
 			}
 			b.ResetTimer()
 			for round := range b.N {
 				for k := range es {
 					e := es[(round+k)%len(es)]
 					start := time.Now()
-					runTurn(e.workers[:g], e.pos[:g], e.c.width, n)
+					e.admitted += runTurn(e.workers[:g], e.pos[:g], e.c.width, n)
 					e.elapsed += time.Since(start)
 				}
 			}
 			b.StopTimer()
-			elapsed := map[string]time.Duration{}
+			elapsed, admitted := map[string]time.Duration{}, map[string]int{}
 			for _, e := range es {
-				elapsed[e.c.name] = e.elapsed
+				elapsed[e.c.name], admitted[e.c.name] = e.elapsed, e.admitted
 			}
 			b.ReportMetric(0, "ns/op") // a round's time is not a figure of merit
-			report(b, b.N*g*n, elapsed)
+			report(b, b.N*g*n, elapsed, admitted)
 		})
 	}
 }
 
 // runTurn takes n decisions on each of len(workers) goroutines (on the
-// calling goroutine when there is one worker).
-func runTurn(workers []worker, pos []uint64, width uint64, n int) {
+// calling goroutine when there is one worker) and returns how many were
+// admitted.
+func runTurn(workers []worker, pos []uint64, width uint64, n int) int {
 	if len(workers) == 1 {
-		work, p := workers[0], pos[0]
+		work, p, admitted := workers[0], pos[0], 0
 		for range n {
-			work(p)
+			if work(p) {
+				admitted++
+			}
 			p += width
 		}
 		pos[0] = p
-		return
+		return admitted
 	}
 	var wg sync.WaitGroup
+	counts := make([]int, len(workers))
 	for i := range workers {
 		wg.Go(func() {
 			work, p := workers[i], pos[i]
 			for range n {
-				work(p)
+				if work(p) {
+					counts[i]++
+				}
 				p += width
 			}
 			pos[i] = p
 		})
 	}
 	wg.Wait()
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	return total
 }

@@ -70,6 +70,36 @@ func redisContenders(client *goredis.Client) []contender {
 	return []contender{ratelabRedis(client, prefix), redisRate(client, prefix)}
 }
 
+// The rejecting variant walks rejectingKeys keys (Zipf as the others),
+// and every key of its tight tier admits one request per hour: each key
+// admits its first request and rejects the others for the rest of the
+// run, so that after the first thousand or so decisions nearly all are
+// rejected, as the reference scenario's per-script tier rejects 98.9 % of
+// its requests (README.md).
+const (
+	rejectingKeys = 1000
+	tightRate     = 1
+	tightBurst    = 1
+)
+
+// redisRejectingContenders are the contenders of the rejecting variant:
+// ratelab's four tiers are the first three of BenchmarkRedis (1000/s,
+// burst 100, which admit) and a tight per-script tier; redis_rate's one
+// tier is the tight one. Beside them, ratelab with neither local
+// rejections nor pipelining, the store as it was before them, in the same
+// run.
+func redisRejectingContenders(client *goredis.Client) []contender {
+	prefix := fmt.Sprintf("ratelab-bench:%x:", rand.Uint64())
+	ps := benchPolicies(4)
+	ps[3] = &limit.Policy{Name: tierNames[3], Rate: limit.Per(tightRate, time.Hour), Burst: tightBurst}
+	tight := redis_rate.Limit{Rate: tightRate, Burst: tightBurst, Period: time.Hour}
+	return []contender{
+		ratelabRedisWith("ratelab-4tiers", client, prefix, ps, ratelabredis.Config{}),
+		ratelabRedisWith("ratelab-4tiers-nofast", client, prefix+"nofast:", ps, ratelabredis.Config{CacheKeys: -1, MaxBatch: -1}),
+		redisRateWith("redisrate-1tier", client, prefix, tight),
+	}
+}
+
 // redisChunk is how many decisions a Redis contender takes before the
 // other's turn in BenchmarkRedisInterleaved, per goroutine: a turn lasts
 // about a tenth of a second, short next to the seconds over which a shared
@@ -85,41 +115,75 @@ const redisChunk = 256
 // different one each round. Serial is one goroutine; parallel is
 // redisParallelism × GOMAXPROCS goroutines, as in BenchmarkRedis. The
 // metrics are each contender's decisions per second over its own turns,
-// "<name>-dec/s", and their ratio, "4tiers/redisrate", which the target in
-// RESULTS.md names (at least 1).
+// "<name>-dec/s", their ratio, "4tiers/redisrate", which the targets in
+// RESULTS.md name (issue 15: at least 1.5 with 16 goroutines, 1.0
+// serially), and each one's admitted share, "<name>-admit%". Beside the
+// two, ratelab with neither local rejections nor pipelining (the store as
+// it was before issue 15) runs in the same turns: "nofast/redisrate".
 func BenchmarkRedisInterleaved(b *testing.B) {
 	client := redisClient(b)
+	prefix := fmt.Sprintf("ratelab-bench:%x:", rand.Uint64())
+	benchRedisInterleaved(b, newWorkload(), []contender{
+		ratelabRedis(client, prefix),
+		ratelabRedisWith("ratelab-4tiers-nofast", client, prefix+"nofast:", benchPolicies(4), ratelabredis.Config{CacheKeys: -1, MaxBatch: -1}),
+		redisRate(client, prefix),
+	}, 0)
+}
+
+// BenchmarkRedisInterleavedRejecting is BenchmarkRedisInterleaved where
+// nearly every decision is rejected (redisRejectingContenders): the
+// realistic case, where ratelab rejects most requests from its cache.
+func BenchmarkRedisInterleavedRejecting(b *testing.B) {
+	// Four untimed turns on every goroutine first (some 16,000 decisions
+	// per contender) take the first request of nearly every key, so that
+	// serial too measures the flood, not the first touches.
+	benchRedisInterleaved(b, newWorkloadKeys(rejectingKeys), redisRejectingContenders(redisClient(b)), 4)
+}
+
+func benchRedisInterleaved(b *testing.B, w *workload, cs []contender, warm int) {
 	perGoroutine := func(int) int { return redisChunk }
-	interleave(b, newWorkload(), redisContenders(client), redisParallelism*runtime.GOMAXPROCS(0), perGoroutine,
-		func(b *testing.B, decisions int, elapsed map[string]time.Duration) {
+	interleave(b, w, cs, redisParallelism*runtime.GOMAXPROCS(0), perGoroutine, warm,
+		func(b *testing.B, decisions int, elapsed map[string]time.Duration, admitted map[string]int) {
 			rate := map[string]float64{}
 			for name, d := range elapsed {
 				rate[name] = float64(decisions) / d.Seconds()
 				b.ReportMetric(rate[name], name+"-dec/s")
+				if len(cs) > 2 {
+					b.ReportMetric(100*float64(admitted[name])/float64(decisions), name+"-admit%")
+				}
 			}
 			if r := rate["redisrate-1tier"]; r > 0 {
 				b.ReportMetric(rate["ratelab-4tiers"]/r, "4tiers/redisrate")
+				if n, ok := rate["ratelab-4tiers-nofast"]; ok {
+					b.ReportMetric(n/r, "nofast/redisrate")
+				}
 			}
 		})
 }
 
 // ratelabRedis is ratelab/redis deciding the four tiers of DESIGN.md in
-// one EVALSHA. It fails closed with a generous timeout, so that a slow
-// round trip on a busy machine fails the benchmark instead of silently
-// measuring the in-memory fallback.
+// one EVALSHA, with the Store's default configuration (local rejections
+// and pipelining on).
 func ratelabRedis(client *goredis.Client, prefix string) contender {
-	return contender{name: "ratelab-4tiers", width: 4, open: func(b *testing.B, w *workload) (func() worker, float64, func()) {
-		s, err := ratelabredis.New(ratelabredis.Config{
-			Client:     client,
-			Prefix:     prefix,
-			FailClosed: true,
-			Timeout:    5 * time.Second,
-			Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		})
+	return ratelabRedisWith("ratelab-4tiers", client, prefix, benchPolicies(4), ratelabredis.Config{})
+}
+
+// ratelabRedisWith is ratelab/redis deciding policies in one decision,
+// configured as cfg says beyond the client and prefix. It fails closed
+// with a generous timeout, so that a slow round trip on a busy machine
+// fails the benchmark instead of silently measuring the in-memory
+// fallback.
+func ratelabRedisWith(name string, client *goredis.Client, prefix string, policies []*limit.Policy, cfg ratelabredis.Config) contender {
+	return contender{name: name, width: uint64(len(policies)), open: func(b *testing.B, w *workload) (func() worker, float64, func()) {
+		cfg.Client = client
+		cfg.Prefix = prefix
+		cfg.FailClosed = true
+		cfg.Timeout = 5 * time.Second
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		s, err := ratelabredis.New(cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
-		policies := benchPolicies(4)
 		ctx := context.Background()
 		newWorker := func() worker {
 			req := &limit.Request{Group: "bench", Tiers: make([]limit.Tier, len(policies)), Cost: 1}
@@ -144,9 +208,13 @@ func ratelabRedis(client *goredis.Client, prefix string) contender {
 // redisRate is github.com/go-redis/redis_rate/v10 deciding one tier with
 // Allow (one EVALSHA; the script reads Redis TIME).
 func redisRate(client *goredis.Client, prefix string) contender {
-	return contender{name: "redisrate-1tier", width: 1, open: func(b *testing.B, w *workload) (func() worker, float64, func()) {
+	return redisRateWith("redisrate-1tier", client, prefix, redis_rate.Limit{Rate: benchRate, Burst: benchBurst, Period: time.Second})
+}
+
+// redisRateWith is redis_rate deciding one tier of limit lim.
+func redisRateWith(name string, client *goredis.Client, prefix string, lim redis_rate.Limit) contender {
+	return contender{name: name, width: 1, open: func(b *testing.B, w *workload) (func() worker, float64, func()) {
 		l := redis_rate.NewLimiter(client)
-		lim := redis_rate.Limit{Rate: benchRate, Burst: benchBurst, Period: time.Second}
 		ctx := context.Background()
 		newWorker := func() worker {
 			return func(pos uint64) bool {

@@ -32,19 +32,22 @@ type workload struct {
 	next atomic.Uint64
 }
 
-func newWorkload() *workload {
-	w := &workload{keys: make([]string, numKeys), seq: make([]string, seqLen)}
+func newWorkload() *workload { return newWorkloadKeys(numKeys) }
+
+// newWorkloadKeys is newWorkload over n keys.
+func newWorkloadKeys(n int) *workload {
+	w := &workload{keys: make([]string, n), seq: make([]string, seqLen)}
 	for i := range w.keys {
 		// 32 characters, like "org-<uuid-ish>/script-<id>".
 		w.keys[i] = "org-" + pad8(uint64(i)*2654435761) + "/script-" + pad8(uint64(i))
 	}
 	// A fixed seed: every contender, every run, sees the same sequence.
 	r := rand.New(rand.NewPCG(2026, 2))
-	z := rand.NewZipf(r, zipfS, 1, numKeys-1)
+	z := rand.NewZipf(r, zipfS, 1, uint64(n-1))
 	// Zipf ranks would make the hottest keys the lowest indexes, allocated
 	// next to each other; a fixed permutation spreads them over the key
 	// space and the heap, the way real tenant ids are spread.
-	perm := r.Perm(numKeys)
+	perm := r.Perm(n)
 	for i := range w.seq {
 		w.seq[i] = w.keys[perm[z.Uint64()]]
 	}

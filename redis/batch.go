@@ -14,8 +14,15 @@ const (
 	// DefaultMaxBatch bounds the decisions of one pipeline when
 	// Config.MaxBatch is zero.
 	DefaultMaxBatch = 64
-	// DefaultMaxInFlight is Config.MaxInFlight's default.
-	DefaultMaxInFlight = 2
+	// DefaultMaxInFlight is Config.MaxInFlight's default on a single
+	// Redis: one round trip at a time, all others sharing the next, which
+	// gave the most decisions per second in BenchmarkRedisInterleaved
+	// (bench/RESULTS.md; 1, 2 and 4 tried), as Redis runs one script at a
+	// time anyway.
+	DefaultMaxInFlight = 1
+	// DefaultClusterMaxInFlight is its default on Redis Cluster, where a
+	// pipeline's parts go to several masters at once.
+	DefaultClusterMaxInFlight = 4
 )
 
 // batcher sends concurrent decisions to Redis together. A decision that

@@ -181,8 +181,10 @@
 //
 // On a client with ContextTimeoutEnabled (as `ratelab serve` builds it),
 // decisions taken concurrently share round trips. A decision that finds
-// fewer than Config.MaxInFlight round trips in flight and none waiting is
-// sent at once, alone: a lone decision is never delayed. Otherwise it
+// fewer than Config.MaxInFlight round trips in flight (by default one on a
+// single Redis, which runs one script at a time anyway, and four on a
+// Cluster) and none waiting is sent at once, alone: a lone decision is
+// never delayed. Otherwise it
 // waits, and goes with every decision waiting beside it in one pipeline
 // of EVALSHA calls (at most Config.MaxBatch) as soon as a round trip in
 // flight ends, or at once when it fills the batch. Each decision is still

@@ -91,7 +91,8 @@ type Config struct {
 	MaxBatch int
 	// MaxInFlight is how many round trips (single decisions or pipelines)
 	// may be in flight before further decisions wait to go in the next
-	// pipeline. Default: DefaultMaxInFlight.
+	// pipeline. Default: DefaultMaxInFlight, or DefaultClusterMaxInFlight
+	// on a *goredis.ClusterClient.
 	MaxInFlight int
 }
 
@@ -181,11 +182,13 @@ func New(cfg Config) (*Store, error) {
 		cfg.Fallback = limit.NewMemoryStore(limit.MemoryConfig{MaxKeys: DefaultFallbackKeys})
 	}
 	var ctxDeadlines bool
+	inFlight := DefaultMaxInFlight
 	switch c := cfg.Client.(type) {
 	case *goredis.Client:
 		ctxDeadlines = c.Options().ContextTimeoutEnabled
 	case *goredis.ClusterClient:
 		ctxDeadlines = c.Options().ContextTimeoutEnabled
+		inFlight = DefaultClusterMaxInFlight
 	}
 	if cfg.CacheKeys == 0 {
 		cfg.CacheKeys = DefaultCacheKeys
@@ -194,7 +197,7 @@ func New(cfg Config) (*Store, error) {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
 	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = DefaultMaxInFlight
+		cfg.MaxInFlight = inFlight
 	}
 	s := &Store{
 		client:         cfg.Client,

@@ -24,6 +24,9 @@ type RunInfo struct {
 	// Schedule describes the rate or stages as the user gave them.
 	Schedule string `json:"schedule,omitempty"`
 	Name     string `json:"name,omitempty"`
+	// Segment is the run's segment "K/N" (see Segment), empty for a
+	// whole run; TargetRPS is then the segment's share of the target.
+	Segment string `json:"segment,omitempty"`
 }
 
 // ResultsFormat is RunInfo.Format of the files this package writes.

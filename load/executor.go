@@ -44,6 +44,15 @@ type Config struct {
 	// Started, when set, is called once with the run's start instant
 	// before the first request.
 	Started func(start time.Time)
+	// Segment, when not the whole run, runs only the segment's share of
+	// the workload's arrivals or threads (see Segment). Not for a Flow.
+	Segment Segment
+	// StartAt, when set, is the run's start instant: Run waits for it
+	// (the client and its first token are ready before), and the schedule
+	// and ramp-up count from it, so that processes running segments of
+	// one run start together. An instant already past starts at once,
+	// with the schedule counted from StartAt all the same.
+	StartAt time.Time
 }
 
 // Stats is what a run did as a whole: per-request figures, send lag
@@ -80,6 +89,9 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Flow != nil {
+		if !cfg.Segment.Whole() {
+			return Stats{}, errors.New("run: a flow cannot be run in segments yet: segment a scenario (requests and a workload)")
+		}
 		if cfg.Plan != nil {
 			return Stats{}, errors.New("run: give a plan or a flow, not both")
 		}
@@ -89,6 +101,9 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		return Stats{}, errors.New("run: no requests")
 	}
 	if err := cfg.Workload.Validate(); err != nil {
+		return Stats{}, err
+	}
+	if err := validateSegment(cfg.Segment, &cfg.Workload); err != nil {
 		return Stats{}, err
 	}
 	r := &runner{cfg: cfg, log: log, counts: &counts{}}
@@ -108,6 +123,12 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		r.timer = NewThroughputTimer(w.Throughput, w.ThroughputMode)
 	}
 	r.start = time.Now()
+	if !cfg.StartAt.IsZero() {
+		if !newSleeper().until(ctx, cfg.StartAt) {
+			return Stats{Start: cfg.StartAt, End: time.Now(), Interrupted: true}, nil
+		}
+		r.start = cfg.StartAt
+	}
 	if cfg.Started != nil {
 		cfg.Started(r.start)
 	}
@@ -172,6 +193,9 @@ func (r *runner) runClosed(ctx, stop context.Context) {
 	}
 	var wg sync.WaitGroup
 	for i := range n {
+		if !r.cfg.Segment.Has(uint64(i)) {
+			continue // another segment's thread
+		}
 		wg.Go(func() {
 			wk := r.newWorker(ctx, i+1)
 			defer wk.close()
@@ -243,6 +267,9 @@ func (r *runner) runOpen(ctx, stop context.Context) {
 		// lengthens the run rather than cut arrivals from its end.
 		if !ok || (w.Duration > 0 && off-r.pause.shifted() >= w.Duration) {
 			break
+		}
+		if !r.cfg.Segment.Has(i) {
+			continue // another segment's arrival
 		}
 		var waited time.Duration
 		stopped := false

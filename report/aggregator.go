@@ -395,7 +395,9 @@ func (a *Aggregator) SnapshotAt(now time.Time) Snapshot {
 // Merge adds everything other has recorded to a, as if a had been given
 // other's results too. Timelines are aligned on their start times: the
 // merged start is the earlier one, and the other's rows shift by the
-// difference in whole seconds. other is not changed. Merging an
+// difference in whole seconds, so they are exact on the wall clock when
+// both aggregators have the same Config.Start (as ratelab report gives
+// every file it merges) or starts a whole number of seconds apart. other is not changed. Merging an
 // aggregator into itself is a no-op.
 func (a *Aggregator) Merge(other *Aggregator) {
 	if a == other || other == nil {
@@ -441,7 +443,10 @@ func (a *Aggregator) Merge(other *Aggregator) {
 	a.paced = a.paced || o.paced
 	a.dropped += o.dropped
 	a.count429 += o.count429
-	if o.first429.ok && (!a.first429.ok || o.first429.seq < a.first429.seq) {
+	// Sequence numbers are a process's own: across aggregators (several
+	// machines, or segments of one run) the first 429 is the first sent.
+	if o.first429.ok && (!a.first429.ok || o.first429.start.Before(a.first429.start) ||
+		(o.first429.start.Equal(a.first429.start) && o.first429.seq < a.first429.seq)) {
 		a.first429 = o.first429
 	}
 	a.retry.merge(o.retry)

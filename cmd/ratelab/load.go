@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,12 @@ of steps as JMeter does: transactions, controllers, timers, extractors,
 assertions, cookies, CSV data; its groups give their own workload, and the
 flags give only the outputs, --threshold and --keep-alive.
 
+Load from several machines: N processes given --segment 1/N … N/N (or, in a
+Kubernetes Indexed Job, --segment-of N) each run every N-th arrival of the open
+schedule or every N-th thread, at their instants in the whole run; with one
+--start-at they start together, and "ratelab report" merges their --results
+into the report of one run (deploy/kubernetes/README.md).
+
 A run needs a bound (--loops, --duration or --stages); Ctrl-C stops it and
 still writes the summary and files. A failed --threshold exits with 99.
 
@@ -60,13 +67,17 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 	if err != nil {
 		return err
 	}
+	seg, startAt, err := f.runSegment(env, time.Now())
+	if err != nil {
+		return err
+	}
 	if scenarioFile != "" && f.jmx == "" {
 		flow, isFlow, err := load.ReadFlowFile(scenarioFile)
 		if err != nil {
 			return err
 		}
 		if isFlow {
-			return runFlowFile(ctx, env, &f, flow)
+			return runFlowFile(ctx, env, &f, flow, seg, startAt)
 		}
 	}
 	if f.jmx != "" && !f.fix && scenarioFile == "" {
@@ -74,7 +85,7 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 		if err != nil {
 			return err
 		}
-		return runFlowFile(ctx, env, &f, flow)
+		return runFlowFile(ctx, env, &f, flow, seg, startAt)
 	}
 	s, data, err := f.scenario(env, scenarioFile, set)
 	if err != nil {
@@ -95,7 +106,7 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 		}
 		return err
 	}
-	out, err := openOutputs(&f)
+	out, err := openOutputs(env, &f)
 	if err != nil {
 		return err
 	}
@@ -104,36 +115,42 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 	// request, so that it can drive plain-HTTP connections itself.
 	cc := load.ClientConfig{Timeout: s.Timeout, Connections: s.Connections,
 		DisableKeepAlive: !f.keepAlive, Auth: s.Auth}
-	cfg := load.Config{Plan: plan, Workload: s.Workload, HTTP: cc, RetryAfter: s.RetryAfter}
+	cfg := load.Config{Plan: plan, Workload: s.Workload, HTTP: cc, RetryAfter: s.RetryAfter, Segment: seg, StartAt: startAt}
 	return execute(ctx, env, &f, s.Name, cfg, diagnose.TargetOf(&s.Workload, len(plan.Targets)), out)
 }
 
 // runFlowFile runs a flow: its groups say what each user sends and how
 // much; the flags say where results go.
-func runFlowFile(ctx context.Context, env *environ, f *loadFlags, flow *load.Flow) error {
+func runFlowFile(ctx context.Context, env *environ, f *loadFlags, flow *load.Flow, seg load.Segment, startAt time.Time) error {
+	if !seg.Whole() {
+		return errors.New("--segment: a flow (a YAML flow, or a JMeter plan without --fix) cannot be run in segments yet: segment a scenario (requests and a workload)")
+	}
 	if err := flow.Validate(); err != nil {
 		return err
 	}
-	out, err := openOutputs(f)
+	out, err := openOutputs(env, f)
 	if err != nil {
 		return err
 	}
 	defer out.close()
 	cfg := load.Config{Flow: flow, RetryAfter: flow.RetryAfter, HTTP: load.ClientConfig{Timeout: flow.Timeout,
-		Connections: flow.Connections, DisableKeepAlive: !f.keepAlive}}
+		Connections: flow.Connections, DisableKeepAlive: !f.keepAlive}, StartAt: startAt}
 	return execute(ctx, env, f, flow.Name, cfg, diagnose.Target{Model: "flow"}, out)
 }
 
 // outputs are the files a run writes, opened before it starts so that a
-// bad path fails before any load is sent.
+// bad path fails before any load is sent. The text summary goes to
+// summary: standard output, or standard error when the results stream
+// goes to standard output (--results -).
 type outputs struct {
 	json, html, jtlFile, resultsFile *os.File
 	jtl                              *report.JTLWriter
 	results                          *load.Encoder
+	summary                          io.Writer
 }
 
-func openOutputs(f *loadFlags) (*outputs, error) {
-	o := &outputs{}
+func openOutputs(env *environ, f *loadFlags) (*outputs, error) {
+	o := &outputs{summary: env.stdout}
 	create := func(path string) (*os.File, error) {
 		if path == "" {
 			return nil, nil
@@ -155,7 +172,9 @@ func openOutputs(f *loadFlags) (*outputs, error) {
 	if o.jtlFile, err = create(f.jtlOut); err != nil {
 		return nil, err
 	}
-	if o.resultsFile, err = create(f.resultsOut); err != nil {
+	if f.resultsOut == "-" {
+		o.results, o.summary = load.NewEncoder(env.stdout), env.stderr
+	} else if o.resultsFile, err = create(f.resultsOut); err != nil {
 		return nil, err
 	}
 	if o.jtlFile != nil {
@@ -179,7 +198,9 @@ func (o *outputs) close() {
 // progress, then writes the summary, the files and the threshold verdicts.
 func execute(ctx context.Context, env *environ, f *loadFlags, name string, cfg load.Config, tg diagnose.Target, out *outputs) error {
 	w := &cfg.Workload
-	target, model := tg.RPS, tg.Model
+	// A segment aims at its share of the target; the report of all
+	// segments adds the shares up again.
+	target, model := tg.RPS*cfg.Segment.Share(), tg.Model
 	if w.Throughput.Count > 0 {
 		timer := load.NewThroughputTimer(w.Throughput, w.ThroughputMode)
 		if note := load.ThroughputNote(timer, max(w.Threads, 1), 0); note != "" {
@@ -194,7 +215,7 @@ func execute(ctx context.Context, env *environ, f *loadFlags, name string, cfg l
 		agg = report.NewAggregator(report.Config{Start: start, TargetRPS: target, Model: model, Title: name})
 		if out.results != nil {
 			out.results.WriteInfo(load.RunInfo{Start: start, Model: model, TargetRPS: target,
-				Threads: w.Threads, Schedule: tg.Schedule, Name: name})
+				Threads: w.Threads, Schedule: tg.Schedule, Name: name, Segment: cfg.Segment.String()})
 		}
 		aggPtr.Store(agg)
 	}
@@ -223,10 +244,10 @@ func execute(ctx context.Context, env *environ, f *loadFlags, name string, cfg l
 	agg.SetDropped(int64(st.Dropped))
 	sum := agg.Summary()
 	if st.Interrupted {
-		fmt.Fprintln(env.stdout, "interrupted: the summary covers what ran")
+		fmt.Fprintln(out.summary, "interrupted: the summary covers what ran")
 	}
 	var errs []error
-	if err := report.WriteText(env.stdout, sum); err != nil {
+	if err := report.WriteText(out.summary, sum); err != nil {
 		errs = append(errs, fmt.Errorf("write summary: %w", err))
 	}
 	if out.json != nil {
@@ -240,7 +261,7 @@ func execute(ctx context.Context, env *environ, f *loadFlags, name string, cfg l
 	}
 	if out.results != nil {
 		if !st.Interrupted && st.Sent == 0 {
-			out.results.WriteInfo(load.RunInfo{Start: st.Start, Model: model})
+			out.results.WriteInfo(load.RunInfo{Start: st.Start, Model: model, Segment: cfg.Segment.String()})
 		}
 		errs = append(errs, out.results.Flush())
 	}
@@ -253,7 +274,7 @@ func execute(ctx context.Context, env *environ, f *loadFlags, name string, cfg l
 		return err
 	}
 	if len(f.thresholds) > 0 {
-		failed, err := f.thresholds.Check(env.stdout, sum)
+		failed, err := f.thresholds.Check(out.summary, sum)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,6 +51,8 @@ type loadFlags struct {
 	jmx                                               string
 	jmxProps                                          propFlags
 	fix                                               bool
+	segment, startAt                                  string
+	segmentOf                                         int
 }
 
 func (f *loadFlags) define(fs *flag.FlagSet, env *environ) {
@@ -81,7 +84,7 @@ func (f *loadFlags) define(fs *flag.FlagSet, env *environ) {
 	fs.StringVar(&f.clientSecret, "client-secret", envDefault(env, "RATELAB_CLIENT_SECRET", ""), "OAuth client secret ($RATELAB_CLIENT_SECRET)")
 	fs.StringVar(&f.jsonOut, "json", "", "write the JSON summary to `FILE`")
 	fs.StringVar(&f.jtlOut, "jtl", "", "write every result as JMeter CSV to `FILE`")
-	fs.StringVar(&f.resultsOut, "results", "", "write the raw result stream to `FILE` (read back by ratelab report)")
+	fs.StringVar(&f.resultsOut, "results", "", "write the raw result stream to `FILE` (read back by ratelab report; - for standard output, the summary then goes to standard error)")
 	fs.StringVar(&f.htmlOut, "html", "", "write the HTML report to `FILE`")
 	fs.Var(&f.thresholds, "threshold", "pass/fail condition such as 'p99<250ms' or 'share_429<1%' (repeatable; a failure exits 99)")
 	fs.DurationVar(&f.progress, "progress", time.Second, "progress line interval on stderr (0 turns it off)")
@@ -89,6 +92,44 @@ func (f *loadFlags) define(fs *flag.FlagSet, env *environ) {
 	f.jmxProps = propFlags{}
 	fs.Var(f.jmxProps, "J", "JMeter property `name=value` for --jmx (repeatable), as jmeter -J")
 	fs.BoolVar(&f.fix, "fix", false, "with --jmx: run the plan corrected for its pitfalls instead")
+	fs.StringVar(&f.segment, "segment", envDefault(env, "RATELAB_SEGMENT", ""), "run segment `K/N` of the test: every N-th arrival or thread from the K-th, so that N processes make one run ($RATELAB_SEGMENT)")
+	fs.IntVar(&f.segmentOf, "segment-of", 0, "run segment JOB_COMPLETION_INDEX+1 of `N` (a pod of a Kubernetes Indexed Job)")
+	fs.StringVar(&f.startAt, "start-at", envDefault(env, "RATELAB_START_AT", ""), "start the test at this RFC 3339 `TIME`, so that segments start together ($RATELAB_START_AT)")
+}
+
+// runSegment returns the segment and start instant the flags ask for:
+// --segment K/N, or --segment-of N with K from $JOB_COMPLETION_INDEX (0
+// based, as Kubernetes numbers the pods of an Indexed Job), and --start-at.
+func (f *loadFlags) runSegment(env *environ, now time.Time) (load.Segment, time.Time, error) {
+	var seg load.Segment
+	var err error
+	switch {
+	case f.segment != "" && f.segmentOf != 0:
+		return seg, time.Time{}, errors.New("give --segment K/N or --segment-of N, not both")
+	case f.segmentOf < 0:
+		return seg, time.Time{}, fmt.Errorf("--segment-of %d: want a number of segments, 1 or more", f.segmentOf)
+	case f.segmentOf > 0:
+		idx := env.getenv("JOB_COMPLETION_INDEX")
+		i, perr := strconv.Atoi(idx)
+		if perr != nil || i < 0 || i >= f.segmentOf {
+			return seg, time.Time{}, fmt.Errorf("--segment-of %d: JOB_COMPLETION_INDEX is %q, want 0 to %d (set by a Kubernetes Indexed Job)", f.segmentOf, idx, f.segmentOf-1)
+		}
+		seg = load.Segment{K: i + 1, N: f.segmentOf}
+	case f.segment != "":
+		if seg, err = load.ParseSegment(f.segment); err != nil {
+			return seg, time.Time{}, fmt.Errorf("--segment: %w", err)
+		}
+	}
+	var at time.Time
+	if f.startAt != "" {
+		if at, err = time.Parse(time.RFC3339Nano, f.startAt); err != nil {
+			return seg, time.Time{}, fmt.Errorf("--start-at %q: want an RFC 3339 time such as 2026-12-03T07:00:00Z", f.startAt)
+		}
+		if late := now.Sub(at); late > time.Second {
+			return seg, time.Time{}, fmt.Errorf("--start-at %s is %v past: the test would start late, and a segment would not start with the others", f.startAt, late.Round(time.Millisecond))
+		}
+	}
+	return seg, at, nil
 }
 
 // parseLoadArgs parses flags and at most one scenario file, which may come

@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"ratelab/load"
@@ -117,22 +120,31 @@ func runReport(ctx context.Context, env *environ, args []string) error {
 }
 
 // readResults decodes every file into its own aggregator (each file has
-// its own start and target), writes each result to jtl when it is not nil,
-// and returns the summary of all files merged.
+// its own target and its own order of results), all of them counting
+// from the earliest start of any file, so that their timelines line up on
+// the wall clock, writes each result to jtl when it is not nil, and
+// returns the summary of all files merged. Files that are segments of one
+// run (ratelab load --segment) are checked for a missing or repeated
+// segment, which is reported on standard error.
 func readResults(ctx context.Context, env *environ, files []string, title string, jtl *report.JTLWriter) (*report.Summary, error) {
+	decs := make([]*load.Decoder, len(files))
+	for i, file := range files {
+		dec, closeFn, err := openResults(env, file)
+		if err != nil {
+			return nil, err
+		}
+		defer closeFn()
+		decs[i] = dec
+	}
 	var (
-		aggs   []*report.Aggregator
 		start  time.Time
 		target float64
 		model  string
 		name   string
+		segs   []string
 	)
-	for _, file := range files {
-		agg, info, err := readFile(ctx, env, file, jtl)
-		if err != nil {
-			return nil, err
-		}
-		aggs = append(aggs, agg)
+	for _, dec := range decs {
+		info := dec.Info()
 		if start.IsZero() || (!info.Start.IsZero() && info.Start.Before(start)) {
 			start = info.Start
 		}
@@ -144,54 +156,109 @@ func readResults(ctx context.Context, env *environ, files []string, title string
 		if name == "" {
 			name = info.Name
 		}
+		segs = append(segs, info.Segment)
+	}
+	if msg := checkSegments(files, segs); msg != "" {
+		fmt.Fprintln(env.stderr, "warning:", msg)
 	}
 	if title == "" {
 		title = name
 	}
+	// Shares of a target (400/3 three times) add up to it to the µ/s.
+	target = math.Round(target*1e6) / 1e6
 	all := report.NewAggregator(report.Config{Start: start, TargetRPS: target, Model: model, Title: title})
-	for _, a := range aggs {
-		all.Merge(a)
+	for i, dec := range decs {
+		info := dec.Info()
+		agg := report.NewAggregator(report.Config{Start: start, TargetRPS: info.TargetRPS, Model: info.Model, Title: info.Name})
+		if err := decodeInto(ctx, files[i], dec, agg, jtl); err != nil {
+			return nil, err
+		}
+		all.Merge(agg)
 	}
 	return all.Summary(), nil
 }
 
-// readFile decodes one results file into a new aggregator.
-func readFile(ctx context.Context, env *environ, file string, jtl *report.JTLWriter) (*report.Aggregator, load.RunInfo, error) {
+// checkSegments says what is wrong when the files are segments of one
+// run that do not make it whole: a missing or repeated segment, or
+// segments of different splits; "" when nothing is.
+func checkSegments(files, segs []string) string {
+	n, seen := 0, map[int]string{}
+	var problems []string
+	for i, s := range segs {
+		if s == "" {
+			continue
+		}
+		seg, err := load.ParseSegment(s)
+		if err != nil {
+			return fmt.Sprintf("%s: %v", files[i], err)
+		}
+		if n == 0 {
+			n = seg.N
+		}
+		if seg.N != n {
+			return fmt.Sprintf("%s is segment %s, but %s is of %d: not one run", files[i], s, segs[slices.IndexFunc(segs, func(x string) bool { return x != "" })], n)
+		}
+		if prev, ok := seen[seg.K]; ok {
+			problems = append(problems, fmt.Sprintf("segment %s is in both %s and %s", s, prev, files[i]))
+		}
+		seen[seg.K] = files[i]
+	}
+	if n == 0 {
+		return ""
+	}
+	for k := 1; k <= n; k++ {
+		if _, ok := seen[k]; !ok {
+			problems = append(problems, fmt.Sprintf("segment %d/%d is missing", k, n))
+		}
+	}
+	if len(problems) > 0 {
+		return "the files are not one whole run: " + strings.Join(problems, "; ")
+	}
+	return ""
+}
+
+// openResults opens one results file ("-": standard input) and reads its
+// run information.
+func openResults(env *environ, file string) (*load.Decoder, func(), error) {
 	var r io.Reader = env.stdin
+	closeFn := func() {}
 	if file != "-" {
 		fh, err := os.Open(file)
 		if err != nil {
-			return nil, load.RunInfo{}, fmt.Errorf("open results: %w", err)
+			return nil, nil, fmt.Errorf("open results: %w", err)
 		}
-		defer fh.Close()
-		r = fh
+		r, closeFn = fh, func() { fh.Close() }
 	}
 	dec, err := load.NewDecoder(r)
 	if err != nil {
-		return nil, load.RunInfo{}, fmt.Errorf("%s: %w", file, err)
+		closeFn()
+		return nil, nil, fmt.Errorf("%s: %w", file, err)
 	}
-	info := dec.Info()
-	agg := report.NewAggregator(report.Config{Start: info.Start, TargetRPS: info.TargetRPS, Model: info.Model, Title: info.Name})
+	return dec, closeFn, nil
+}
+
+// decodeInto adds every result of dec to agg, and writes it to jtl when
+// it is not nil.
+func decodeInto(ctx context.Context, file string, dec *load.Decoder, agg *report.Aggregator, jtl *report.JTLWriter) error {
 	var res load.Result
 	for n := 0; ; n++ {
 		if n%4096 == 0 && ctx.Err() != nil {
-			return nil, info, fmt.Errorf("read %s: %w", file, ctx.Err())
+			return fmt.Errorf("read %s: %w", file, ctx.Err())
 		}
 		err := dec.Decode(&res)
 		if errors.Is(err, io.EOF) {
-			break
+			return nil
 		}
 		if err != nil {
-			return nil, info, fmt.Errorf("%s: %w", file, err)
+			return fmt.Errorf("%s: %w", file, err)
 		}
 		agg.Add(&res)
 		if jtl != nil {
 			if err := jtl.Write(&res); err != nil {
-				return nil, info, err
+				return err
 			}
 		}
 	}
-	return agg, info, nil
 }
 
 // openOutput opens path for writing; "-" is standard output.

@@ -70,6 +70,16 @@
 // stages). A late wake-up therefore never shifts later arrivals and a slow
 // start never causes a catch-up burst.
 //
+// # Segments: one run from several processes
+//
+// Because arrival i's instant depends on i alone, a run splits exactly
+// over processes (segment.go, k6's execution segments): segment K of N
+// sends the arrivals i ≡ K−1 (mod N), or runs the threads t ≡ K−1, at
+// their instants and with their numbers in the whole run, counted from a
+// start instant the processes share (Config.StartAt). N segments together
+// send the requests of one run, and report merges their streams into its
+// report.
+//
 // # Coordinated omission
 //
 // A closed-loop generator that waits for a slow response before sending

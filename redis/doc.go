@@ -184,7 +184,9 @@
 // fewer than Config.MaxInFlight round trips in flight (by default one on a
 // single Redis, which runs one script at a time anyway, and four on a
 // Cluster) and none waiting is sent at once, alone: a lone decision is
-// never delayed. Otherwise it
+// never delayed. One that arrives while the round trips allowed are in
+// flight waits for the first of them to end, at most one round trip more
+// than alone: the price of sharing, which Config.MaxInFlight sets. Otherwise it
 // waits, and goes with every decision waiting beside it in one pipeline
 // of EVALSHA calls (at most Config.MaxBatch) as soon as a round trip in
 // flight ends, or at once when it fills the batch. Each decision is still

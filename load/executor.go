@@ -45,7 +45,8 @@ type Config struct {
 	// before the first request.
 	Started func(start time.Time)
 	// Segment, when not the whole run, runs only the segment's share of
-	// the workload's arrivals or threads (see Segment). Not for a Flow.
+	// the workload's arrivals or threads (see Segment). Not for a Flow,
+	// nor is StartAt.
 	Segment Segment
 	// StartAt, when set, is the run's start instant: Run waits for it
 	// (the client and its first token are ready before), and the schedule
@@ -89,8 +90,8 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Flow != nil {
-		if !cfg.Segment.Whole() {
-			return Stats{}, errors.New("run: a flow cannot be run in segments yet: segment a scenario (requests and a workload)")
+		if !cfg.Segment.Whole() || !cfg.StartAt.IsZero() {
+			return Stats{}, errors.New("run: a flow cannot be run in segments (or from StartAt) yet: segment a scenario (requests and a workload)")
 		}
 		if cfg.Plan != nil {
 			return Stats{}, errors.New("run: give a plan or a flow, not both")

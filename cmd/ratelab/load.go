@@ -122,8 +122,8 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 // runFlowFile runs a flow: its groups say what each user sends and how
 // much; the flags say where results go.
 func runFlowFile(ctx context.Context, env *environ, f *loadFlags, flow *load.Flow, seg load.Segment, startAt time.Time) error {
-	if !seg.Whole() {
-		return errors.New("--segment: a flow (a YAML flow, or a JMeter plan without --fix) cannot be run in segments yet: segment a scenario (requests and a workload)")
+	if !seg.Whole() || !startAt.IsZero() {
+		return errors.New("--segment, --start-at: a flow (a YAML flow, or a JMeter plan without --fix) cannot be run in segments yet: segment a scenario (requests and a workload)")
 	}
 	if err := flow.Validate(); err != nil {
 		return err
@@ -134,7 +134,7 @@ func runFlowFile(ctx context.Context, env *environ, f *loadFlags, flow *load.Flo
 	}
 	defer out.close()
 	cfg := load.Config{Flow: flow, RetryAfter: flow.RetryAfter, HTTP: load.ClientConfig{Timeout: flow.Timeout,
-		Connections: flow.Connections, DisableKeepAlive: !f.keepAlive}, StartAt: startAt}
+		Connections: flow.Connections, DisableKeepAlive: !f.keepAlive}}
 	return execute(ctx, env, f, flow.Name, cfg, diagnose.Target{Model: "flow"}, out)
 }
 

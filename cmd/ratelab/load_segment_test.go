@@ -60,6 +60,11 @@ func TestLoadSegmentFlagErrors(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "a flow (a YAML flow, or a JMeter plan without --fix) cannot be run in segments") {
 		t.Errorf("flow in segments: exit %d, stderr %q", code, errOut)
 	}
+	soon := time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+	code, _, errOut = runWithEnv(nil, "load", flow, "--start-at", soon, "--progress", "0")
+	if code == 0 || !strings.Contains(errOut, "cannot be run in segments") {
+		t.Errorf("flow with --start-at: exit %d, stderr %q", code, errOut)
+	}
 }
 
 // TestLoadResultsToStdout: --results - writes the stream to standard

@@ -78,12 +78,36 @@
 //
 //	policies:
 //	  - name: script-writes-per-script
+//	    algorithm: gcra    # the default; or fixed-window, sliding-window, concurrency
 //	    rate: 2/s          # COUNT/PERIOD: 10/s, 600/m, 0.5/s, 1/10s
 //	    burst: 4           # at least 1
 //	    scope: org+script  # org, client, org+route-class, org+script
 //	    classes: [script-writes]
 //	    routes: ["PUT /api/v2/architect/scripts/{scriptId}"]  # optional, instead of or beside classes
+//	    count_rejected: false  # true: a rejected request consumes too (Envoy, HAProxy)
 //	    shadow: false      # true: count and report, never reject
+//	  - name: client-per-minute
+//	    algorithm: fixed-window
+//	    rate: 300/m        # QUOTA/WINDOW, a whole quota: 300/m, 30/10s, 5000/h; no burst
+//	    align: epoch       # windows at multiples of the window since the epoch; first: at a key's first request
+//	    scope: client
+//	    classes: [all]
+//	  - name: org-sliding
+//	    algorithm: sliding-window  # current + previous × (1 − elapsed/window), always epoch-aligned
+//	    rate: 1000/s
+//	    scope: org
+//	    classes: [all]
+//	  - name: client-in-flight
+//	    algorithm: concurrency
+//	    concurrency: 4     # requests in flight per key, released when the response is written
+//	    lease: 30s         # a slot never released (a crashed replica) frees itself after this
+//	    scope: client
+//	    classes: [writes]
+//
+// Each algorithm takes only its own fields (gcra: rate, burst; windows:
+// rate, align for fixed windows; concurrency: concurrency, lease), and
+// count_rejected is refused on a concurrency policy: a rejected request
+// is never in flight. limit/doc.go gives each algorithm's arithmetic.
 //
 // Route classes: all, reads, writes, script-reads, script-writes, users,
 // ratelimits (authenticated requests), token (POST /oauth/token) and

@@ -397,11 +397,7 @@ func (s *Server) handleRateLimits(c *call) error {
 		}
 		for i := range d.Tiers {
 			ts := &d.Tiers[i]
-			p := ps.byName[ts.Policy.Name]
-			out = append(out, wire.LimitState{
-				Policy: p.Name, Scope: p.Scope, Key: ts.Key, Limit: p.Rate.Count, Window: p.Rate.Period.String(),
-				Burst: p.Burst, Shadow: p.Shadow, Remaining: ts.Remaining, ResetAfterMs: ts.ResetAfter.Milliseconds(),
-			})
+			out = append(out, limitState(ps.byName[ts.Policy.Name], ts))
 		}
 		return nil
 	}

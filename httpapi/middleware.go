@@ -112,9 +112,11 @@ func (s *Server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.H
 			c.client = cl
 		}
 	}
-	if !s.admit(c, nil) {
+	var lease limit.Lease
+	if !s.admit(c, nil, &lease) {
 		return
 	}
+	defer s.release(&lease)
 	if rec.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", rec.header.Get("Allow"))
 		writeError(w, ratelab.Errorf(wire.CodeMethodNotAllowed, "Method %s is not allowed on %s; allowed: %s.", r.Method, r.URL.Path, rec.header.Get("Allow")))
@@ -158,9 +160,15 @@ func (s *Server) serveCall(c *call) {
 	if authErr == nil && rt.prepare != nil {
 		prepErr = rt.prepare(s, c)
 	}
-	if rt.class != "" && !rt.selfAdmit && !s.admit(c, authErr) {
+	var lease limit.Lease
+	if rt.class != "" && !rt.selfAdmit && !s.admit(c, authErr, &lease) {
 		return
 	}
+	// The slots of concurrency tiers are held while the handler runs, and
+	// freed when it has written its response, returned early because the
+	// client went away (the stores' calls end with the request's context),
+	// or panicked (ServeHTTP then writes the 500).
+	defer s.release(&lease)
 	if authErr != nil {
 		writeError(c.w, authErr)
 		return
@@ -192,9 +200,11 @@ type limitCall struct {
 
 // admit takes the request's one limiter decision over every matching
 // tier, writes the rate-limit headers, and on rejection writes the 429.
-// It reports whether the request may proceed. unauthErr marks a request
-// to an authenticated route that failed authentication.
-func (s *Server) admit(c *call, unauthErr error) bool {
+// It reports whether the request may proceed; the slots it acquired on
+// concurrency tiers are in lease, which the caller releases (release)
+// when the response is complete. unauthErr marks a request to an
+// authenticated route that failed authentication.
+func (s *Server) admit(c *call, unauthErr error, lease *limit.Lease) bool {
 	ps := s.policies.Load()
 	lc := s.decPool.Get().(*limitCall)
 	defer s.decPool.Put(lc)
@@ -222,10 +232,38 @@ func (s *Server) admit(c *call, unauthErr error) bool {
 	s.metrics.countDecision(d)
 	limit.SetHeaders(c.w.Header(), d)
 	if d.Allowed {
+		// The pooled Decision is reused; the lease's Tiers never are.
+		*lease = d.Lease
 		return true
 	}
 	writeJSON(c.w, http.StatusTooManyRequests, rejection(d, c, ps))
 	return false
+}
+
+// releaseTimeout bounds the release of a lease: a store that cannot
+// answer in time leaves the slots to expire after their lease.
+const releaseTimeout = 5 * time.Second
+
+// release frees the slots of a request's concurrency tiers. It does not
+// use the request's context, which ends when the client goes away: the
+// slot must be freed then too. A store that fails to release (Redis
+// unreachable) leaves the slots to expire after the policy's lease; that
+// is logged and counted, never shown to the client, whose response is
+// already written.
+func (s *Server) release(l *limit.Lease) {
+	if !l.Held() {
+		return
+	}
+	rel, ok := s.limiter.(limit.Releaser)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	if err := rel.Release(ctx, l); err != nil {
+		s.metrics.limiterErrors.Inc()
+		s.log.Warn("release concurrency slots: they free when their lease expires", "lease", l.ID, "err", err)
+	}
 }
 
 // decide takes the limiter's decision. The limiter store owns its
@@ -251,16 +289,13 @@ func rejection(d *limit.Decision, c *call, ps *Policies) *wire.ErrorBody {
 	lim := d.Limit()
 	p := ps.byName[lim.Policy.Name]
 	retryMs := (d.RetryAfter + time.Millisecond - 1) / time.Millisecond
+	st := limitState(p, lim)
+	st.RetryAfterMs = int64(retryMs)
 	body := &wire.ErrorBody{
-		Code:   ratelab.ERATELIMITED,
-		Status: http.StatusTooManyRequests,
-		Message: fmt.Sprintf("%s allows %s, burst %d, for %s; retry in %d ms",
-			p.Name, p.Rate.Describe(), p.Burst, scopeText(p, lim.Key, c), retryMs),
-		Limit: &wire.LimitState{
-			Policy: p.Name, Scope: p.Scope, Key: lim.Key,
-			Limit: p.Rate.Count, Window: p.Rate.Period.String(), Burst: p.Burst,
-			Remaining: 0, ResetAfterMs: lim.ResetAfter.Milliseconds(), RetryAfterMs: int64(retryMs),
-		},
+		Code:    ratelab.ERATELIMITED,
+		Status:  http.StatusTooManyRequests,
+		Message: fmt.Sprintf("%s allows %s, for %s; retry in %d ms", p.Name, describe(&p.Policy), scopeText(p, lim.Key, c), retryMs),
+		Limit:   &st,
 	}
 	for i := range d.Tiers {
 		ts := &d.Tiers[i]
@@ -271,6 +306,46 @@ func rejection(d *limit.Decision, c *call, ps *Policies) *wire.ErrorBody {
 		}
 	}
 	return body
+}
+
+// describe says what a policy allows, in its algorithm's terms: "2 per
+// second, burst 4", "300 per minute in fixed windows", "300 per minute in
+// a sliding window", "4 requests in flight".
+func describe(p *limit.Policy) string {
+	switch p.Algorithm {
+	case limit.FixedWindow:
+		s := p.Rate.Describe() + " in fixed windows"
+		if p.AlignFirst {
+			s += " from the first request"
+		}
+		return s
+	case limit.SlidingWindow:
+		return p.Rate.Describe() + " in a sliding window"
+	case limit.Concurrency:
+		return fmt.Sprintf("%d requests in flight", p.Concurrency)
+	}
+	return fmt.Sprintf("%s, burst %d", p.Rate.Describe(), p.Burst)
+}
+
+// limitState describes tier ts of policy p in its algorithm's terms
+// (see wire.LimitState), for 429 bodies and GET /api/v2/ratelimits.
+func limitState(p *Policy, ts *limit.TierState) wire.LimitState {
+	st := wire.LimitState{
+		Policy: p.Name, Scope: p.Scope, Key: ts.Key, Shadow: p.Shadow, CountRejected: p.CountRejected,
+		Remaining: ts.Remaining, ResetAfterMs: ts.ResetAfter.Milliseconds(),
+	}
+	switch p.Algorithm {
+	case limit.GCRA:
+		st.Limit, st.Window, st.Burst = p.Rate.Count, p.Rate.Period.String(), p.Burst
+	case limit.FixedWindow, limit.SlidingWindow:
+		st.Algorithm, st.Limit, st.Window = p.Algorithm.String(), p.Rate.Count, p.Rate.Period.String()
+		if p.AlignFirst {
+			st.Align = "first"
+		}
+	case limit.Concurrency:
+		st.Algorithm, st.Limit, st.Lease = p.Algorithm.String(), p.Concurrency, p.Lease.String()
+	}
+	return st
 }
 
 func scopeText(p *Policy, key string, c *call) string {

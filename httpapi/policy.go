@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -68,15 +69,31 @@ type Policies struct {
 // List returns the policies in file order. The caller must not modify them.
 func (ps *Policies) List() []*Policy { return ps.list }
 
-// PolicySpec is one policy as written in the YAML file.
+// PolicySpec is one policy as written in the YAML file. Which fields a
+// policy takes depends on its algorithm (see the package comment):
+// gcra rate and burst; fixed-window rate (QUOTA/WINDOW) and align;
+// sliding-window rate; concurrency concurrency and lease.
 type PolicySpec struct {
-	Name    string   `yaml:"name"`
-	Rate    string   `yaml:"rate"`
-	Burst   int64    `yaml:"burst"`
-	Scope   string   `yaml:"scope"`
-	Classes []string `yaml:"classes"`
-	Routes  []string `yaml:"routes"`
-	Shadow  bool     `yaml:"shadow"`
+	Name string `yaml:"name"`
+	// Algorithm is gcra (the default), fixed-window, sliding-window or
+	// concurrency.
+	Algorithm string `yaml:"algorithm,omitempty"`
+	Rate      string `yaml:"rate,omitempty"`
+	Burst     int64  `yaml:"burst,omitempty"`
+	// Concurrency is the most requests in flight per key, and Lease how
+	// long a slot is held when its request never completes (a Go
+	// duration, e.g. 30s).
+	Concurrency int64  `yaml:"concurrency,omitempty"`
+	Lease       string `yaml:"lease,omitempty"`
+	// Align is where fixed windows start: epoch (the default: at multiples
+	// of the window since the Unix epoch) or first (at a key's first
+	// request).
+	Align         string   `yaml:"align,omitempty"`
+	CountRejected bool     `yaml:"count_rejected,omitempty"`
+	Scope         string   `yaml:"scope"`
+	Classes       []string `yaml:"classes"`
+	Routes        []string `yaml:"routes,omitempty"`
+	Shadow        bool     `yaml:"shadow,omitempty"`
 }
 
 type policyFile struct {
@@ -214,15 +231,9 @@ func buildPolicy(sp PolicySpec, routes []route) (*Policy, error) {
 	if strings.ContainsFunc(sp.Name, func(r rune) bool { return r < 0x21 || r > 0x7e || r == '"' || r == '\\' }) {
 		return nil, errors.New("name: only printable ASCII without spaces, quotes or backslashes")
 	}
-	if sp.Rate == "" {
-		return nil, errors.New("rate: required, e.g. 2/s")
-	}
-	rate, err := limit.ParseRate(sp.Rate)
+	lp, err := limitPolicy(sp)
 	if err != nil {
-		return nil, fmt.Errorf("rate: %w", err)
-	}
-	if sp.Burst < 1 {
-		return nil, errors.New("burst: must be at least 1")
+		return nil, err
 	}
 	if !slices.Contains(wire.Scopes(), wire.Scope(sp.Scope)) {
 		return nil, fmt.Errorf("scope: %q is not one of org, client, org+route-class, org+script", sp.Scope)
@@ -248,7 +259,7 @@ func buildPolicy(sp PolicySpec, routes []route) (*Policy, error) {
 		}
 	}
 	p := &Policy{
-		Policy:  limit.Policy{Name: sp.Name, Rate: rate, Burst: sp.Burst, Shadow: sp.Shadow},
+		Policy:  lp,
 		Scope:   wire.Scope(sp.Scope),
 		Classes: slices.Clone(sp.Classes),
 		Routes:  slices.Clone(sp.Routes),
@@ -257,6 +268,101 @@ func buildPolicy(sp PolicySpec, routes []route) (*Policy, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// limitPolicy reads the algorithm and its parameters from sp, naming the
+// field of the first problem. Fields the algorithm does not use are
+// errors, so that a policy says what it does.
+func limitPolicy(sp PolicySpec) (limit.Policy, error) {
+	p := limit.Policy{Name: sp.Name, Shadow: sp.Shadow, CountRejected: sp.CountRejected}
+	alg, err := limit.ParseAlgorithm(sp.Algorithm)
+	if err != nil {
+		return p, fmt.Errorf("algorithm: %q is not one of gcra, fixed-window, sliding-window, concurrency", sp.Algorithm)
+	}
+	p.Algorithm = alg
+	unused := func(field string, set bool) error {
+		if set {
+			return fmt.Errorf("%s: not used by %s (%s)", field, alg, algorithmFields[alg])
+		}
+		return nil
+	}
+	switch alg {
+	case limit.GCRA:
+		if p.Rate, err = specRate(sp.Rate, "2/s"); err != nil {
+			return p, err
+		}
+		if sp.Burst < 1 {
+			return p, errors.New("burst: must be at least 1")
+		}
+		p.Burst = sp.Burst
+		err = errors.Join(unused("concurrency", sp.Concurrency != 0), unused("lease", sp.Lease != ""), unused("align", sp.Align != ""))
+	case limit.FixedWindow, limit.SlidingWindow:
+		if p.Rate, err = specRate(sp.Rate, "300/m"); err != nil {
+			return p, err
+		}
+		if q, _, _ := strings.Cut(sp.Rate, "/"); strings.ContainsAny(q, ".eE") {
+			return p, fmt.Errorf("rate: %q: a window's quota is a whole number of requests, e.g. 300/m", sp.Rate)
+		}
+		switch sp.Align {
+		case "", "epoch":
+		case "first":
+			if alg == limit.SlidingWindow {
+				return p, errors.New("align: first: a sliding window is always aligned to the epoch (its two counters are of aligned windows)")
+			}
+			p.AlignFirst = true
+		default:
+			return p, fmt.Errorf("align: %q is not one of epoch, first", sp.Align)
+		}
+		err = errors.Join(unused("burst", sp.Burst != 0), unused("concurrency", sp.Concurrency != 0), unused("lease", sp.Lease != ""))
+	case limit.Concurrency:
+		if sp.Concurrency < 1 {
+			return p, errors.New("concurrency: must be at least 1 (the most requests in flight per key)")
+		}
+		p.Concurrency = sp.Concurrency
+		if sp.Lease == "" {
+			return p, errors.New("lease: required, e.g. 30s: how long a slot is held when its request never completes")
+		}
+		if p.Lease, err = time.ParseDuration(sp.Lease); err != nil || p.Lease <= 0 {
+			return p, fmt.Errorf("lease: %q: want a positive duration such as 30s", sp.Lease)
+		}
+		if sp.CountRejected {
+			return p, errors.New("count_rejected: a concurrency limit counts requests in flight, and a rejected request never is")
+		}
+		err = errors.Join(unused("rate", sp.Rate != ""), unused("burst", sp.Burst != 0), unused("align", sp.Align != ""))
+	}
+	if err != nil {
+		return p, firstError(err)
+	}
+	return p, p.Validate()
+}
+
+// algorithmFields says which fields each algorithm takes, for errors.
+var algorithmFields = map[limit.Algorithm]string{
+	limit.GCRA:          "gcra takes rate and burst",
+	limit.FixedWindow:   "fixed-window takes rate as QUOTA/WINDOW, e.g. 300/m, and align",
+	limit.SlidingWindow: "sliding-window takes rate as QUOTA/WINDOW, e.g. 300/m",
+	limit.Concurrency:   "concurrency takes concurrency and lease",
+}
+
+// specRate parses a policy's rate field; example is shown when it is
+// missing.
+func specRate(s, example string) (limit.Rate, error) {
+	if s == "" {
+		return limit.Rate{}, fmt.Errorf("rate: required, e.g. %s", example)
+	}
+	r, err := limit.ParseRate(s)
+	if err != nil {
+		return r, fmt.Errorf("rate: %w", err)
+	}
+	return r, nil
+}
+
+// firstError returns the first of a joined error.
+func firstError(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()[0]
+	}
+	return err
 }
 
 // splitRoute splits "PUT /path" into its method and pattern; a bare

@@ -108,6 +108,46 @@ func TestLoadPoliciesValid(t *testing.T) {
 	}
 }
 
+// TestLoadPoliciesAlgorithms reads one policy of each algorithm with
+// every field the YAML has for it.
+func TestLoadPoliciesAlgorithms(t *testing.T) {
+	ps, err := LoadPolicies(filepath.Join("testdata", "valid-algorithms.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]limit.Policy{
+		"client-per-minute":        {Algorithm: limit.FixedWindow, Rate: limit.Per(300, time.Minute)},
+		"client-first-request":     {Algorithm: limit.FixedWindow, Rate: limit.Per(30, 10*time.Second), AlignFirst: true, CountRejected: true},
+		"org-sliding":              {Algorithm: limit.SlidingWindow, Rate: limit.Per(1000, time.Second)},
+		"client-in-flight":         {Algorithm: limit.Concurrency, Concurrency: 4, Lease: 30 * time.Second},
+		"script-writes-per-script": {Algorithm: limit.GCRA, Rate: limit.Per(2, time.Second), Burst: 4, CountRejected: true},
+	}
+	if len(ps.List()) != len(want) {
+		t.Fatalf("%d policies, want %d", len(ps.List()), len(want))
+	}
+	for _, p := range ps.List() {
+		w := want[p.Name]
+		w.Name = p.Name
+		if p.Policy != w {
+			t.Errorf("%s: got %+v, want %+v", p.Name, p.Policy, w)
+		}
+	}
+	// The concurrency policy is on writes only.
+	names := func(id string) string {
+		var out []string
+		for _, p := range ps.byRoute[id] {
+			out = append(out, p.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	if got := names("GET /api/v2/users"); got != "client-per-minute,client-first-request,org-sliding" {
+		t.Errorf("GET /api/v2/users: %s", got)
+	}
+	if got := names("PUT /api/v2/architect/scripts/{scriptId}"); got != "client-per-minute,client-first-request,org-sliding,client-in-flight,script-writes-per-script" {
+		t.Errorf("PUT a script: %s", got)
+	}
+}
+
 // TestPolicyFileErrors loads one fixture per configuration error; each
 // error names the file, the policy and the field.
 func TestPolicyFileErrors(t *testing.T) {
@@ -130,6 +170,24 @@ func TestPolicyFileErrors(t *testing.T) {
 		"empty.yaml":             `empty.yaml: empty file`,
 		"no-policies.yaml":       `no-policies.yaml: policies: none defined`,
 		"two-documents.yaml":     `two-documents.yaml: want one YAML document`,
+		// The algorithms (issue 12): each error names the field.
+		"bad-algorithm.yaml":              `bad-algorithm.yaml: policy "x": algorithm: "token-bucket" is not one of gcra, fixed-window, sliding-window, concurrency`,
+		"window-burst.yaml":               `window-burst.yaml: policy "x": burst: not used by fixed-window (fixed-window takes rate as QUOTA/WINDOW`,
+		"window-missing-rate.yaml":        `window-missing-rate.yaml: policy "x": rate: required, e.g. 300/m`,
+		"window-fractional.yaml":          `window-fractional.yaml: policy "x": rate: "0.5/s": a window's quota is a whole number of requests`,
+		"window-bad-period.yaml":          `window-bad-period.yaml: policy "x": rate: window 1.5ms must be a whole number of milliseconds`,
+		"window-quota-too-large.yaml":     `window-quota-too-large.yaml: policy "x": rate: quota 2000000000000 exceeds`,
+		"bad-align.yaml":                  `bad-align.yaml: policy "x": align: "start" is not one of epoch, first`,
+		"sliding-align-first.yaml":        `sliding-align-first.yaml: policy "x": align: first: a sliding window is always aligned to the epoch`,
+		"gcra-align.yaml":                 `gcra-align.yaml: policy "x": align: not used by gcra`,
+		"gcra-concurrency.yaml":           `gcra-concurrency.yaml: policy "x": concurrency: not used by gcra`,
+		"concurrency-missing.yaml":        `concurrency-missing.yaml: policy "x": concurrency: must be at least 1`,
+		"concurrency-missing-lease.yaml":  `concurrency-missing-lease.yaml: policy "x": lease: required, e.g. 30s`,
+		"concurrency-bad-lease.yaml":      `concurrency-bad-lease.yaml: policy "x": lease: "soon": want a positive duration`,
+		"concurrency-lease-fraction.yaml": `concurrency-lease-fraction.yaml: policy "x": lease: 1.5ms must be a whole number of milliseconds`,
+		"concurrency-rate.yaml":           `concurrency-rate.yaml: policy "x": rate: not used by concurrency (concurrency takes concurrency and lease)`,
+		"concurrency-count-rejected.yaml": `concurrency-count-rejected.yaml: policy "x": count_rejected: a concurrency limit counts requests in flight`,
+		"count-rejected-too-large.yaml":   `count-rejected-too-large.yaml: policy "x": count_rejected: window 1500h0m0s (burst × interval) exceeds 1200h0m0s`,
 	} {
 		t.Run(file, func(t *testing.T) {
 			_, err := LoadPolicies(filepath.Join("testdata", file))
@@ -149,7 +207,7 @@ func TestPolicyFileErrors(t *testing.T) {
 // FuzzParsePolicies checks that any document either fails with an error
 // that names the file, or yields policies that all validate.
 func FuzzParsePolicies(f *testing.F) {
-	for _, file := range []string{"valid.yaml", "bad-burst.yaml", "unknown-field.yaml", "bad-yaml.yaml"} {
+	for _, file := range []string{"valid.yaml", "valid-algorithms.yaml", "bad-burst.yaml", "unknown-field.yaml", "bad-yaml.yaml", "concurrency-rate.yaml"} {
 		data, err := readTestdata(file)
 		if err != nil {
 			f.Fatal(err)

@@ -128,9 +128,11 @@ func (s *Server) handleToken(c *call) error {
 		return err
 	}
 	// The grant: the token-requests tiers of the client id, only now.
-	if !s.admit(c, nil) {
+	var lease limit.Lease
+	if !s.admit(c, nil, &lease) {
 		return nil
 	}
+	defer s.release(&lease)
 	tok, exp, err := s.auth.IssueToken(c.r.Context(), cl, s.ttl)
 	if err != nil {
 		return err

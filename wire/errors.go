@@ -58,22 +58,38 @@ type ErrorBody struct {
 }
 
 // LimitState describes one policy's state for one caller, in 429 bodies
-// and GET /api/v2/ratelimits.
+// and GET /api/v2/ratelimits, in the terms of the policy's algorithm:
+//
+//	gcra (Algorithm absent)  Limit per Window sustained, Burst at once
+//	fixed-window             Limit (the quota) per Window; Align "first"
+//	                         when windows start at a key's first request
+//	sliding-window           Limit per Window, weighted over two windows
+//	concurrency              Limit requests in flight; Lease, the time a
+//	                         slot that is never released is held
 type LimitState struct {
 	Policy string `json:"policy"`
-	Scope  Scope  `json:"scope"`
+	// Algorithm is fixed-window, sliding-window or concurrency; absent
+	// for gcra, the default.
+	Algorithm string `json:"algorithm,omitempty"`
+	Scope     Scope  `json:"scope"`
 	// Key is the partition the state belongs to (org id, client id, route
 	// class or script id).
 	Key string `json:"key,omitempty"`
-	// Limit requests per Window is the sustained rate; Burst the most
-	// admitted at once.
+	// Limit requests per Window is the sustained rate of a gcra policy
+	// and the quota of a window; Burst the most a gcra policy admits at
+	// once. A concurrency policy's Limit is its requests in flight.
 	Limit  int64  `json:"limit"`
-	Window string `json:"window"`
-	Burst  int64  `json:"burst"`
-	Shadow bool   `json:"shadow,omitempty"`
-	// Remaining is how many requests the bucket admits now.
+	Window string `json:"window,omitempty"`
+	Burst  int64  `json:"burst,omitempty"`
+	Align  string `json:"align,omitempty"`
+	Lease  string `json:"lease,omitempty"`
+	// CountRejected: rejected requests consume from this policy too.
+	CountRejected bool `json:"countRejected,omitempty"`
+	Shadow        bool `json:"shadow,omitempty"`
+	// Remaining is how many requests the policy admits now.
 	Remaining int64 `json:"remaining"`
-	// ResetAfterMs is the time until the bucket is full again.
+	// ResetAfterMs is the time until the policy's quota is full again
+	// (for a concurrency policy: until the last held slot expires).
 	ResetAfterMs int64 `json:"resetAfterMs"`
 	// RetryAfterMs is, on a 429, the exact wait before a retry is admitted.
 	RetryAfterMs int64 `json:"retryAfterMs,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"ratelab"
+	"ratelab/internal/sqlstore"
 )
 
 // EnsureOrg returns the org with this name, creating it with three users
@@ -145,24 +146,60 @@ func (db *DB) IssueToken(ctx context.Context, client *ratelab.Client, ttl time.D
 }
 
 // ValidateToken returns the client that token was issued to, or
-// EUNAUTHORIZED when the token is unknown or expired at now (a token is
-// valid strictly before its expiry).
+// EUNAUTHORIZED when the token is unknown, revoked or expired at now (a
+// token is valid strictly before its expiry). A token verified before is
+// answered from the cache while this replica holds its revocation lease
+// and the generation it was verified in is current (authwatch.go).
 func (db *DB) ValidateToken(ctx context.Context, token string, now time.Time) (*ratelab.Client, error) {
+	key, hash := sqlstore.TokenKey(token)
+	gen, cached := db.watch.current()
+	if cached {
+		if c, valid, ok := db.tokens.Get(key, gen, now); ok {
+			if !valid {
+				return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
+			}
+			return c, nil
+		}
+	}
 	c := &ratelab.Client{}
 	var expires time.Time
 	err := db.pool.QueryRow(ctx, `SELECT c.id, c.org_id, c.created_at, t.expires_at
 		FROM tokens t JOIN clients c ON c.id = t.client_id WHERE t.hash = $1`,
-		ratelab.HashToken(token)).Scan(&c.ID, &c.OrgID, &c.CreatedAt, &expires)
+		hash).Scan(&c.ID, &c.OrgID, &c.CreatedAt, &expires)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
 	case err != nil:
 		return nil, db.fail("validate token", err)
-	case !now.Before(expires):
-		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
 	}
 	c.CreatedAt = c.CreatedAt.UTC()
+	if cached {
+		db.tokens.Put(key, gen, c, expires)
+	}
+	if !now.Before(expires) {
+		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
+	}
 	return c, nil
+}
+
+// revoke runs fn, a transaction that takes tokens' validity away and
+// reports whether it did, moves the revocation generation on in it, and
+// returns once every replica has applied the new generation (revoked).
+func (db *DB) revoke(ctx context.Context, fn func(pgx.Tx) (bool, error)) error {
+	var g int64
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		g = 0
+		did, err := fn(tx)
+		if err != nil || !did {
+			return err
+		}
+		g, err = bumpGeneration(ctx, tx)
+		return err
+	})
+	if err != nil || g == 0 {
+		return err
+	}
+	return db.revoked(ctx, g)
 }
 
 // FindUsers returns the org's users in creation order (none for an
@@ -187,13 +224,17 @@ func (db *DB) FindUsers(ctx context.Context, orgID string) ([]*ratelab.User, err
 }
 
 // RevokeToken deletes the token when it was issued to clientID, and does
-// nothing otherwise (see ratelab.AuthService).
+// nothing otherwise (see ratelab.AuthService). It returns once no replica
+// accepts the token any more (see revoke).
 func (db *DB) RevokeToken(ctx context.Context, clientID, token string) error {
 	if !ratelab.ValidID(clientID) {
 		return nil
 	}
-	if _, err := db.pool.Exec(ctx, `DELETE FROM tokens WHERE hash = $1 AND client_id = $2`,
-		ratelab.HashToken(token), clientID); err != nil {
+	err := db.revoke(ctx, func(tx pgx.Tx) (bool, error) {
+		tag, err := tx.Exec(ctx, `DELETE FROM tokens WHERE hash = $1 AND client_id = $2`, ratelab.HashToken(token), clientID)
+		return err == nil && tag.RowsAffected() > 0, err
+	})
+	if err != nil {
 		return db.fail("revoke token", err)
 	}
 	return nil
@@ -221,23 +262,28 @@ func (db *DB) ListClients(ctx context.Context) ([]*ratelab.Client, error) {
 }
 
 // DeleteClient deletes the client; its tokens go with it (ON DELETE
-// CASCADE, in the same statement), so they stop working at once.
+// CASCADE, in the same statement). It returns once no replica accepts
+// them any more (see revoke).
 func (db *DB) DeleteClient(ctx context.Context, id string) error {
 	if !ratelab.ValidID(id) {
 		return ratelab.ClientNotFound(id)
 	}
-	tag, err := db.pool.Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
+	err := db.revoke(ctx, func(tx pgx.Tx) (bool, error) {
+		tag, err := tx.Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = ratelab.ClientNotFound(id)
+		}
+		return err == nil, err
+	})
 	if err != nil {
 		return db.fail("delete client", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ratelab.ClientNotFound(id)
 	}
 	return nil
 }
 
 // RotateSecret stores the hash of a new secret and deletes the client's
-// tokens in one transaction.
+// tokens in one transaction, and returns once no replica accepts them any
+// more (see revoke).
 func (db *DB) RotateSecret(ctx context.Context, id, secret string) (string, error) {
 	if !ratelab.ValidID(id) {
 		return "", ratelab.ClientNotFound(id)
@@ -246,16 +292,16 @@ func (db *DB) RotateSecret(ctx context.Context, id, secret string) (string, erro
 	if err != nil {
 		return "", db.fail("rotate secret", err)
 	}
-	err = db.inTx(ctx, func(tx pgx.Tx) error {
+	err = db.revoke(ctx, func(tx pgx.Tx) (bool, error) {
 		tag, err := tx.Exec(ctx, `UPDATE clients SET secret_hash = $1 WHERE id = $2`, cred.Hash, id)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if tag.RowsAffected() == 0 {
-			return ratelab.ClientNotFound(id)
+			return false, ratelab.ClientNotFound(id)
 		}
 		_, err = tx.Exec(ctx, `DELETE FROM tokens WHERE client_id = $1`, id)
-		return err
+		return err == nil, err
 	})
 	if err != nil {
 		return "", db.fail("rotate secret", err)

@@ -70,6 +70,10 @@ type DB struct {
 	log    *slog.Logger
 	outage *sqlstore.Outage
 	auth   *sqlstore.Authenticator
+	// tokens caches verified tokens under the revocation generation that
+	// watch keeps current (authwatch.go).
+	tokens sqlstore.TokenCache
+	watch  *authWatch
 }
 
 // Option configures Open.
@@ -118,6 +122,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("postgres: open: %w", err)
 	}
 	db := &DB{pool: pool, now: cfg.clock, log: cfg.logger}
+	db.watch = newAuthWatch(db)
 	db.outage = sqlstore.NewOutage(sqlstore.OutageConfig{DB: "postgres", Logger: cfg.logger, Unreachable: unreachable, Probe: db.ping, Interval: time.Second})
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
@@ -137,6 +142,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*DB, error) {
 // Close closes the connection pool, waiting for connections in use to be
 // returned. Calling it more than once is harmless.
 func (db *DB) Close() error {
+	db.watch.close()
 	db.outage.Close()
 	db.pool.Close()
 	return nil

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"ratelab"
+	"ratelab/internal/sqlstore"
 )
 
 // EnsureOrg returns the org with this name, creating it with three users
@@ -147,24 +148,48 @@ func (db *DB) IssueToken(ctx context.Context, client *ratelab.Client, ttl time.D
 }
 
 // ValidateToken returns the client that token was issued to, or
-// EUNAUTHORIZED when the token is unknown or expired at now (a token is
-// valid strictly before its expiry).
+// EUNAUTHORIZED when the token is unknown, revoked or expired at now (a
+// token is valid strictly before its expiry). A token verified before is
+// answered from the cache while the revocation generation it was verified
+// in is current (see sqlstore.TokenCache); the generation is read from
+// the file on every call, so a revocation committed by any process on it
+// takes effect at once.
 func (db *DB) ValidateToken(ctx context.Context, token string, now time.Time) (*ratelab.Client, error) {
+	var gen int64
+	if err := db.stmtGen.QueryRowContext(ctx).Scan(&gen); err != nil {
+		return nil, db.fail("validate token", err)
+	}
+	key, hash := sqlstore.TokenKey(token)
+	if c, valid, ok := db.tokens.Get(key, gen, now); ok {
+		if !valid {
+			return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
+		}
+		return c, nil
+	}
 	c := &ratelab.Client{}
 	var created, expires int64
-	err := db.read.QueryRowContext(ctx, `SELECT c.id, c.org_id, c.created_at, t.expires_at
-		FROM tokens t JOIN clients c ON c.id = t.client_id WHERE t.hash = ?`,
-		ratelab.HashToken(token)).Scan(&c.ID, &c.OrgID, &created, &expires)
+	err := db.stmtToken.QueryRowContext(ctx, hash).Scan(&c.ID, &c.OrgID, &created, &expires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
 	case err != nil:
 		return nil, db.fail("validate token", err)
-	case !now.Before(fromMicros(expires)):
-		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
 	}
 	c.CreatedAt = fromMicros(created)
+	db.tokens.Put(key, gen, c, fromMicros(expires))
+	if !now.Before(fromMicros(expires)) {
+		return nil, ratelab.Errorf(ratelab.EUNAUTHORIZED, "invalid or expired token")
+	}
 	return c, nil
+}
+
+// bumpGeneration moves the revocation generation on inside a transaction
+// that takes tokens' validity away (see sqlstore.TokenCache).
+func bumpGeneration(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE auth_generation SET gen = gen + 1`); err != nil {
+		return fmt.Errorf("revocation generation: %w", err)
+	}
+	return nil
 }
 
 // FindUsers returns the org's users in creation order (none for an
@@ -190,13 +215,24 @@ func (db *DB) FindUsers(ctx context.Context, orgID string) ([]*ratelab.User, err
 }
 
 // RevokeToken deletes the token when it was issued to clientID, and does
-// nothing otherwise (see ratelab.AuthService).
+// nothing otherwise (see ratelab.AuthService). Deleting it moves the
+// revocation generation on in the same transaction.
 func (db *DB) RevokeToken(ctx context.Context, clientID, token string) error {
 	if !ratelab.ValidID(clientID) {
 		return nil
 	}
-	if _, err := db.write.ExecContext(ctx, `DELETE FROM tokens WHERE hash = ? AND client_id = ?`,
-		ratelab.HashToken(token), clientID); err != nil {
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE hash = ? AND client_id = ?`,
+			ratelab.HashToken(token), clientID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		return bumpGeneration(ctx, tx)
+	})
+	if err != nil {
 		return db.fail("revoke token", err)
 	}
 	return nil
@@ -226,25 +262,32 @@ func (db *DB) ListClients(ctx context.Context) ([]*ratelab.Client, error) {
 }
 
 // DeleteClient deletes the client; its tokens go with it (ON DELETE
-// CASCADE, in the same statement), so they stop working at once.
+// CASCADE, in the same statement), and the revocation generation moves on
+// in the same transaction, so they stop working at once.
 func (db *DB) DeleteClient(ctx context.Context, id string) error {
 	if !ratelab.ValidID(id) {
 		return ratelab.ClientNotFound(id)
 	}
-	res, err := db.write.ExecContext(ctx, `DELETE FROM clients WHERE id = ?`, id)
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ratelab.ClientNotFound(id)
+		}
+		return bumpGeneration(ctx, tx)
+	})
 	if err != nil {
 		return db.fail("delete client", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return db.fail("delete client", err)
-	} else if n == 0 {
-		return ratelab.ClientNotFound(id)
 	}
 	return nil
 }
 
-// RotateSecret stores the hash of a new secret and deletes the client's
-// tokens in one transaction.
+// RotateSecret stores the hash of a new secret, deletes the client's
+// tokens and moves the revocation generation on, in one transaction.
 func (db *DB) RotateSecret(ctx context.Context, id, secret string) (string, error) {
 	if !ratelab.ValidID(id) {
 		return "", ratelab.ClientNotFound(id)
@@ -263,8 +306,10 @@ func (db *DB) RotateSecret(ctx context.Context, id, secret string) (string, erro
 		} else if n == 0 {
 			return ratelab.ClientNotFound(id)
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM tokens WHERE client_id = ?`, id)
-		return err
+		if _, err = tx.ExecContext(ctx, `DELETE FROM tokens WHERE client_id = ?`, id); err != nil {
+			return err
+		}
+		return bumpGeneration(ctx, tx)
 	})
 	if err != nil {
 		return "", db.fail("rotate secret", err)

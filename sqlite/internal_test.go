@@ -123,8 +123,8 @@ func TestMigrations(t *testing.T) {
 		if err := db.read.QueryRowContext(ctx, `SELECT COUNT(*), MAX(version) FROM schema_migrations`).Scan(&n, &v); err != nil {
 			t.Fatalf("read schema_migrations: %v", err)
 		}
-		if n != 1 || v != 1 {
-			t.Fatalf("schema_migrations has %d rows up to version %d; want 1 row, version 1", n, v)
+		if n != 2 || v != 2 {
+			t.Fatalf("schema_migrations has %d rows up to version %d; want 2 rows, version 2", n, v)
 		}
 		db.Close()
 	}

@@ -30,8 +30,7 @@ func (db *DB) FindScript(ctx context.Context, orgID, id string) (*ratelab.Script
 	if !ratelab.ValidID(id) {
 		return nil, ratelab.ScriptNotFound(id) // it cannot exist; no query
 	}
-	s, err := scanScript(db.read.QueryRowContext(ctx,
-		`SELECT `+scriptColumns+` FROM scripts WHERE org_id = ? AND id = ?`, orgID, id))
+	s, err := scanScript(db.stmtScript.QueryRowContext(ctx, orgID, id))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, ratelab.ScriptNotFound(id)

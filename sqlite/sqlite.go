@@ -60,6 +60,14 @@ type DB struct {
 	// outage logs the database's unavailability once, not per request.
 	outage *sqlstore.Outage
 	auth   *sqlstore.Authenticator
+	// tokens caches verified tokens under the revocation generation
+	// (sqlstore.TokenCache), which every ValidateToken reads: a one-row
+	// read that, in WAL mode, sees every transaction committed before it,
+	// from this process or another.
+	tokens sqlstore.TokenCache
+	// The statements of the hot read path, prepared once per connection
+	// of the read pool instead of parsed per query.
+	stmtGen, stmtToken, stmtScript *sql.Stmt
 }
 
 // Option configures Open.
@@ -140,6 +148,20 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		q    string
+	}{
+		{&db.stmtGen, `SELECT gen FROM auth_generation`},
+		{&db.stmtToken, `SELECT c.id, c.org_id, c.created_at, t.expires_at
+			FROM tokens t JOIN clients c ON c.id = t.client_id WHERE t.hash = ?`},
+		{&db.stmtScript, `SELECT ` + scriptColumns + ` FROM scripts WHERE org_id = ? AND id = ?`},
+	} {
+		if *p.stmt, err = db.read.PrepareContext(ctx, p.q); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("sqlite: open %s: prepare: %w", path, err)
+		}
+	}
 	return db, nil
 }
 
@@ -183,6 +205,11 @@ func readDSN(path string, busy time.Duration) string {
 func (db *DB) Close() error {
 	db.outage.Close()
 	var errs []error
+	for _, st := range []*sql.Stmt{db.stmtGen, db.stmtToken, db.stmtScript} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
 	if db.read != nil {
 		errs = append(errs, db.read.Close())
 	}

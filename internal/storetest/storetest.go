@@ -38,7 +38,9 @@ type Store interface {
 type Config struct {
 	// Open opens the store called name with now as its clock, creating
 	// it empty the first time. Opening the same name again after Close
-	// must see the same data, as a restarted server would. Names are
+	// must see the same data, as a restarted server would, and so must a
+	// second store opened on the name while the first is open, as a
+	// second replica sharing the database would. Names are
 	// distinct per subtest. Open reports its own failures with t.Fatal
 	// and removes what it created in t.Cleanup; the suite closes the
 	// stores it opens.
@@ -106,6 +108,7 @@ func Run(t *testing.T, cfg Config) {
 		{"Clients", s.testClients},
 		{"Tokens", s.testTokens},
 		{"ClientManagement", s.testClientManagement},
+		{"RevocationAcrossReplicas", s.testRevocationAcrossReplicas},
 		{"ScriptLifecycle", s.testScriptLifecycle},
 		{"ScriptValidation", s.testScriptValidation},
 		{"CompareAndSwap", s.testCompareAndSwap},
@@ -1165,4 +1168,81 @@ func ids(list []*ratelab.Script) []string {
 		out[i] = s.ID
 	}
 	return out
+}
+
+// testRevocationAcrossReplicas opens the store twice, as two replicas
+// sharing one database, lets both verify every token many times (so that
+// a store caching verified tokens has cached them), and checks that a
+// revocation, a client deletion and a secret rotation on either take
+// effect on both as soon as the call returns, and that a token expires on
+// both at its expiry instant, not before.
+func (s *suite) testRevocationAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	clock := NewClock(t0)
+	a := s.open(t, clock)
+	b := s.open(t, clock)
+	org := newOrg(t, a, "replicas")
+	var clients []*ratelab.Client
+	for _, id := range []string{"rep-revoke", "rep-delete", "rep-rotate", "rep-expire"} {
+		c, _, err := a.CreateClient(ctx, org.ID, id, "secret-"+id)
+		if err != nil {
+			t.Fatalf("CreateClient(%s): %v", id, err)
+		}
+		clients = append(clients, c)
+	}
+	issue := func(c *ratelab.Client, ttl time.Duration) string {
+		t.Helper()
+		tok, _, err := b.IssueToken(ctx, c, ttl)
+		if err != nil {
+			t.Fatalf("IssueToken(%s): %v", c.ID, err)
+		}
+		return tok
+	}
+	revoked, kept := issue(clients[0], time.Hour), issue(clients[0], time.Hour)
+	deleted, rotated := issue(clients[1], time.Hour), issue(clients[2], time.Hour)
+	expiring := issue(clients[3], time.Hour)
+	all := []string{revoked, kept, deleted, rotated, expiring}
+	replicas := map[string]Store{"a": a, "b": b}
+	valid := func(tok string, want bool, what string) {
+		t.Helper()
+		for name, st := range replicas {
+			c, err := st.ValidateToken(ctx, tok, clock.Now())
+			switch {
+			case want && err != nil:
+				t.Fatalf("%s: replica %s: ValidateToken: %v; want valid", what, name, err)
+			case want && c.OrgID != org.ID:
+				t.Fatalf("%s: replica %s: ValidateToken = %+v; want a client of org %s", what, name, c, org.ID)
+			case !want:
+				wantCode(t, err, ratelab.EUNAUTHORIZED, what+": replica "+name)
+			}
+		}
+	}
+	// Warm up: many verifications over half a second, long enough for a
+	// store to start whatever keeps its cache current.
+	for start := time.Now(); time.Since(start) < 500*time.Millisecond; {
+		for _, tok := range all {
+			valid(tok, true, "before any revocation")
+		}
+	}
+
+	if err := a.RevokeToken(ctx, clients[0].ID, revoked); err != nil {
+		t.Fatalf("RevokeToken on a: %v", err)
+	}
+	valid(revoked, false, "a token revoked on a")
+	valid(kept, true, "the client's other token")
+	if err := b.DeleteClient(ctx, clients[1].ID); err != nil {
+		t.Fatalf("DeleteClient on b: %v", err)
+	}
+	valid(deleted, false, "a token of a client deleted on b")
+	if _, err := a.RotateSecret(ctx, clients[2].ID, ""); err != nil {
+		t.Fatalf("RotateSecret on a: %v", err)
+	}
+	valid(rotated, false, "a token of a client rotated on a")
+	valid(expiring, true, "a token unrelated to the revocations")
+
+	clock.Advance(time.Hour - time.Microsecond)
+	valid(expiring, true, "a token 1 µs before its expiry")
+	clock.Advance(time.Microsecond)
+	valid(expiring, false, "a token at its expiry")
+	valid(kept, false, "another token at its expiry")
 }

@@ -230,13 +230,13 @@ func (s *Server) admit(c *call, unauthErr error, lease *limit.Lease) bool {
 		return false
 	}
 	s.metrics.countDecision(d)
-	limit.SetHeaders(c.w.Header(), d)
+	s.setHeaders(c.w.Header(), d)
 	if d.Allowed {
 		// The pooled Decision is reused; the lease's Tiers never are.
 		*lease = d.Lease
 		return true
 	}
-	writeJSON(c.w, http.StatusTooManyRequests, rejection(d, c, ps))
+	s.writeRejection(c.w, rejection(d, c, ps))
 	return false
 }
 

@@ -61,6 +61,12 @@ type Config struct {
 	// time.Now for tokens, and the limiter store's own clock for limits (so
 	// that replicas sharing Redis agree).
 	Now func() time.Time
+	// Headers is the rate-limit header dialect: HeadersIETF (the
+	// default), HeadersXRateLimit, HeadersGitHub, HeadersInin or
+	// HeadersNone. RejectBody is the 429 body: RejectDetailed (the
+	// default) or RejectTerse. See headers.go.
+	Headers    string
+	RejectBody string
 }
 
 // degrader is a limiter store whose backend can be unreachable (the Redis
@@ -87,6 +93,8 @@ type Server struct {
 	tokenFailures TokenFailures
 	now           func() time.Time
 	fixedNow      bool
+	headers       string
+	rejectBody    string
 
 	initial    *Policies
 	policyFile string
@@ -118,6 +126,10 @@ func NewServer(cfg Config) (*Server, error) {
 		fixedNow:   cfg.Now != nil,
 		initial:    cfg.Policies,
 		policyFile: cfg.PolicyFile,
+	}
+	var err error
+	if s.headers, s.rejectBody, err = checkDialects(cfg.Headers, cfg.RejectBody); err != nil {
+		return nil, err
 	}
 	if s.limiter == nil {
 		s.limiter = limit.NewMemoryStore(limit.MemoryConfig{})

@@ -46,6 +46,8 @@ type options struct {
 	scripts  func(ratelab.ScriptService) ratelab.ScriptService
 	// tokenFailures replaces the default failure limits of POST /oauth/token.
 	tokenFailures *httpapi.TokenFailures
+	// headers and rejectBody are Config.Headers and Config.RejectBody.
+	headers, rejectBody string
 }
 
 // env is a real server on 127.0.0.1:0 over a real SQLite database.
@@ -112,6 +114,8 @@ func newEnv(t testing.TB, lf limiterFactory, o options) *env {
 		Logger:        slog.New(slog.NewTextHandler(logs, nil)),
 		Registry:      reg,
 		Now:           now,
+		Headers:       o.headers,
+		RejectBody:    o.rejectBody,
 		TokenFailures: o.tokenFailures,
 	})
 	if err != nil {

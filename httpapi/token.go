@@ -190,9 +190,9 @@ func (s *Server) underFailureLimits(c *call, ft []limit.Tier) (bool, error) {
 	ts.Allowed, ts.RetryAfter = false, retry
 	d.Allowed, d.Limiting, d.RetryAfter = false, over, retry
 	s.metrics.countDecision(&d)
-	limit.SetHeaders(c.w.Header(), &d)
+	s.setHeaders(c.w.Header(), &d)
 	retryMs := (retry + time.Millisecond - 1) / time.Millisecond
-	writeJSON(c.w, http.StatusTooManyRequests, &wire.ErrorBody{
+	s.writeRejection(c.w, &wire.ErrorBody{
 		Code:   ratelab.ERATELIMITED,
 		Status: http.StatusTooManyRequests,
 		Message: fmt.Sprintf("%s allows %s, burst %d, for %s; retry in %d ms",
@@ -224,6 +224,6 @@ func (s *Server) tokenFailed(c *call, ft []limit.Tier, answer error) error {
 	// The answer is the failure itself, not a 429, even when this attempt
 	// used the last of a tier: the next one is refused before hashing.
 	d.Allowed, d.RetryAfter = true, 0
-	limit.SetHeaders(c.w.Header(), &d)
+	s.setHeaders(c.w.Header(), &d)
 	return answer
 }

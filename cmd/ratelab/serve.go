@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -38,7 +39,15 @@ reloads --policies; SIGTERM drains in-flight requests (up to 10 s).
 
 Every flag has an environment fallback: RATELAB_ADDR, RATELAB_DB,
 RATELAB_REDIS, RATELAB_REDIS_FAILURE, RATELAB_REDIS_TIMEOUT, RATELAB_POLICIES, RATELAB_LOG_FORMAT,
-RATELAB_BOOTSTRAP_CLIENT.
+RATELAB_BOOTSTRAP_CLIENT, RATELAB_HEADERS, RATELAB_REJECT_BODY.
+
+--headers chooses how responses advertise the limits: ietf (the default:
+RateLimit-Policy, RateLimit and X-RateLimit-*), x-ratelimit, github
+(x-ratelimit-limit/-remaining/-used/-reset as an epoch/-resource), inin
+(inin-ratelimit-allowed/-count/-reset) or none (only Retry-After on a
+429). --reject-body terse answers a 429 with the bare
+{"message":"Rate limit exceeded.","code":"too_many_requests"}, naming
+no policy, as some platforms do; see examples/policies.
 
 While Redis is unreachable (also when serve starts without it), the
 limiter fails open by default: each replica enforces the policies on its
@@ -107,6 +116,8 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 	logFormat := fs.String("log-format", envDefault(env, "RATELAB_LOG_FORMAT", "text"), "log `format`: text or json")
 	bootstrap := fs.String("bootstrap-client", envDefault(env, "RATELAB_BOOTSTRAP_CLIENT", ""), "create this OAuth client in org \"default\" if missing, as `ID:SECRET`")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `file` (for bench/server/compare.sh)")
+	headers := fs.String("headers", envDefault(env, "RATELAB_HEADERS", httpapi.HeadersIETF), "rate-limit header `dialect`: ietf, x-ratelimit, github, inin or none")
+	rejectBody := fs.String("reject-body", envDefault(env, "RATELAB_REJECT_BODY", httpapi.RejectDetailed), "429 `body`: detailed (names the policy and its numbers) or terse")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -120,6 +131,12 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 	log, err := newLogger(env.stderr, *logFormat)
 	if err != nil {
 		return err
+	}
+	if !slices.Contains(httpapi.HeaderDialects(), *headers) {
+		return fmt.Errorf("--headers %q: want ietf, x-ratelimit, github, inin or none", *headers)
+	}
+	if *rejectBody != httpapi.RejectDetailed && *rejectBody != httpapi.RejectTerse {
+		return fmt.Errorf("--reject-body %q: want detailed or terse", *rejectBody)
 	}
 	if *redisFailure != "open" && *redisFailure != "closed" {
 		return fmt.Errorf("--redis-failure %q: want open or closed", *redisFailure)
@@ -153,7 +170,8 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 		return err
 	}
 
-	cfg := httpapi.Config{Scripts: db, Auth: db, Policies: policies, PolicyFile: *policyFile, Logger: log}
+	cfg := httpapi.Config{Scripts: db, Auth: db, Policies: policies, PolicyFile: *policyFile, Logger: log,
+		Headers: *headers, RejectBody: *rejectBody}
 	if *redisURL != "" {
 		client, err := redis.NewClient(*redisURL)
 		if err != nil {

@@ -263,6 +263,8 @@ func TestServeBadConfig(t *testing.T) {
 		"bootstrap":     {[]string{"--bootstrap-client", "nosecret"}, "--bootstrap-client: want ID:SECRET"},
 		"redis":         {[]string{"--redis", "http://x"}, "--redis: want a redis:// or rediss:// URL"},
 		"redis-failure": {[]string{"--redis-failure", "maybe"}, `--redis-failure "maybe": want open or closed`},
+		"headers":       {[]string{"--headers", "draft-7"}, `--headers "draft-7": want ietf, x-ratelimit, github, inin or none`},
+		"reject-body":   {[]string{"--reject-body", "short"}, `--reject-body "short": want detailed or terse`},
 		"addr":          {[]string{"--addr", "256.0.0.1:1"}, "listen:"},
 		"argument":      {[]string{"extra"}, `unexpected argument "extra"`},
 	} {

@@ -1,0 +1,108 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"ratelab/httpapi"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of TestHeaderDialects")
+
+// TestHeaderDialects checks every header dialect and 429 body byte for
+// byte against golden files (testdata/headers; go test -run
+// TestHeaderDialects -update rewrites them): the raw response, as read
+// from the connection, to the 4th PUT of one script under the default
+// policies (admitted, the last of script-writes-per-script's burst; its
+// headers only) and to the 5th (rejected; headers and body). The clock is
+// fixed, so the only line that varies, Date, is left out.
+func TestHeaderDialects(t *testing.T) {
+	for _, tc := range []struct{ headers, body string }{
+		{httpapi.HeadersIETF, httpapi.RejectDetailed},
+		{httpapi.HeadersXRateLimit, httpapi.RejectDetailed},
+		{httpapi.HeadersGitHub, httpapi.RejectDetailed},
+		{httpapi.HeadersInin, httpapi.RejectDetailed},
+		{httpapi.HeadersNone, httpapi.RejectDetailed},
+		{httpapi.HeadersInin, httpapi.RejectTerse},
+	} {
+		name := tc.headers + "-" + tc.body
+		t.Run(name, func(t *testing.T) {
+			clk := newClock()
+			clk.ns.Store(time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC).UnixNano())
+			e := newEnv(t, nil, options{clock: clk, headers: tc.headers, rejectBody: tc.body})
+			tok := e.token(e.client("acme"))
+			var got bytes.Buffer
+			for i := range 5 {
+				raw := rawPut(t, e, tok, "s1")
+				if i == 3 {
+					head, _, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
+					got.Write(head)
+					got.WriteString("\r\n\r\n")
+				}
+				if i == 4 {
+					got.Write(raw)
+				}
+				clk.Advance(100 * time.Millisecond)
+			}
+			path := filepath.Join("testdata", "headers", name+".golden")
+			if *update {
+				if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Bytes(), want) {
+				t.Fatalf("response differs from %s:\n%s\nwant:\n%s", path, got.Bytes(), want)
+			}
+		})
+	}
+}
+
+// TestHeaderDialectInvalid: an unknown dialect or body is refused.
+func TestHeaderDialectInvalid(t *testing.T) {
+	for _, cfg := range []httpapi.Config{{Headers: "draft-7"}, {RejectBody: "short"}} {
+		db := newEnv(t, nil, options{}).db
+		cfg.Scripts, cfg.Auth = db, db
+		if _, err := httpapi.NewServer(cfg); err == nil || !strings.Contains(err.Error(), "want") {
+			t.Errorf("%+v: err = %v", cfg, err)
+		}
+	}
+}
+
+// rawPut sends one PUT of script id over a new connection and returns
+// the response as sent, without its Date line.
+func rawPut(t *testing.T, e *env, tok, id string) []byte {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(e.url, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	body := `{"name":"n","text":"t"}`
+	fmt.Fprintf(conn, "PUT /api/v2/architect/scripts/%s HTTP/1.1\r\nHost: ratelab\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", id, tok, len(body), body)
+	raw, err := io.ReadAll(bufio.NewReader(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	for line := range bytes.Lines(raw) {
+		if !bytes.HasPrefix(line, []byte("Date: ")) {
+			out.Write(line)
+		}
+	}
+	return out.Bytes()
+}

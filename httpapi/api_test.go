@@ -30,6 +30,7 @@ var suite = []struct {
 	fn   func(t *testing.T, lf limiterFactory)
 }{
 	{"Token", testToken},
+	{"Revoke", testRevoke},
 	{"OAuth2Library", testOAuth2Library},
 	{"ScriptsCRUD", testScriptsCRUD},
 	{"BadInput", testBadInput},

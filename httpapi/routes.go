@@ -68,6 +68,8 @@ func apiRoutes() []route {
 	routes := []route{
 		{method: "POST", pattern: wire.TokenPath, class: ClassToken, selfAdmit: true, handle: (*Server).handleToken,
 			summary: "Issue an access token (OAuth 2.0 client-credentials grant)", request: "form", response: "Token", status: 200, errors: []int{400, 401, 413, 415, 429}},
+		{method: "POST", pattern: wire.RevokePath, class: ClassToken, selfAdmit: true, handle: (*Server).handleRevoke,
+			summary: "Revoke an access token of the authenticated client (RFC 7009); an unknown token is a 200 too", request: "form", response: "object", status: 200, errors: []int{400, 401, 413, 415}},
 		{method: "GET", pattern: wire.ScriptsPath, class: ClassScriptReads, auth: true, handle: (*Server).handleListScripts,
 			summary: "List the org's scripts, one page at a time", response: "ScriptPage", status: 200, errors: []int{400}},
 		{method: "POST", pattern: wire.ScriptsPath, class: ClassScriptWrites, auth: true, handle: (*Server).handleCreateScript,

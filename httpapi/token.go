@@ -76,6 +76,24 @@ func (tf *TokenFailures) validate() error {
 // c.tokenClient to the presented id when that id passes the id rule (no
 // client has any other), so that the limits can key by it.
 func (s *Server) tokenRequest(c *call) (id, secret string, err error) {
+	if id, secret, err = clientForm(c); err != nil {
+		return "", "", err
+	}
+	if gt := c.r.PostForm.Get("grant_type"); gt != "client_credentials" {
+		return "", "", oauthErr("unsupported_grant_type", ratelab.EINVALID, "grant_type must be client_credentials.")
+	}
+	if id == "" || secret == "" {
+		return "", "", oauthErr("invalid_client", ratelab.EUNAUTHORIZED, "Client credentials are missing: send HTTP Basic or client_id and client_secret.")
+	}
+	return id, secret, nil
+}
+
+// clientForm reads the form of a request that a client authenticates
+// (the token and revocation endpoints) and the client's credentials:
+// HTTP Basic, else client_id and client_secret in the form. It sets
+// c.tokenClient to the presented id when that id passes the id rule (no
+// client has any other), so that the limits can key by it.
+func clientForm(c *call) (id, secret string, err error) {
 	if err := checkContentType(c.r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"); err != nil {
 		return "", "", err
 	}
@@ -100,12 +118,6 @@ func (s *Server) tokenRequest(c *call) (id, secret string, err error) {
 	}
 	if ratelab.ValidID(id) {
 		c.tokenClient = id
-	}
-	if gt := c.r.PostForm.Get("grant_type"); gt != "client_credentials" {
-		return "", "", oauthErr("unsupported_grant_type", ratelab.EINVALID, "grant_type must be client_credentials.")
-	}
-	if id == "" || secret == "" {
-		return "", "", oauthErr("invalid_client", ratelab.EUNAUTHORIZED, "Client credentials are missing: send HTTP Basic or client_id and client_secret.")
 	}
 	return id, secret, nil
 }

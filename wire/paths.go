@@ -11,6 +11,7 @@ import (
 // the wildcard {scriptId}; ScriptURLPath fills it in.
 const (
 	TokenPath      = "/oauth/token"
+	RevokePath     = "/oauth/revoke"
 	ScriptsPath    = "/api/v2/architect/scripts"
 	BulkPath       = ScriptsPath + "/bulk"
 	ScriptPath     = ScriptsPath + "/{scriptId}"

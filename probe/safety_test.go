@@ -41,14 +41,14 @@ func TestProbeRefusesWithoutBounds(t *testing.T) {
 }
 
 func TestProbeBudgetIsHard(t *testing.T) {
-	// A slow limit: measuring it needs far more than 40 requests.
-	srv := newPlainServer(t, policy(t, "p", "1/s", 3), nil)
-	rep, err := probe.Run(context.Background(), plainConfig(t, srv, "100/s", 40))
+	// A slow limit with a large burst: its burst alone is more than 10.
+	srv := newPlainServer(t, policy(t, "p", "1/s", 30), nil)
+	rep, err := probe.Run(context.Background(), plainConfig(t, srv, "100/s", 10))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := srv.count.Load(); n > 40 || rep.RequestsUsed != n {
-		t.Errorf("server counted %d requests, report %d, budget 40", n, rep.RequestsUsed)
+	if n := srv.count.Load(); n > 10 || rep.RequestsUsed != n {
+		t.Errorf("server counted %d requests, report %d, budget 10", n, rep.RequestsUsed)
 	}
 	if !strings.Contains(rep.Stopped, "budget") {
 		t.Errorf("stopped %q, want the budget named", rep.Stopped)

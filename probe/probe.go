@@ -335,6 +335,10 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 	p.addStep(res, waited)
 	p.log.Info("step", "name", res.name, "requests", len(res.obs), "first_429", firstReject(res.obs), "ended", e.done)
 	if firstReject(res.obs) < 0 {
+		if err == nil && res.capped && byBudget {
+			err = fmt.Errorf("%w: the step's share of it (%d of the %d requests; %d used in all) met no 429",
+				ErrBudget, capN, p.cfg.Budget, p.s.used.Load())
+		}
 		return nil, err
 	}
 	if same != nil && e.done == "the limit already measured" {

@@ -49,6 +49,9 @@
 // modes, recycle and stopThread), extractors, counters and ForEach; a
 // template names one as {{.name}}, and a name no one has set is sent as
 // JMeter sends it, ${name}. Cookies gives each user a cookie jar.
+// A Request with Embedded fetches the resources of its HTML response as
+// JMeter's "Retrieve All Embedded Resources" does (flowembed.go): each a
+// request sent and a sub-result of the request's sample.
 //
 // Conditions (If, While) are templates whose text, once the variables are
 // in, is a comparison: operands are "quoted strings", numbers, true or

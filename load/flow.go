@@ -139,6 +139,9 @@ type Request struct {
 	// Think is a pause after the request (ratelab's own; JMeter plans use
 	// timers, which run before).
 	Think time.Duration
+	// Embedded, when set, fetches the resources of an HTML response
+	// (JMeter's "Retrieve All Embedded Resources").
+	Embedded *Embedded
 	Scope
 	// Line is where the request was declared in a YAML file (0 when built
 	// in code), for error messages.

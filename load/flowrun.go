@@ -161,14 +161,15 @@ func (u *user) sleep(stop context.Context, d time.Duration) bool {
 
 // crequest is a compiled Request with everything in its scope.
 type crequest struct {
-	t       *Target
-	think   time.Duration
-	timers  []*ctimer
-	extract []*cextract
-	assert  []*cassert
-	keep    bool
-	group   string
-	onError SampleErrorAction
+	t        *Target
+	think    time.Duration
+	timers   []*ctimer
+	extract  []*cextract
+	assert   []*cassert
+	keep     bool
+	embedded *cembedded
+	group    string
+	onError  SampleErrorAction
 }
 
 func (s *crequest) run(u *user, ctx, stop context.Context) ctl {
@@ -208,6 +209,9 @@ func (s *crequest) run(u *user, ctx, stop context.Context) ctl {
 	w := u.w
 	res := w.do(ctx, s.t, intended, waited, s.keep)
 	if res == nil {
+		return ctlDone
+	}
+	if s.embedded != nil && !u.fetchEmbedded(ctx, s.embedded, res) {
 		return ctlDone
 	}
 	if res.Status > 0 {
@@ -953,7 +957,12 @@ func (c *compiler) request(r *Request, scopes []*Scope, where string) (cstep, er
 			cr.assert = append(cr.assert, ca)
 		}
 	}
-	cr.keep = len(cr.extract) > 0 || len(cr.assert) > 0
+	if r.Embedded != nil {
+		if cr.embedded, err = compileEmbedded(r.Embedded); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+	}
+	cr.keep = len(cr.extract) > 0 || len(cr.assert) > 0 || cr.embedded != nil
 	return cr, nil
 }
 

@@ -48,7 +48,8 @@ import (
 //	    counters:   [{var: n, start: 1, incr: 1, max: 100, format: "000", per_user: true}]
 //	    random:     [{var: r, min: 1, max: 9}]
 //	    steps:
-//	      - request: {name: home, url: /}
+//	      - request: {name: home, url: /, embedded: true}   # or embedded:
+//	                   # {match: '.*/static/.*', exclude: '.*\.mp4', concurrent: 6}
 //	      - transaction:
 //	          name: login
 //	          steps:
@@ -409,6 +410,8 @@ func step(n *yaml.Node, field string) (Step, error) {
 				r.Body, err = str(f)
 			case "think":
 				r.Think, err = duration(f)
+			case "embedded":
+				r.Embedded, err = embedded(f, field+".embedded")
 			default:
 				var ok bool
 				if ok, err = scopeField(&r.Scope, k, f, field+"."+k); !ok {
@@ -955,6 +958,33 @@ func cookies(v *yaml.Node) (*Cookies, error) {
 		return err
 	})
 	return c, err
+}
+
+// embedded reads a request's embedded: true, or a mapping of match,
+// exclude and concurrent.
+func embedded(v *yaml.Node, field string) (*Embedded, error) {
+	if v.Kind == yaml.ScalarNode {
+		on, err := boolean(v)
+		if err != nil || !on {
+			return nil, err
+		}
+		return &Embedded{}, nil
+	}
+	e := &Embedded{}
+	err := eachField(v, field, func(k string, f *yaml.Node) (err error) {
+		switch k {
+		case "match":
+			e.Match, err = str(f)
+		case "exclude":
+			e.Exclude, err = str(f)
+		case "concurrent":
+			e.Concurrent, err = integer(f)
+		default:
+			return errUnknown
+		}
+		return err
+	})
+	return e, err
 }
 
 func vars(v *yaml.Node, field string) ([]Var, error) {

@@ -170,6 +170,9 @@ type response struct {
 	header http.Header
 	status string // "200 OK"
 	body   []byte
+	// url and reqHeader are the request's, for embedded resources.
+	url       *url.URL
+	reqHeader http.Header
 }
 
 // maxKeptBody bounds the body kept for extractors and assertions.
@@ -254,6 +257,7 @@ func (w *worker) do(ctx context.Context, t *Target, intended time.Time, waited t
 	var adv limit.Advertised
 	if keep {
 		w.resp.header, w.resp.status = resp.Header, resp.Status
+		w.resp.url, w.resp.reqHeader = u, h
 		var buf *bytes.Buffer
 		buf, res.BytesIn, err = w.keepBody(resp.Body)
 		w.resp.body = buf.Bytes()

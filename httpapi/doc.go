@@ -8,7 +8,7 @@
 // in one place), tiers.go (the tiers of a request as a value: tiersFor,
 // which admission and GET /api/v2/ratelimits both call), policy.go
 // (policies and their YAML), handlers.go, token.go (POST /oauth/token and
-// its failure limits), decode.go, errors.go, metrics.go, openapi.go.
+// its failure limits), revoke.go (POST /oauth/revoke), decode.go, errors.go, metrics.go, openapi.go.
 //
 // # Request path
 //
@@ -131,6 +131,19 @@
 // rate-limited request is a 503 (code "unavailable") with Retry-After, and
 // /readyz is a 503. Any other limiter error is an internal error (500,
 // logged).
+//
+// # Token revocation and the token cache
+//
+// POST /oauth/revoke (RFC 7009) revokes one of the authenticated client's
+// tokens: the client authenticates as at the token endpoint, under the
+// same failure limits, and a revocation is charged like a grant; an
+// unknown, expired or foreign token is a 200 as well. The stores cache
+// verified tokens (sqlstore.TokenCache), so a request with a known token
+// costs no token query, and a revocation, a client deletion or a secret
+// rotation takes effect at once on every replica sharing the database:
+// SQLite reads a revocation generation from the file on every request,
+// PostgreSQL keeps it through LISTEN/NOTIFY and a revocation returns only
+// once every replica has acknowledged it (postgres/authwatch.go).
 //
 // # Other routes
 //

@@ -23,6 +23,9 @@
 //
 // A method that returns without error has committed; with PostgreSQL's
 // default synchronous_commit=on, the commit is durable.
+//
+// Verified tokens are cached; authwatch.go says how a revocation on any
+// replica takes effect on all of them before it returns.
 package postgres
 
 import (

@@ -18,6 +18,11 @@
 // write survives a power loss. Because one transaction costs one fsync,
 // UpdateScripts applies a whole batch in one transaction: that is why
 // batching is the cheap path.
+//
+// Verified tokens are cached (sqlstore.TokenCache) under the revocation
+// generation, a one-row table that every revoking transaction increments
+// and ValidateToken reads, so a revocation by any process on the file
+// (another replica, `ratelab clients`) takes effect at once.
 package sqlite
 
 import (

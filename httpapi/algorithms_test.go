@@ -25,6 +25,10 @@ func init() {
 		struct {
 			name string
 			fn   func(t *testing.T, lf limiterFactory)
+		}{"FixedWindowAnyRate", testFixedWindowAnyRate},
+		struct {
+			name string
+			fn   func(t *testing.T, lf limiterFactory)
 		}{"SlidingWindowCountRejected", testSlidingWindowCountRejected},
 		struct {
 			name string
@@ -91,6 +95,55 @@ func testFixedWindow(t *testing.T, lf limiterFactory) {
 	st := limitsOf(e, tok)["client-window"]
 	if st.Algorithm != "fixed-window" || st.Limit != 3 || st.Window != "10s" || st.Burst != 0 || st.Remaining != 2 || st.ResetAfterMs != 10000 {
 		t.Errorf("ratelimits: %+v", st)
+	}
+}
+
+// testFixedWindowAnyRate: a fixed window of 30 per 10 s admits exactly
+// 30 in each aligned window whatever the sending rate (all at once, 10/s,
+// 4/s), and the 31st is rejected with the exact wait to the window's end.
+func testFixedWindowAnyRate(t *testing.T, lf limiterFactory) {
+	const w = 10 * time.Second
+	for _, tc := range []struct {
+		name string
+		step time.Duration // between requests; 0: all at one instant
+		n    int           // requests per window
+	}{{"at once", 0, 40}, {"10/s", 100 * time.Millisecond, 100}, {"4/s", 250 * time.Millisecond, 40}} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			alignClock(clk, w, 0)
+			e := newEnv(t, lf, options{clock: clk, policies: algorithmPolicies(t, `
+  - {name: client-window, algorithm: fixed-window, rate: 30/10s, scope: client, classes: [users]}
+`)})
+			tok := e.token(e.client("acme"))
+			for win := range 2 {
+				start := clk.Now()
+				admitted, checked := 0, false
+				for i := range tc.n {
+					r := e.do("GET", "/api/v2/users", tok, nil)
+					switch {
+					case r.status == 200:
+						admitted++
+					case r.status != 429:
+						t.Fatalf("window %d request %d: %d %s", win, i, r.status, r.body)
+					case admitted == 30 && i == 30:
+						// The 31st: the exact wait to the window's end.
+						checked = true
+						want := start.Add(w).Sub(clk.Now())
+						if b := r.errBody(); b.Limit.RetryAfterMs != want.Milliseconds() {
+							t.Errorf("window %d: 31st retry-after %d ms, want %d", win, b.Limit.RetryAfterMs, want.Milliseconds())
+						}
+					}
+					clk.Advance(tc.step)
+				}
+				if !checked {
+					t.Errorf("window %d: the 31st request was not the first rejected", win)
+				}
+				if admitted != 30 {
+					t.Errorf("window %d: admitted %d of %d, want 30", win, admitted, tc.n)
+				}
+				clk.ns.Store(start.Add(w).UnixNano())
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,7 +36,10 @@ type contender struct {
 	width uint64
 	// open builds the contender with every key of w already tracked, and
 	// returns a maker of per-goroutine workers, the heap bytes per tracked
-	// key (measured while filling), and a function that releases it.
+	// key (measured while filling), and a function that releases it. Each
+	// contender is filled with fresh copies of the key strings, as a
+	// server's requests would bring them, so that the bytes per key count
+	// the key strings a contender keeps, and only those.
 	open func(b *testing.B, w *workload) (newWorker func() worker, bytesPerKey float64, release func())
 }
 
@@ -45,6 +49,23 @@ type contender struct {
 func BenchmarkMemory(b *testing.B) {
 	w := newWorkload()
 	for _, c := range memoryContenders() {
+		runContender(b, w, c, 1, func(b *testing.B, bytesPerKey float64) {
+			b.ReportMetric(bytesPerKey, "B/key")
+		})
+	}
+}
+
+// BenchmarkMemoryMillion is BenchmarkMemory's one-tier contenders on
+// 1,000,000 keys: bytes per key at the size the targets name, and the
+// decision's time when most keys miss every cache.
+func BenchmarkMemoryMillion(b *testing.B) {
+	w := newWorkloadKeys(1_000_000)
+	for _, c := range []contender{
+		ratelabMemory("ratelab-1tier", 1, 0),
+		ratelabMemory("ratelab-1tier-maxkeys", 1, 1<<21),
+		xtimerateMap("xtimerate-map", 1),
+		goLimiter(),
+	} {
 		runContender(b, w, c, 1, func(b *testing.B, bytesPerKey float64) {
 			b.ReportMetric(bytesPerKey, "B/key")
 		})
@@ -170,7 +191,7 @@ func ratelabMemoryAlg(name string, tiers, maxKeys int, alg limit.Algorithm) cont
 				return d.Allowed
 			}
 		}
-		bytesPerKey := measureBytesPerKey(tiers*numKeys, func() {
+		bytesPerKey := measureBytesPerKey(tiers*len(w.keys), func() {
 			// One decision per tier on every key, tier by tier, so that
 			// every (policy, key) entry exists before the timer starts.
 			req := &limit.Request{Group: "bench", Tiers: make([]limit.Tier, 1), Cost: 1}
@@ -178,14 +199,14 @@ func ratelabMemoryAlg(name string, tiers, maxKeys int, alg limit.Algorithm) cont
 			for _, p := range policies {
 				req.Tiers[0].Policy = p
 				for _, k := range w.keys {
-					req.Tiers[0].Key, req.Now = k, time.Now()
+					req.Tiers[0].Key, req.Now = strings.Clone(k), time.Now()
 					if err := s.Decide(ctx, req, &d); err != nil {
 						b.Fatal(err)
 					}
 				}
 			}
 		})
-		if got, want := s.Stats().Keys, tiers*numKeys; got != want {
+		if got, want := s.Stats().Keys, tiers*len(w.keys); got != want {
 			b.Fatalf("store tracks %d keys after filling, want %d", got, want)
 		}
 		return newWorker, bytesPerKey, func() { s.Close() }
@@ -216,11 +237,11 @@ func (r *rateMap) get(key string) *rate.Limiter {
 func xtimerateMap(name string, tiers int) contender {
 	return contender{name: name, width: uint64(tiers), open: func(b *testing.B, w *workload) (func() worker, float64, func()) {
 		maps := make([]*rateMap, tiers)
-		bytesPerKey := measureBytesPerKey(tiers*numKeys, func() {
+		bytesPerKey := measureBytesPerKey(tiers*len(w.keys), func() {
 			for i := range maps {
 				maps[i] = &rateMap{m: make(map[string]*rate.Limiter)}
 				for _, k := range w.keys {
-					maps[i].get(k).Allow()
+					maps[i].get(strings.Clone(k)).Allow()
 				}
 			}
 		})
@@ -252,14 +273,14 @@ func goLimiter() contender {
 			Take(context.Context, string) (uint64, uint64, uint64, bool, error)
 			Close(context.Context) error
 		}
-		bytesPerKey := measureBytesPerKey(numKeys, func() {
+		bytesPerKey := measureBytesPerKey(len(w.keys), func() {
 			s, err := memorystore.New(&memorystore.Config{Tokens: benchBurst, Interval: benchBurst * time.Second / benchRate})
 			if err != nil {
 				b.Fatal(err)
 			}
 			store = s
 			for _, k := range w.keys {
-				if _, _, _, _, err := store.Take(ctx, k); err != nil {
+				if _, _, _, _, err := store.Take(ctx, strings.Clone(k)); err != nil {
 					b.Fatal(err)
 				}
 			}

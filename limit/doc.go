@@ -30,6 +30,22 @@
 // Both share the pure arithmetic of [Evaluate], and both pass the
 // conformance suite in limit/limittest.
 //
+// # MemoryStore keeps hashes, not keys
+//
+// [MemoryStore] identifies a tier's key by a 128-bit hash of (group,
+// policy name, key), never keeping the strings: two maphash sums, under
+// two seeds drawn at random when the store is made, of one unambiguous
+// encoding (each of group and policy name preceded by its length). One bit
+// marks a slot as used, so 127 bits are random. Two different keys that
+// get the same hash would share one state, so exactness rests on that not
+// happening: with n keys tracked at once, the probability that any two of
+// them collide is at most n²/2¹²⁸ — about 3·10⁻²⁷ at a million keys, 3·10⁻²¹
+// at a billion — and a new key lands on a tracked one with probability at
+// most n/2¹²⁷ (6·10⁻³³ at a million). These figures take maphash to behave
+// as a random function of its seed; it is not a cryptographic hash, but
+// the seeds are per process and no hash ever leaves it, so a client cannot
+// choose keys that collide on purpose.
+//
 // # GCRA
 //
 // GCRA is a leaky bucket that stores one number per key: the theoretical

@@ -20,11 +20,16 @@ import (
 // cycle), evaluates all tiers, commits, and unlocks: decisions that share no
 // shard never contend, and a decision is atomic across its tiers.
 //
-// Speed design: a decision hashes each (group, policy, key) once; the top
-// bits of the hash pick the shard and the low bits the slot. Each shard's
-// table is open-addressed with linear probing, and a slot holds the hash,
-// the TAT and the key in one 64-byte cache line, so a decision on a known
-// key usually costs one cache miss per tier and allocates nothing.
+// Speed and size design: a decision hashes each (group, policy, key) once,
+// with a keyed 128-bit hash (two maphash sums of one unambiguous encoding,
+// under two random per-process seeds); the store keeps that hash, never the
+// strings. The top bits of the first half pick the shard, the second half
+// the slot. Each shard's table is open-addressed with linear probing at a
+// load factor between 0.7 and 0.8, and a slot is 32 bytes (the hash, the
+// TAT and one word of state), so a tracked key costs about 40–46 bytes and
+// a decision on a known key usually costs one cache miss per tier and
+// allocates nothing. Two keys are told apart by their hashes alone: see
+// the package documentation for the collision probability.
 //
 // Memory is bounded two ways: an entry whose TAT is in the past carries no
 // information and is reused in place or dropped by Sweep, and when
@@ -36,7 +41,8 @@ import (
 // The zero MemoryStore is not usable; call NewMemoryStore. It is safe for
 // concurrent use.
 type MemoryStore struct {
-	seed     maphash.Seed
+	seed     maphash.Seed // first half of a key's hash
+	seed2    maphash.Seed // second half
 	shards   []memShard
 	shift    uint // a key's shard is hash >> shift
 	perShard int  // max entries per shard; 0 = unbounded
@@ -64,53 +70,44 @@ type MemoryConfig struct {
 	Now func() time.Time
 }
 
-// Slot states: a slot's hash field is slotEmpty, slotDeleted (a tombstone
-// that probes step over), or a key's hash with slotUsed set.
+// Slot states: a slot's h1 is slotEmpty, slotDeleted (a tombstone that
+// probes step over), or the first half of a key's hash with slotUsed set.
 const (
 	slotEmpty   = 0
-	slotDeleted = 1
-	slotUsed    = 1 << 63
+	slotDeleted = 2
+	slotUsed    = 1
 )
 
-// memSlot is one table slot, exactly one 64-byte cache line. tat is the
+// memHash is a key's 128-bit hash; h1 has slotUsed set, so 127 of its
+// bits are random.
+type memHash struct{ h1, h2 uint64 }
+
+// memSlot is one table slot, 32 bytes: two per cache line. tat is the
 // instant after which the entry carries no information: the TAT of a GCRA
-// tier, State.Until as an instant for the others (see State). A window
-// tier keeps its counts in count and prev; a concurrency tier keeps
-// ^index of its lease set in count (so count < 0 marks it).
+// tier, State.Until as an instant for the others (see State). aux is the
+// rest of the state: when aux >= 0 a window tier's Count in its low 32 bits
+// and Prev above them (0 for GCRA); when aux < 0, ^aux indexes the shard's
+// side records, which hold a concurrency tier's lease set or window counts
+// too large to pack.
 type memSlot struct {
-	hash        uint64
-	tat         int64 // unix nanoseconds
-	count, prev int64
-	name        string // the partition key
-	gp          string // see groupPolicy
+	h1, h2 uint64
+	tat    int64 // unix nanoseconds
+	aux    int64
 }
 
-// groupPolicy returns the gp of a slot: the group's length as a uvarint,
-// the group, the policy name. The length makes it unambiguous.
-func groupPolicy(group, policy string) string {
-	b := make([]byte, 0, binary.MaxVarintLen64+len(group)+len(policy))
-	b = binary.AppendUvarint(b, uint64(len(group)))
-	return string(append(append(b, group...), policy...))
-}
-
-// isGroupPolicy reports whether gp is groupPolicy(group, policy), without
-// building it.
-func isGroupPolicy(gp, group, policy string) bool {
-	var n uint64
-	k := 0
-	for shift := 0; ; shift += 7 {
-		if k >= len(gp) || shift > 63 {
-			return false
-		}
-		c := gp[k]
-		k++
-		n |= uint64(c&0x7f) << shift
-		if c < 0x80 {
-			break
-		}
+// packCounts packs a window tier's counts into a slot's aux, if they fit.
+func packCounts(count, prev int64) (int64, bool) {
+	if count < 0 || count >= 1<<32 || prev < 0 || prev >= 1<<31 {
+		return 0, false
 	}
-	return n == uint64(len(group)) && len(gp) == k+len(group)+len(policy) &&
-		gp[k:k+len(group)] == group && gp[k+len(group):] == policy
+	return count | prev<<32, true
+}
+
+// memSide is a side record of a slot whose state does not fit in aux.
+type memSide struct {
+	leases      []memLease
+	count, prev int64
+	wide        bool // holds window counts, not leases
 }
 
 // memLease is one held slot of a concurrency tier.
@@ -132,11 +129,11 @@ type memShard struct {
 	// used slot, tail the least.
 	lru        []memLink
 	head, tail int32
-	// sets holds the lease sets of concurrency tiers, indexed from their
-	// slots; free lists the unused ones.
-	sets [][]memLease
-	free []int32
-	_    [40]byte // keep shards on separate cache lines
+	// sides holds the side records, indexed from their slots; free lists
+	// the unused ones.
+	sides []memSide
+	free  []int32
+	_     [40]byte // keep shards on separate cache lines
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -152,6 +149,7 @@ func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
 	}
 	s := &MemoryStore{
 		seed:   maphash.MakeSeed(),
+		seed2:  maphash.MakeSeed(),
 		shards: make([]memShard, n),
 		shift:  uint(64 - bits.TrailingZeros(uint(n))),
 		now:    cfg.Now,
@@ -194,12 +192,40 @@ func (s *MemoryStore) sweepLoop(every time.Duration) {
 	}
 }
 
-// hash returns the hash of one tier's key. Its top bits pick the shard;
-// with slotUsed set, it is what the key's slot holds.
-func (s *MemoryStore) hash(group, policy, key string) uint64 {
-	h := maphash.String(s.seed, key)
-	h ^= maphash.String(s.seed, policy) * 0x9e3779b97f4a7c15
-	return h ^ maphash.String(s.seed, group)*0xc2b2ae3d27d4eb4f
+// hash returns the 128-bit hash of one tier's key (slotUsed set in h1)
+// and its shard, the top bits of h1. Both halves hash the same encoding:
+// the group's length as a uvarint, the group, the policy name's length,
+// the policy name, the key; the lengths make it unambiguous.
+func (s *MemoryStore) hash(group, policy, key string) (memHash, uint32) {
+	var buf [128]byte
+	if len(group)+len(policy)+len(key)+2*binary.MaxVarintLen64 > len(buf) {
+		return s.hashLong(group, policy, key)
+	}
+	b := binary.AppendUvarint(buf[:0], uint64(len(group)))
+	b = append(b, group...)
+	b = binary.AppendUvarint(b, uint64(len(policy)))
+	b = append(b, policy...)
+	b = append(b, key...)
+	h1 := maphash.Bytes(s.seed, b)
+	return memHash{h1 | slotUsed, maphash.Bytes(s.seed2, b)}, uint32(h1 >> s.shift)
+}
+
+// hashLong is hash for long strings, streaming them (maphash.Hash gives
+// the same sums as maphash.Bytes of the concatenation).
+func (s *MemoryStore) hashLong(group, policy, key string) (memHash, uint32) {
+	var n [binary.MaxVarintLen64]byte
+	var hs [2]maphash.Hash
+	for i, seed := range [2]maphash.Seed{s.seed, s.seed2} {
+		h := &hs[i]
+		h.SetSeed(seed)
+		h.Write(binary.AppendUvarint(n[:0], uint64(len(group))))
+		h.WriteString(group)
+		h.Write(binary.AppendUvarint(n[:0], uint64(len(policy))))
+		h.WriteString(policy)
+		h.WriteString(key)
+	}
+	h1 := hs[0].Sum64()
+	return memHash{h1 | slotUsed, hs[1].Sum64()}, uint32(h1 >> s.shift)
 }
 
 // Decide implements Store.
@@ -225,7 +251,7 @@ func (s *MemoryStore) Decide(_ context.Context, req *Request, d *Decision) error
 	}
 	if n <= 4 {
 		var (
-			hashes       [4]uint64
+			hashes       [4]memHash
 			shard, order [4]uint32
 			slot         [4]int32
 			backlog      [4]time.Duration
@@ -234,7 +260,7 @@ func (s *MemoryStore) Decide(_ context.Context, req *Request, d *Decision) error
 		return nil
 	}
 	var (
-		hashes       [MaxTiers]uint64
+		hashes       [MaxTiers]memHash
 		shard, order [MaxTiers]uint32
 		slot         [MaxTiers]int32
 		backlog      [MaxTiers]time.Duration
@@ -247,12 +273,11 @@ func (s *MemoryStore) Decide(_ context.Context, req *Request, d *Decision) error
 // scratch arrays and the lock ordering, which one tier does not need.
 func (s *MemoryStore) decideOne(req *Request, d *Decision, nowNs int64) {
 	t := &req.Tiers[0]
-	h := s.hash(req.Group, t.Policy.Name, t.Key)
-	sh := &s.shards[h>>s.shift]
-	h |= slotUsed
+	h, shard := s.hash(req.Group, t.Policy.Name, t.Key)
+	sh := &s.shards[shard]
 	var backlog [1]time.Duration
 	sh.mu.Lock()
-	i := sh.find(h, req.Group, t.Policy.Name, t.Key)
+	i := sh.find(h)
 	if i >= 0 {
 		if sh.lru != nil {
 			sh.touch(i) // any access counts as use, a rejection too
@@ -267,7 +292,7 @@ func (s *MemoryStore) decideOne(req *Request, d *Decision, nowNs int64) {
 		if i >= 0 {
 			sh.slots[i].tat = tat
 		} else {
-			s.insert(sh, h, req.Group, t.Policy.Name, t.Key, tat, nowNs)
+			s.insert(sh, h, tat, nowNs)
 		}
 	}
 	sh.mu.Unlock()
@@ -277,13 +302,12 @@ func (s *MemoryStore) decideOne(req *Request, d *Decision, nowNs int64) {
 // hashes (slotUsed set), shards, distinct shards in ascending order (filled
 // here), the slot of each known key or -1, and each tier's TAT − now
 // clamped at zero; all but order start zeroed.
-func (s *MemoryStore) decide(req *Request, d *Decision, nowNs int64, hashes []uint64, shard, order []uint32, slot []int32, backlog []time.Duration) {
+func (s *MemoryStore) decide(req *Request, d *Decision, nowNs int64, hashes []memHash, shard, order []uint32, slot []int32, backlog []time.Duration) {
 	n := len(req.Tiers)
 	locked := s.lockTiers(req.Group, req.Tiers, hashes, shard, order)
 	for i := range n {
 		sh := &s.shards[shard[i]]
-		t := &req.Tiers[i]
-		slot[i] = sh.find(hashes[i], req.Group, t.Policy.Name, t.Key)
+		slot[i] = sh.find(hashes[i])
 		if slot[i] < 0 {
 			continue
 		}
@@ -304,9 +328,7 @@ func (s *MemoryStore) decide(req *Request, d *Decision, nowNs int64, hashes []ui
 		}
 		for i := range n {
 			if d.Tiers[i].Consumed && slot[i] < 0 {
-				t := &req.Tiers[i]
-				s.insert(&s.shards[shard[i]], hashes[i], req.Group, t.Policy.Name, t.Key,
-					nowNs+int64(d.Tiers[i].ResetAfter), nowNs)
+				s.insert(&s.shards[shard[i]], hashes[i], nowNs+int64(d.Tiers[i].ResetAfter), nowNs)
 			}
 		}
 	}
@@ -326,7 +348,7 @@ func (s *MemoryStore) decideStates(req *Request, d *Decision, nowNs int64) {
 	}
 	if n <= 4 {
 		var (
-			hashes       [4]uint64
+			hashes       [4]memHash
 			shard, order [4]uint32
 			slot         [4]int32
 			st           [4]State
@@ -335,7 +357,7 @@ func (s *MemoryStore) decideStates(req *Request, d *Decision, nowNs int64) {
 		return
 	}
 	var (
-		hashes       [MaxTiers]uint64
+		hashes       [MaxTiers]memHash
 		shard, order [MaxTiers]uint32
 		slot         [MaxTiers]int32
 		st           [MaxTiers]State
@@ -347,12 +369,11 @@ func (s *MemoryStore) decideStates(req *Request, d *Decision, nowNs int64) {
 // arrays and the lock ordering.
 func (s *MemoryStore) decideOneState(req *Request, d *Decision, nowNs int64) {
 	t := &req.Tiers[0]
-	h := s.hash(req.Group, t.Policy.Name, t.Key)
-	sh := &s.shards[h>>s.shift]
-	h |= slotUsed
+	h, shard := s.hash(req.Group, t.Policy.Name, t.Key)
+	sh := &s.shards[shard]
 	var st [1]State
 	sh.mu.Lock()
-	i := sh.find(h, req.Group, t.Policy.Name, t.Key)
+	i := sh.find(h)
 	if i >= 0 {
 		if sh.lru != nil {
 			sh.touch(i)
@@ -363,7 +384,7 @@ func (s *MemoryStore) decideOneState(req *Request, d *Decision, nowNs int64) {
 	var id uint64
 	if d.Tiers[0].Consumed {
 		if i < 0 {
-			i = s.insert(sh, h, req.Group, t.Policy.Name, t.Key, 0, nowNs)
+			i = s.insert(sh, h, 0, nowNs)
 		}
 		if t.Policy.Algorithm == Concurrency {
 			id = s.leaseSeq.Add(1)
@@ -376,15 +397,14 @@ func (s *MemoryStore) decideOneState(req *Request, d *Decision, nowNs int64) {
 	}
 }
 
-// lockTiers hashes the tiers of req into hashes (slotUsed set) and shard,
-// and locks their distinct shards in ascending order, which it lists in
-// order; it returns how many it locked.
-func (s *MemoryStore) lockTiers(group string, tiers []Tier, hashes []uint64, shard, order []uint32) int {
+// lockTiers hashes the tiers of req into hashes and shard, and locks
+// their distinct shards in ascending order, which it lists in order; it
+// returns how many it locked.
+func (s *MemoryStore) lockTiers(group string, tiers []Tier, hashes []memHash, shard, order []uint32) int {
 	locked := 0
 	for i := range tiers {
 		t := &tiers[i]
-		h := s.hash(group, t.Policy.Name, t.Key)
-		hashes[i], shard[i] = h|slotUsed, uint32(h>>s.shift)
+		hashes[i], shard[i] = s.hash(group, t.Policy.Name, t.Key)
 		// Insertion sort into order, skipping duplicates: n is tiny.
 		j := locked
 		for j > 0 && order[j-1] > shard[i] {
@@ -409,20 +429,19 @@ func (s *MemoryStore) unlock(order []uint32) {
 	}
 }
 
-func (s *MemoryStore) decideStatesIn(req *Request, d *Decision, nowNs int64, hashes []uint64, shard, order []uint32, slot []int32, st []State) {
+func (s *MemoryStore) decideStatesIn(req *Request, d *Decision, nowNs int64, hashes []memHash, shard, order []uint32, slot []int32, st []State) {
 	n := len(req.Tiers)
 	locked := s.lockTiers(req.Group, req.Tiers, hashes, shard, order)
 	for i := range n {
 		sh := &s.shards[shard[i]]
-		t := &req.Tiers[i]
-		slot[i] = sh.find(hashes[i], req.Group, t.Policy.Name, t.Key)
+		slot[i] = sh.find(hashes[i])
 		if slot[i] < 0 {
 			continue
 		}
 		if sh.lru != nil {
 			sh.touch(slot[i])
 		}
-		sh.read(slot[i], t.Policy, nowNs, &st[i])
+		sh.read(slot[i], req.Tiers[i].Policy, nowNs, &st[i])
 	}
 	EvaluateStates(req, nowNs, st, d)
 	var id uint64
@@ -436,7 +455,7 @@ func (s *MemoryStore) decideStatesIn(req *Request, d *Decision, nowNs int64, has
 			sh := &s.shards[shard[i]]
 			t := &req.Tiers[i]
 			if slot[i] < 0 {
-				slot[i] = s.insert(sh, hashes[i], req.Group, t.Policy.Name, t.Key, 0, nowNs)
+				slot[i] = s.insert(sh, hashes[i], 0, nowNs)
 			}
 			if t.Policy.Algorithm == Concurrency && id == 0 {
 				id = s.leaseSeq.Add(1)
@@ -460,25 +479,34 @@ func (s *MemoryStore) decideStatesIn(req *Request, d *Decision, nowNs int64, has
 // drops the expired leases first.
 func (sh *memShard) read(i int32, p *Policy, nowNs int64, st *State) {
 	e := &sh.slots[i]
-	if (p.Algorithm == Concurrency) != (e.count < 0) {
-		// The key holds another algorithm's state (a policy that changed
-		// algorithm but kept its name): start afresh.
+	conc := p.Algorithm == Concurrency
+	if e.aux >= 0 {
+		if !conc {
+			*st = State{Until: time.Duration(e.tat - nowNs), Count: e.aux & (1<<32 - 1), Prev: e.aux >> 32}
+		}
+		// else the key holds another algorithm's state (a policy that
+		// changed algorithm but kept its name): start afresh.
 		return
 	}
-	if p.Algorithm != Concurrency {
-		*st = State{Until: time.Duration(e.tat - nowNs), Count: e.count, Prev: e.prev}
+	sd := &sh.sides[^e.aux]
+	if sd.wide {
+		if !conc {
+			*st = State{Until: time.Duration(e.tat - nowNs), Count: sd.count, Prev: sd.prev}
+		}
 		return
 	}
-	set := sh.sets[^e.count]
-	kept := set[:0]
+	if !conc {
+		return
+	}
+	kept := sd.leases[:0]
 	first, last := int64(math.MaxInt64), int64(math.MinInt64)
-	for _, l := range set {
+	for _, l := range sd.leases {
 		if l.expiry > nowNs {
 			kept = append(kept, l)
 			first, last = min(first, l.expiry), max(last, l.expiry)
 		}
 	}
-	sh.sets[^e.count] = kept
+	sd.leases = kept
 	if len(kept) > 0 {
 		*st = State{Until: time.Duration(last - nowNs), Count: int64(len(kept)), First: time.Duration(first - nowNs)}
 	}
@@ -490,30 +518,51 @@ func (sh *memShard) write(i int32, p *Policy, nowNs int64, st *State, id uint64)
 	e := &sh.slots[i]
 	e.tat = nowNs + int64(st.Until)
 	if p.Algorithm != Concurrency {
-		if e.count < 0 {
-			sh.freeSet(e)
+		if v, ok := packCounts(st.Count, st.Prev); ok {
+			if e.aux < 0 {
+				sh.freeSide(e)
+			}
+			e.aux = v
+			return
 		}
-		e.count, e.prev = st.Count, st.Prev
+		if e.aux < 0 && !sh.sides[^e.aux].wide {
+			sh.freeSide(e)
+		}
+		if e.aux >= 0 {
+			e.aux = ^int64(sh.newSide())
+		}
+		sd := &sh.sides[^e.aux]
+		sd.wide, sd.count, sd.prev = true, st.Count, st.Prev
 		return
 	}
-	if e.count >= 0 {
-		var j int32
-		if k := len(sh.free); k > 0 {
-			j, sh.free = sh.free[k-1], sh.free[:k-1]
-		} else {
-			j = int32(len(sh.sets))
-			sh.sets = append(sh.sets, nil)
-		}
-		e.count, e.prev = ^int64(j), 0
+	if e.aux < 0 && sh.sides[^e.aux].wide {
+		sh.freeSide(e)
 	}
-	sh.sets[^e.count] = append(sh.sets[^e.count], memLease{id: id, expiry: p.LeaseExpiry(nowNs)})
+	if e.aux >= 0 {
+		e.aux = ^int64(sh.newSide())
+	}
+	sd := &sh.sides[^e.aux]
+	sd.leases = append(sd.leases, memLease{id: id, expiry: p.LeaseExpiry(nowNs)})
 }
 
-// freeSet returns the lease set of slot e to the free list.
-func (sh *memShard) freeSet(e *memSlot) {
-	sh.sets[^e.count] = sh.sets[^e.count][:0]
-	sh.free = append(sh.free, int32(^e.count))
-	e.count = 0
+// newSide returns the index of an unused, empty side record.
+func (sh *memShard) newSide() int32 {
+	if k := len(sh.free); k > 0 {
+		j := sh.free[k-1]
+		sh.free = sh.free[:k-1]
+		return j
+	}
+	sh.sides = append(sh.sides, memSide{})
+	return int32(len(sh.sides) - 1)
+}
+
+// freeSide empties the side record of slot e and returns it to the free
+// list; e then holds no counts.
+func (sh *memShard) freeSide(e *memSlot) {
+	sd := &sh.sides[^e.aux]
+	*sd = memSide{leases: sd.leases[:0]}
+	sh.free = append(sh.free, int32(^e.aux))
+	e.aux = 0
 }
 
 // Release implements Releaser: it frees the lease's slots.
@@ -526,54 +575,67 @@ func (s *MemoryStore) Release(_ context.Context, l *Lease) error {
 		return nil // not a lease of this store: it holds nothing here
 	}
 	var (
-		hashes       [MaxTiers]uint64
+		hashes       [MaxTiers]memHash
 		shard, order [MaxTiers]uint32
 	)
 	n := len(l.Tiers)
 	locked := s.lockTiers(l.Group, l.Tiers, hashes[:n], shard[:n], order[:n])
 	for i := range l.Tiers {
-		t := &l.Tiers[i]
 		sh := &s.shards[shard[i]]
-		j := sh.find(hashes[i], l.Group, t.Policy.Name, t.Key)
-		if j < 0 || sh.slots[j].count >= 0 {
+		j := sh.find(hashes[i])
+		if j < 0 || sh.slots[j].aux >= 0 || sh.sides[^sh.slots[j].aux].wide {
 			continue
 		}
 		e := &sh.slots[j]
-		set := sh.sets[^e.count]
-		kept, last := set[:0], int64(0)
-		for _, x := range set {
+		sd := &sh.sides[^e.aux]
+		kept, last := sd.leases[:0], int64(0)
+		for _, x := range sd.leases {
 			if x.id != id {
 				kept = append(kept, x)
 				last = max(last, x.expiry)
 			}
 		}
-		sh.sets[^e.count] = kept
+		sd.leases = kept
 		e.tat = last // an empty set carries no information: Sweep drops it
 	}
 	s.unlock(order[:locked])
 	return nil
 }
 
-// find returns the slot holding the key, or -1. The shard is locked.
-func (sh *memShard) find(h uint64, group, policy, key string) int32 {
-	if len(sh.slots) == 0 {
+// find returns the slot holding the key of hash h, or -1. The shard is
+// locked.
+func (sh *memShard) find(h memHash) int32 {
+	n := uint64(len(sh.slots))
+	if n == 0 {
 		return -1
 	}
-	mask := uint64(len(sh.slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
+	i, _ := bits.Mul64(h.h2, n) // h.h2 scaled to [0, n)
+	for {
 		e := &sh.slots[i]
-		switch {
-		case e.hash == slotEmpty:
-			return -1
-		case e.hash == h && e.name == key && isGroupPolicy(e.gp, group, policy):
+		if e.h1 == h.h1 && e.h2 == h.h2 {
 			return int32(i)
+		}
+		if e.h1 == slotEmpty {
+			return -1
+		}
+		if i++; i == n {
+			i = 0
 		}
 	}
 }
 
+// Load factors: a table is rebuilt when an insert would make more than
+// maxLoad of its slots used (entries and tombstones), into one where the
+// entries fill rebuiltLoad. Between the two, a known key's probe reads 2–3
+// slots on average, about one cache line.
+const (
+	maxLoadNum, maxLoadDen         = 4, 5  // 0.8
+	rebuiltLoadNum, rebuiltLoadDen = 7, 10 // 0.7
+)
+
 // insert adds a key known to be absent to a locked shard, evicting the
 // least recently used entry if the shard is full, and returns its slot.
-func (s *MemoryStore) insert(sh *memShard, h uint64, group, policy, key string, tat, nowNs int64) int32 {
+func (s *MemoryStore) insert(sh *memShard, h memHash, tat, nowNs int64) int32 {
 	if s.perShard > 0 && sh.live >= s.perShard && sh.tail >= 0 {
 		victim := sh.tail
 		if sh.slots[victim].tat > nowNs {
@@ -581,13 +643,11 @@ func (s *MemoryStore) insert(sh *memShard, h uint64, group, policy, key string, 
 		}
 		sh.remove(victim)
 	}
-	// Keep at most 3/4 of the slots used, so that probes stay short and
-	// always reach an empty slot.
-	if (sh.used+1)*4 > len(sh.slots)*3 {
+	if (sh.used+1)*maxLoadDen > len(sh.slots)*maxLoadNum {
 		sh.rebuild(s.perShard > 0)
 	}
-	i := sh.place(h)
-	sh.slots[i] = memSlot{hash: h, tat: tat, gp: groupPolicy(group, policy), name: key}
+	i := sh.place(h.h2)
+	sh.slots[i] = memSlot{h1: h.h1, h2: h.h2, tat: tat}
 	sh.live++
 	if sh.lru != nil {
 		sh.pushFront(i)
@@ -595,15 +655,17 @@ func (s *MemoryStore) insert(sh *memShard, h uint64, group, policy, key string, 
 	return i
 }
 
-// place returns a free slot (empty or a tombstone) for hash h, counting it
-// as used if it was empty.
-func (sh *memShard) place(h uint64) int32 {
-	mask := uint64(len(sh.slots) - 1)
-	i := h & mask
-	for sh.slots[i].hash&slotUsed != 0 {
-		i = (i + 1) & mask
+// place returns a free slot (empty or a tombstone) for a key whose hash's
+// second half is h2, counting it as used if it was empty.
+func (sh *memShard) place(h2 uint64) int32 {
+	n := uint64(len(sh.slots))
+	i, _ := bits.Mul64(h2, n)
+	for sh.slots[i].h1&slotUsed != 0 {
+		if i++; i == n {
+			i = 0
+		}
 	}
-	if sh.slots[i].hash == slotEmpty {
+	if sh.slots[i].h1 == slotEmpty {
 		sh.used++
 	}
 	return int32(i)
@@ -614,28 +676,26 @@ func (sh *memShard) remove(i int32) {
 	if sh.lru != nil {
 		sh.unlink(i)
 	}
-	if sh.slots[i].count < 0 {
-		sh.freeSet(&sh.slots[i])
+	if sh.slots[i].aux < 0 {
+		sh.freeSide(&sh.slots[i])
 	}
-	sh.slots[i] = memSlot{hash: slotDeleted}
+	sh.slots[i] = memSlot{h1: slotDeleted}
 	sh.live--
 }
 
-// rebuild rehashes the live entries into a table at most half full,
-// dropping tombstones; the recency order is kept.
+// rebuild rehashes the live entries into a table they fill to about
+// rebuiltLoad (with room for one more), dropping tombstones; the recency
+// order is kept.
 func (sh *memShard) rebuild(withLRU bool) {
 	old, oldLRU, oldTail := sh.slots, sh.lru, sh.tail
-	size := 8
-	for size < (sh.live+1)*2 {
-		size <<= 1
-	}
+	size := max(8, (sh.live+1)*rebuiltLoadDen/rebuiltLoadNum+1)
 	sh.slots, sh.lru, sh.used, sh.live = make([]memSlot, size), nil, 0, 0
 	sh.head, sh.tail = -1, -1
 	if withLRU {
 		sh.lru = make([]memLink, size)
 	}
 	move := func(e *memSlot) {
-		i := sh.place(e.hash)
+		i := sh.place(e.h2)
 		sh.slots[i] = *e
 		sh.live++
 		if sh.lru != nil {
@@ -650,7 +710,7 @@ func (sh *memShard) rebuild(withLRU bool) {
 		return
 	}
 	for i := range old {
-		if old[i].hash&slotUsed != 0 {
+		if old[i].h1&slotUsed != 0 {
 			move(&old[i])
 		}
 	}
@@ -698,7 +758,7 @@ func (s *MemoryStore) Sweep(now time.Time) int {
 		sh.mu.Lock()
 		n := 0
 		for j := range sh.slots {
-			if e := &sh.slots[j]; e.hash&slotUsed != 0 && e.tat <= nowNs {
+			if e := &sh.slots[j]; e.h1&slotUsed != 0 && e.tat <= nowNs {
 				sh.remove(int32(j))
 				n++
 			}
@@ -706,7 +766,7 @@ func (s *MemoryStore) Sweep(now time.Time) int {
 		if n > 0 {
 			if sh.live == 0 {
 				sh.slots, sh.lru, sh.used = nil, nil, 0
-				sh.sets, sh.free = nil, nil
+				sh.sides, sh.free = nil, nil
 				sh.head, sh.tail = -1, -1
 			} else {
 				sh.rebuild(s.perShard > 0)

@@ -1,11 +1,13 @@
 package limit_test
 
 import (
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"ratelab/limit"
 	"ratelab/limit/limittest"
@@ -251,5 +253,88 @@ func TestPolicyValidateAlgorithms(t *testing.T) {
 	}
 	if _, err := limit.ParseAlgorithm("token-bucket"); err == nil {
 		t.Error("ParseAlgorithm(token-bucket): no error")
+	}
+}
+
+// The store keeps a keyed hash of (group, policy, key), never the strings:
+// a key string that only the store could still reference is collected.
+func TestMemoryDoesNotRetainKeys(t *testing.T) {
+	s := limit.NewMemoryStore(limit.MemoryConfig{})
+	p := &limit.Policy{Name: "p", Rate: limit.Per(1, time.Hour), Burst: 1}
+	collected := make(chan struct{}, 3)
+	func() {
+		// Fresh allocations, each watched by a cleanup.
+		key := strings.Repeat("k", 40)
+		group := strings.Repeat("g", 40)
+		name := strings.Repeat("n", 40)
+		for _, str := range []string{key, group, name} {
+			runtime.AddCleanup(unsafe.StringData(str), func(struct{}) { collected <- struct{}{} }, struct{}{})
+		}
+		q := &limit.Policy{Name: name, Rate: p.Rate, Burst: p.Burst}
+		req := &limit.Request{Group: group, Now: time.Unix(1000, 0), Cost: 1, Tiers: []limit.Tier{{Policy: q, Key: key}}}
+		var d limit.Decision
+		if err := s.Decide(t.Context(), req, &d); err != nil || !d.Allowed {
+			t.Fatalf("first decision: %v, allowed %v", err, d.Allowed)
+		}
+	}()
+	deadline := time.After(5 * time.Second)
+	for got := 0; got < 3; {
+		runtime.GC()
+		select {
+		case <-collected:
+			got++
+		case <-time.After(10 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("%d of the 3 strings (key, group, policy name) collected; the store retains the others", got)
+		}
+	}
+	// The state is still there, found by its hash.
+	req := &limit.Request{Group: strings.Repeat("g", 40), Now: time.Unix(1000, 0), Cost: 1,
+		Tiers: []limit.Tier{{Policy: &limit.Policy{Name: strings.Repeat("n", 40), Rate: p.Rate, Burst: p.Burst}, Key: strings.Repeat("k", 40)}}}
+	var d limit.Decision
+	if err := s.Decide(t.Context(), req, &d); err != nil || d.Allowed {
+		t.Fatalf("second decision on the same key: %v, allowed %v; want rejected", err, d.Allowed)
+	}
+	runtime.KeepAlive(s)
+}
+
+// Window counts that do not fit a slot's packed word (Count ≥ 2³², Prev ≥
+// 2³¹) live in a side record, exactly; back in range, they pack again.
+func TestMemoryWideWindowCounts(t *testing.T) {
+	for _, alg := range []limit.Algorithm{limit.FixedWindow, limit.SlidingWindow} {
+		s := limit.NewMemoryStore(limit.MemoryConfig{Shards: 1})
+		const quota = 1 << 40
+		p := &limit.Policy{Name: "w", Algorithm: alg, Rate: limit.Per(quota, time.Second)}
+		at := time.Unix(1000, 0)
+		var d limit.Decision
+		decide := func(cost int64) {
+			t.Helper()
+			req := &limit.Request{Now: at, Cost: cost, Tiers: []limit.Tier{{Policy: p, Key: "k"}}}
+			if err := s.Decide(t.Context(), req, &d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		used := int64(0)
+		for _, cost := range []int64{1, 1<<33 + 5, 1 << 38, 7} {
+			decide(cost)
+			used += cost
+			if !d.Allowed || d.Tiers[0].Remaining != quota-used {
+				t.Fatalf("%s: after %d, allowed %v remaining %d, want %d", alg, used, d.Allowed, d.Tiers[0].Remaining, quota-used)
+			}
+		}
+		decide(quota - used + 1)
+		if d.Allowed {
+			t.Fatalf("%s: a request over the quota by 1 was admitted", alg)
+		}
+		// Three windows later both algorithms start afresh, and the
+		// counts pack into the slot again.
+		at = at.Add(3 * time.Second)
+		decide(2)
+		if !d.Allowed || d.Tiers[0].Remaining != quota-2 {
+			t.Fatalf("%s: new window: allowed %v remaining %d, want %d", alg, d.Allowed, d.Tiers[0].Remaining, quota-2)
+		}
+		if st := s.Stats(); st.Keys != 1 {
+			t.Fatalf("%s: %d keys, want 1", alg, st.Keys)
+		}
 	}
 }

@@ -47,7 +47,15 @@ type httpDefaults struct {
 	// Embedded is the defaults' "retrieve all embedded resources"
 	// (HTTPSampler.image_parser), "" when they do not set it.
 	Embedded string
+	// embed holds the defaults' other embedded-resource fields that are
+	// set (concurrentDwn, concurrentPool, embedded_url_re, …_exclude_re).
+	embed map[string]string
 }
+
+// embedFields are the embedded-resource fields a sampler takes from the
+// HTTP Request Defaults in its scope when its own are empty.
+var embedFields = []string{"HTTPSampler.concurrentDwn", "HTTPSampler.concurrentPool",
+	"HTTPSampler.embedded_url_re", "HTTPSampler.embedded_url_exclude_re"}
 
 // authEntry is one row of an HTTP Authorization Manager.
 type authEntry struct {
@@ -492,7 +500,18 @@ func defaultsOf(e *element) httpDefaults {
 		ConnectTimeout: e.str("HTTPSampler.connect_timeout"), ResponseTimout: e.str("HTTPSampler.response_timeout"),
 		Arguments: arguments(e.props["HTTPsampler.Arguments"]),
 		Embedded:  e.str("HTTPSampler.image_parser"),
+		embed:     embedProps(e),
 	}
+}
+
+func embedProps(e *element) map[string]string {
+	m := map[string]string{}
+	for _, f := range embedFields {
+		if v := e.str(f); v != "" {
+			m[f] = v
+		}
+	}
+	return m
 }
 
 func authEntries(e *element) []authEntry {

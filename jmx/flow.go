@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -628,23 +629,13 @@ func (fb *flowBuilder) request(e *element, in fscope) load.Step {
 	b := &builder{plan: &Plan{}}
 	s := b.sampler(e, scope{headers: in.headers, defaults: in.defaults, auth: in.auth})
 	for _, w := range b.plan.Warnings {
-		// The sampler's own checks (uploads, embedded resources); what
-		// its children are is decided below.
-		if w.Path == e.path {
+		// The sampler's own checks (uploads); what its children are is
+		// decided below, and the flow fetches embedded resources.
+		if w.Path == e.path && !strings.Contains(w.Message, "HTTPSampler.image_parser") {
 			fb.warns = append(fb.warns, w)
 		}
 	}
-	if _, set := e.raw("HTTPSampler.image_parser"); !set {
-		for _, d := range in.defaults {
-			if d.Embedded != "" {
-				if d.Embedded == "true" {
-					fb.warnAt(e, true, "HTTP Request Defaults in scope retrieve embedded resources (image_parser), which ratelab does not fetch")
-				}
-				break
-			}
-		}
-	}
-	r := &load.Request{Name: s.Name}
+	r := &load.Request{Name: s.Name, Embedded: fb.embedded(e, in.defaults)}
 	own := in
 	for _, c := range e.children {
 		if !c.enabled {
@@ -676,6 +667,67 @@ func (fb *flowBuilder) request(e *element, in fscope) load.Step {
 		fb.flow.Timeout = s.ResponseTimeout
 	}
 	return r
+}
+
+// embedded is what a sampler's "Retrieve All Embedded Resources" and its
+// fields say, its own or, when empty, those of the nearest HTTP Request
+// Defaults in scope that set them (JMeter merges them so); nil when it
+// does not retrieve them.
+func (fb *flowBuilder) embedded(e *element, defaults []httpDefaults) *load.Embedded {
+	on, set := e.raw("HTTPSampler.image_parser")
+	on = strings.TrimSpace(on)
+	if !set {
+		for _, d := range defaults {
+			if d.Embedded != "" {
+				on = d.Embedded
+				break
+			}
+		}
+	}
+	if !strings.EqualFold(on, "true") {
+		return nil
+	}
+	field := func(name string) string {
+		if v := e.str(name); v != "" {
+			return v
+		}
+		for _, d := range defaults {
+			if v := d.embed[name]; v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	emb := &load.Embedded{}
+	pattern := func(name string) string {
+		raw := field(name)
+		if raw == "" {
+			return ""
+		}
+		t := fb.env.translate(raw)
+		if strings.Contains(t.text, "{{") || len(t.problems) > 0 {
+			fb.warnAt(e, true, "%s %q depends on run-time values: the resources it selects are fetched unfiltered", name, raw)
+			return ""
+		}
+		if _, err := regexp.Compile(t.text); err != nil {
+			fb.warnAt(e, true, "%s %q is not a pattern ratelab can read (%v): the resources it selects are fetched unfiltered", name, raw, err)
+			return ""
+		}
+		return t.text
+	}
+	emb.Match = pattern("HTTPSampler.embedded_url_re")
+	emb.Exclude = pattern("HTTPSampler.embedded_url_exclude_re")
+	if strings.EqualFold(field("HTTPSampler.concurrentDwn"), "true") {
+		emb.Concurrent = 6 // JMeter's default pool
+		if raw := field("HTTPSampler.concurrentPool"); raw != "" {
+			if n, ok, _ := number(fb.env, raw); ok && n >= 1 && n == float64(int(n)) {
+				emb.Concurrent = int(n)
+			} else {
+				fb.warnAt(e, false, "HTTPSampler.concurrentPool %q is not a number ratelab can evaluate before the run; using 6", raw)
+			}
+		}
+	}
+	return emb
 }
 
 // samplerTexts are the fields of a sampler that are sent.

@@ -172,23 +172,51 @@ func TestFlowConditions(t *testing.T) {
 }
 
 // HTTP Request Defaults that retrieve embedded resources make the samplers
-// in their scope fetch them in JMeter: ratelab says it does not. A
-// Response Assertion with no pattern checks nothing, in JMeter as here.
+// in their scope fetch them, with the defaults' pool and pattern unless
+// the sampler sets its own; a sampler's own image_parser, false included,
+// wins. A Response Assertion with no pattern checks nothing, in JMeter as
+// here.
 func TestFlowDefaultsEmbeddedAndEmptyAssertion(t *testing.T) {
 	defaults := `<ConfigTestElement testname="D"><elementProp name="HTTPsampler.Arguments" elementType="Arguments"/>
-  <stringProp name="HTTPSampler.domain">h</stringProp><boolProp name="HTTPSampler.image_parser">true</boolProp></ConfigTestElement><hashTree/>`
-	p := readPlan(t, plan(defaults, sampler("s", "", "/x", ""), 1))
-	_, ws, err := p.Flow(Options{})
+  <stringProp name="HTTPSampler.domain">h</stringProp><boolProp name="HTTPSampler.image_parser">true</boolProp>
+  <boolProp name="HTTPSampler.concurrentDwn">true</boolProp><stringProp name="HTTPSampler.concurrentPool">${__P(pool,3)}</stringProp>
+  <stringProp name="HTTPSampler.embedded_url_re">.*/static/.*</stringProp></ConfigTestElement><hashTree/>`
+	own := func(name, props string) string {
+		return `<HTTPSamplerProxy testname="` + name + `"><stringProp name="HTTPSampler.path">/` + name + `</stringProp>` + props + `</HTTPSamplerProxy><hashTree/>`
+	}
+	samplers := own("inherits", "") +
+		own("off", `<boolProp name="HTTPSampler.image_parser">false</boolProp>`) +
+		own("mine", `<stringProp name="HTTPSampler.embedded_url_re">.*\.png</stringProp><boolProp name="HTTPSampler.concurrentDwn">false</boolProp>
+  <stringProp name="HTTPSampler.embedded_url_exclude_re">.*/ads/.*</stringProp>`) +
+		own("runtime", `<stringProp name="HTTPSampler.embedded_url_re">${site}.*</stringProp>`)
+	p := readPlan(t, plan(defaults, samplers, 1))
+	f, ws, err := p.Flow(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(unfaithful(ws), "\n"); !strings.Contains(got, "embedded resources") {
-		t.Errorf("no warning for the defaults' embedded resources: %q", got)
+	var got []*load.Embedded
+	for _, st := range f.Groups[0].Steps {
+		got = append(got, st.(*load.Request).Embedded)
+	}
+	want := []*load.Embedded{{Match: ".*/static/.*", Concurrent: 3}, nil, {Match: `.*\.png`, Exclude: ".*/ads/.*"}, {Concurrent: 3}}
+	if len(got) != len(want) {
+		t.Fatalf("%d requests", len(got))
+	}
+	for i := range want {
+		if (got[i] == nil) != (want[i] == nil) || (got[i] != nil && *got[i] != *want[i]) {
+			t.Errorf("request %d: embedded %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if u := unfaithful(ws); len(u) != 1 || !strings.Contains(u[0], "embedded_url_re \"${site}.*\" depends on run-time values") {
+		t.Errorf("unfaithful: %q", u)
+	}
+	if err := ValidateShape(f); err != nil {
+		t.Errorf("the flow does not validate: %v", err)
 	}
 	empty := `<ResponseAssertion testname="A"><collectionProp name="Asserion.test_strings"/>
   <stringProp name="Assertion.test_field">Assertion.response_data</stringProp><intProp name="Assertion.test_type">2</intProp></ResponseAssertion><hashTree/>`
 	p = readPlan(t, plan("", sampler("s", "h", "/x", empty), 1))
-	f, ws, err := p.Flow(Options{})
+	f, ws, err = p.Flow(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,5 +149,7 @@
 //
 // GET /api/v2/ratelimits reports every policy that applies to the caller
 // with a cost-0 decision (it consumes nothing). /healthz, /readyz,
-// /metrics and /openapi.json are not rate limited.
+// /metrics and /openapi.json are not rate limited. With
+// Config.MetricsElsewhere (ratelab serve --metrics-addr) /metrics answers
+// 404 on the API's listener and MetricsHandler serves it on another.
 package httpapi

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"ratelab"
 	"ratelab/limit"
 )
 
@@ -99,8 +100,17 @@ func (m *metrics) countDecision(d *limit.Decision) {
 }
 
 func (s *Server) handleMetrics(c *call) error {
-	promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}).ServeHTTP(c.w, c.r)
+	if s.metricsElsewhere {
+		return ratelab.Errorf(ratelab.ENOTFOUND, "No route for %s %s: metrics are served on their own address.", c.r.Method, c.r.URL.Path)
+	}
+	s.MetricsHandler().ServeHTTP(c.w, c.r)
 	return nil
+}
+
+// MetricsHandler serves the server's registry in the Prometheus text
+// format, for a listener of its own (Config.MetricsElsewhere).
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})
 }
 
 var _ http.Handler = (*Server)(nil)

@@ -52,6 +52,10 @@ type Config struct {
 	// Registry receives the server's metrics and is served on /metrics.
 	// Default: a new registry.
 	Registry *prometheus.Registry
+	// MetricsElsewhere takes /metrics off the API's listener (it answers
+	// 404 there): the caller serves MetricsHandler on an address of its own,
+	// one that does not face the internet.
+	MetricsElsewhere bool
 	// TokenTTL is the lifetime of issued access tokens. Default: 24 h.
 	TokenTTL time.Duration
 	// TokenFailures limit failed attempts at POST /oauth/token apart from
@@ -83,18 +87,19 @@ type degrader interface {
 // concurrent use; SetPolicies and Reload swap the policies atomically
 // without dropping requests.
 type Server struct {
-	scripts       ratelab.ScriptService
-	auth          ratelab.AuthService
-	limiter       limit.Store
-	log           *slog.Logger
-	reg           *prometheus.Registry
-	metrics       *metrics
-	ttl           time.Duration
-	tokenFailures TokenFailures
-	now           func() time.Time
-	fixedNow      bool
-	headers       string
-	rejectBody    string
+	scripts          ratelab.ScriptService
+	auth             ratelab.AuthService
+	limiter          limit.Store
+	log              *slog.Logger
+	reg              *prometheus.Registry
+	metrics          *metrics
+	ttl              time.Duration
+	tokenFailures    TokenFailures
+	metricsElsewhere bool
+	now              func() time.Time
+	fixedNow         bool
+	headers          string
+	rejectBody       string
 
 	initial    *Policies
 	policyFile string
@@ -116,16 +121,17 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, errors.New("httpapi: Config.Scripts and Config.Auth are required")
 	}
 	s := &Server{
-		scripts:    cfg.Scripts,
-		auth:       cfg.Auth,
-		limiter:    cfg.Limiter,
-		log:        cfg.Logger,
-		reg:        cfg.Registry,
-		ttl:        cfg.TokenTTL,
-		now:        cfg.Now,
-		fixedNow:   cfg.Now != nil,
-		initial:    cfg.Policies,
-		policyFile: cfg.PolicyFile,
+		scripts:          cfg.Scripts,
+		auth:             cfg.Auth,
+		limiter:          cfg.Limiter,
+		log:              cfg.Logger,
+		reg:              cfg.Registry,
+		ttl:              cfg.TokenTTL,
+		now:              cfg.Now,
+		fixedNow:         cfg.Now != nil,
+		initial:          cfg.Policies,
+		policyFile:       cfg.PolicyFile,
+		metricsElsewhere: cfg.MetricsElsewhere,
 	}
 	var err error
 	if s.headers, s.rejectBody, err = checkDialects(cfg.Headers, cfg.RejectBody); err != nil {

@@ -36,8 +36,10 @@ or PostgreSQL (--db postgres://…); limits are in memory, or in Redis
 On an empty database without --bootstrap-client, serve creates one client
 in org "default" and prints its id and secret once to stderr. SIGHUP
 reloads --policies; SIGTERM drains in-flight requests (up to 10 s).
+With --metrics-addr, /metrics is served on that address only, apart from
+the API.
 
-Every flag has an environment fallback: RATELAB_ADDR, RATELAB_DB,
+Every flag has an environment fallback: RATELAB_ADDR, RATELAB_METRICS_ADDR, RATELAB_DB,
 RATELAB_REDIS, RATELAB_REDIS_FAILURE, RATELAB_REDIS_TIMEOUT, RATELAB_POLICIES, RATELAB_LOG_FORMAT,
 RATELAB_BOOTSTRAP_CLIENT, RATELAB_HEADERS, RATELAB_REJECT_BODY.
 
@@ -107,6 +109,7 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 func runServe(ctx context.Context, env *environ, args []string) error {
 	fs := newFlagSet(env, "serve", "serve [flags]", serveDescription)
 	addr := fs.String("addr", envDefault(env, "RATELAB_ADDR", "127.0.0.1:8080"), "listen `address`")
+	metricsAddr := fs.String("metrics-addr", envDefault(env, "RATELAB_METRICS_ADDR", ""), "serve /metrics on this `address` instead of beside the API (where it then answers 404)")
 	dbSpec := fs.String("db", envDefault(env, "RATELAB_DB", "sqlite:./ratelab.db"), "database: sqlite:PATH or a postgres:// `URL`")
 	redisURL := fs.String("redis", envDefault(env, "RATELAB_REDIS", ""), "Redis `URL` for limits shared by several replicas: redis://HOST:PORT[/DB], or a Redis Cluster as redis://HOST:PORT?addr=HOST:PORT&addr=…; empty: in memory")
 	redisFailure := fs.String("redis-failure", envDefault(env, "RATELAB_REDIS_FAILURE", "open"), "while Redis is unreachable: `open` (decide locally, per replica) or closed (503, admit nothing)")
@@ -191,6 +194,7 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Registry = reg
+	cfg.MetricsElsewhere = *metricsAddr != ""
 
 	srv, err := httpapi.NewServer(cfg)
 	if err != nil {
@@ -203,6 +207,14 @@ func runServe(ctx context.Context, env *environ, args []string) error {
 	defer signal.Stop(hup)
 	if err := srv.Open(*addr); err != nil {
 		return err
+	}
+	if *metricsAddr != "" {
+		ms, err := startMetrics(*metricsAddr, srv.MetricsHandler(), log)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		defer ms.shutdown()
 	}
 	attrs := []any{"db", dbKind(*dbSpec), "limiter", "memory"}
 	if *redisURL != "" {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -203,5 +204,31 @@ func TestServeRedisDownAtStart(t *testing.T) {
 	keys, err := c.Keys(context.Background(), "*s2").Result()
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("per-script key of s2 on Redis: %v %v", keys, err)
+	}
+}
+
+// TestServeMetricsAddr: with --metrics-addr, /metrics is served on its own
+// listener and answers 404 (the error shape) beside the API.
+func TestServeMetricsAddr(t *testing.T) {
+	srv := startServe(t, nil, "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--db", "sqlite:"+filepath.Join(t.TempDir(), "r.db"), "--bootstrap-client", "c1:secret1")
+	m := regexp.MustCompile(`metrics on (http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(srv.stderr.String())
+	if m == nil {
+		t.Fatalf("no metrics address logged:\n%s", srv.stderr)
+	}
+	if _, code := srv.token("c1", "secret1"); code != 200 {
+		t.Fatalf("token %d", code)
+	}
+	res, err := http.Get(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(body), `ratelab_http_requests_total{method="POST",route="POST /oauth/token",status="200"} 1`) {
+		t.Fatalf("metrics listener: %d\n%s", res.StatusCode, body)
+	}
+	res, body = srv.get("", "/metrics")
+	if res.StatusCode != 404 || res.Header.Get("Content-Type") != "application/json" || !strings.Contains(string(body), `"code":"not_found"`) {
+		t.Fatalf("/metrics beside the API: %d %s", res.StatusCode, body)
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 	"unicode/utf8"
 
 	"ratelab"
+	"ratelab/wire"
 )
 
 // decodeJSON reads a request's JSON body into v, bounded by MaxBodyBytes.
@@ -46,7 +48,7 @@ func decodeBody(body io.Reader, v any) error {
 	if maxErr := (*http.MaxBytesError)(nil); errors.As(err, &maxErr) {
 		return ratelab.Errorf(ratelab.ETOOLARGE, "Request body is larger than %d bytes.", maxErr.Limit)
 	} else if err != nil {
-		return ratelab.Errorf(ratelab.EINVALID, "Reading the request body failed: %v.", err)
+		return bodyReadError(err)
 	}
 	if !utf8.Valid(data) {
 		at := 0
@@ -72,6 +74,17 @@ func decodeBody(body io.Reader, v any) error {
 		return ratelab.Errorf(ratelab.EINVALID, "Malformed JSON: data after the value at byte %d.", dec.InputOffset())
 	}
 	return nil
+}
+
+// bodyReadError is the answer to a body that could not be read: a 408
+// when it did not arrive within the server's read timeout, else a 400
+// (the connection broke; the client is likely gone).
+func bodyReadError(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return ratelab.Errorf(wire.CodeRequestTimeout, "The request body did not arrive within the server's read timeout.")
+	}
+	return ratelab.Errorf(ratelab.EINVALID, "Reading the request body failed.")
 }
 
 func decodeError(err error, dec *json.Decoder) error {

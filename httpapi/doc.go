@@ -35,6 +35,34 @@
 // (wire.ErrorBody), and one table maps ratelab error codes to statuses
 // (wire.Status; StatusOf for an error).
 //
+// # Errors net/http answers itself
+//
+// The server answers in the error shape everything that reaches its
+// handler, including what the standard library would let through: a
+// request target over MaxURIBytes (414, uri_too_long), a request line and
+// headers over MaxHeaderBytes (431, header_too_large; net/http's own cap is
+// set to 1 MiB so that the server answers first), a query string with a
+// malformed escape (400), a body over MaxBodyBytes (413), a body that does
+// not arrive within the read timeout (408, request_timeout), a path no
+// route has (404, 405 with Allow), and a path that is not clean (a
+// redirect to the clean one, without a body).
+//
+// net/http parses the request before any handler runs and answers these
+// itself, in plain text, closing the connection (no handler can change
+// them):
+//
+//	400 Bad Request                    malformed request line, malformed escape in the path (/scripts/%zz),
+//	                                   control bytes or other invalid header names or values, two
+//	                                   differing Content-Length headers, HTTP/1.1 without Host, a bad Host
+//	431 Request Header Fields Too Large request line and headers over 1 MiB
+//	505 HTTP Version Not Supported     a version other than HTTP/1.x (e.g. HTTP/2.0 in the request line)
+//	501 Not Implemented                a Transfer-Encoding other than chunked
+//	417 Expectation Failed             an Expect header other than 100-continue
+//
+// A request line and headers slower than the read-header timeout (5 s),
+// and a keep-alive connection idle for the idle timeout (120 s), get the
+// connection closed without an answer.
+//
 // # Default policies
 //
 // Policies are data: DefaultPolicySpecs, or a YAML file (LoadPolicies)

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -75,6 +76,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.metrics.observe(label, r.Method, status, time.Since(start))
 	}()
+	if err := checkRequest(r); err != nil {
+		writeError(sw, err)
+		return
+	}
 	h, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		s.serveUnmatched(sw, r, h)
@@ -99,11 +104,14 @@ func (s *Server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.H
 	rec := &recorder{header: http.Header{}}
 	h.ServeHTTP(rec, r)
 	if rec.status != http.StatusNotFound && rec.status != http.StatusMethodNotAllowed {
+		// A redirect to the clean path: its Location, without the mux's
+		// HTML body.
 		for k, v := range rec.header {
-			w.Header()[k] = v
+			if k != "Content-Type" && k != "Content-Length" {
+				w.Header()[k] = v
+			}
 		}
 		w.WriteHeader(rec.status)
-		w.Write(rec.body.Bytes())
 		return
 	}
 	c := &call{w: w, r: r}
@@ -123,6 +131,30 @@ func (s *Server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.H
 		return
 	}
 	writeError(w, ratelab.Errorf(ratelab.ENOTFOUND, "No route for %s %s.", r.Method, r.URL.Path))
+}
+
+// checkRequest refuses, in the error shape, what net/http lets through to
+// the handler but the API does not take: a request target over
+// MaxURIBytes (414), a request line and headers over MaxHeaderBytes (431),
+// a query string with malformed escapes (400; url.Query would drop the
+// pair silently). What net/http refuses itself is in doc.go.
+func checkRequest(r *http.Request) error {
+	if len(r.RequestURI) > MaxURIBytes {
+		return ratelab.Errorf(wire.CodeURITooLong, "The request target is %d bytes; at most %d allowed.", len(r.RequestURI), MaxURIBytes)
+	}
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4 + len("Host: \r\n") + len(r.Host)
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	if n > MaxHeaderBytes {
+		return ratelab.Errorf(wire.CodeHeaderTooLarge, "The request line and headers are %d bytes; at most %d allowed.", n, MaxHeaderBytes)
+	}
+	if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		return ratelab.Errorf(ratelab.EINVALID, "Malformed query string: %s.", err)
+	}
+	return nil
 }
 
 // recorder captures what the mux's own 404, 405 or redirect handler writes.

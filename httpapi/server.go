@@ -21,8 +21,16 @@ import (
 const (
 	// MaxBodyBytes caps a request body; a larger one is a 413.
 	MaxBodyBytes = 512000
-	// MaxHeaderBytes caps the request line and headers.
+	// MaxHeaderBytes caps the request line and headers together: a larger
+	// request is a 431 in the error shape.
 	MaxHeaderBytes = 64 << 10
+	// MaxURIBytes caps the request target: a longer one is a 414 in the
+	// error shape.
+	MaxURIBytes = 16 << 10
+	// stdlibHeaderBytes is net/http's own cap (http.Server.MaxHeaderBytes),
+	// far above MaxHeaderBytes so that the server, not net/http, answers
+	// most oversized requests; beyond it net/http answers a plain-text 431.
+	stdlibHeaderBytes = 1 << 20
 	// ShutdownTimeout bounds how long Close waits for in-flight requests.
 	ShutdownTimeout = 10 * time.Second
 	// DefaultTokenTTL is how long an access token is valid by default.
@@ -61,6 +69,12 @@ type Config struct {
 	// TokenFailures limit failed attempts at POST /oauth/token apart from
 	// successful grants (see token.go). Default: DefaultTokenFailures().
 	TokenFailures *TokenFailures
+	// ReadHeaderTimeout, ReadTimeout and IdleTimeout are those of the
+	// http.Server (defaults 5 s, 30 s, 120 s): a request line and headers
+	// slower than the first get the connection closed without an answer; a
+	// body slower than the second is a 408; an idle keep-alive connection
+	// is closed after the third.
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
 	// Now is the clock for token expiry and limiter decisions. Default:
 	// time.Now for tokens, and the limiter store's own clock for limits (so
 	// that replicas sharing Redis agree).
@@ -95,6 +109,7 @@ type Server struct {
 	metrics          *metrics
 	ttl              time.Duration
 	tokenFailures    TokenFailures
+	timeouts         [3]time.Duration // read header, read, idle
 	metricsElsewhere bool
 	now              func() time.Time
 	fixedNow         bool
@@ -151,6 +166,12 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	s.timeouts = [3]time.Duration{cfg.ReadHeaderTimeout, cfg.ReadTimeout, cfg.IdleTimeout}
+	for i, d := range []time.Duration{5 * time.Second, 30 * time.Second, 120 * time.Second} {
+		if s.timeouts[i] <= 0 {
+			s.timeouts[i] = d
+		}
 	}
 	s.tokenFailures = DefaultTokenFailures()
 	if cfg.TokenFailures != nil {
@@ -238,11 +259,11 @@ func (s *Server) Open(addr string) error {
 	s.ln = ln
 	s.http = &http.Server{
 		Handler:           s,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    MaxHeaderBytes,
+		ReadHeaderTimeout: s.timeouts[0],
+		ReadTimeout:       s.timeouts[1],
+		WriteTimeout:      s.timeouts[1] + 30*time.Second,
+		IdleTimeout:       s.timeouts[2],
+		MaxHeaderBytes:    stdlibHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.done = make(chan error, 1)

@@ -19,7 +19,9 @@ import (
 
 	"ratelab"
 	"ratelab/httpapi"
+	"ratelab/internal/testenv"
 	"ratelab/limit"
+	"ratelab/postgres"
 	"ratelab/sqlite"
 	"ratelab/wire"
 )
@@ -44,17 +46,30 @@ type options struct {
 	clock    *clock // nil: real time everywhere
 	limiter  limit.Store
 	scripts  func(ratelab.ScriptService) ratelab.ScriptService
+	// backend is "sqlite" (the default) or "postgres" (a database of the
+	// test's own).
+	backend string
+	// Server timeouts; zero: the server's defaults.
+	readHeaderTimeout, readTimeout, idleTimeout time.Duration
 	// tokenFailures replaces the default failure limits of POST /oauth/token.
 	tokenFailures *httpapi.TokenFailures
 	// headers and rejectBody are Config.Headers and Config.RejectBody.
 	headers, rejectBody string
 }
 
-// env is a real server on 127.0.0.1:0 over a real SQLite database.
+// store is what a test needs of a database.
+type store interface {
+	ratelab.ScriptService
+	ratelab.AuthService
+	Close() error
+}
+
+// env is a real server on 127.0.0.1:0 over a real SQLite database (or
+// PostgreSQL, options.backend).
 type env struct {
 	t    testing.TB
 	srv  *httpapi.Server
-	db   *sqlite.DB
+	db   store
 	reg  *prometheus.Registry
 	logs *syncBuffer
 	url  string
@@ -89,13 +104,28 @@ func newEnv(t testing.TB, lf limiterFactory, o options) *env {
 		o.limiter = lf(t.(*testing.T))
 	}
 	ctx := context.Background()
-	var dbOpts []sqlite.Option
 	var now func() time.Time
 	if o.clock != nil {
 		now = o.clock.Now
-		dbOpts = append(dbOpts, sqlite.WithClock(now))
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ratelab.db"), dbOpts...)
+	var db store
+	var err error
+	switch o.backend {
+	case "", "sqlite":
+		var opts []sqlite.Option
+		if now != nil {
+			opts = append(opts, sqlite.WithClock(now))
+		}
+		db, err = sqlite.Open(ctx, filepath.Join(t.TempDir(), "ratelab.db"), opts...)
+	case "postgres":
+		var opts []postgres.Option
+		if now != nil {
+			opts = append(opts, postgres.WithClock(now))
+		}
+		db, err = postgres.Open(ctx, testenv.PostgresDatabase(t), opts...)
+	default:
+		t.Fatalf("backend %q", o.backend)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,17 +136,20 @@ func newEnv(t testing.TB, lf limiterFactory, o options) *env {
 		scripts = o.scripts(db)
 	}
 	srv, err := httpapi.NewServer(httpapi.Config{
-		Scripts:       scripts,
-		Auth:          db,
-		Limiter:       o.limiter,
-		Policies:      o.policies,
-		PolicyFile:    o.file,
-		Logger:        slog.New(slog.NewTextHandler(logs, nil)),
-		Registry:      reg,
-		Now:           now,
-		Headers:       o.headers,
-		RejectBody:    o.rejectBody,
-		TokenFailures: o.tokenFailures,
+		Scripts:           scripts,
+		Auth:              db,
+		Limiter:           o.limiter,
+		Policies:          o.policies,
+		PolicyFile:        o.file,
+		Logger:            slog.New(slog.NewTextHandler(logs, nil)),
+		Registry:          reg,
+		Now:               now,
+		Headers:           o.headers,
+		RejectBody:        o.rejectBody,
+		TokenFailures:     o.tokenFailures,
+		ReadHeaderTimeout: o.readHeaderTimeout,
+		ReadTimeout:       o.readTimeout,
+		IdleTimeout:       o.idleTimeout,
 	})
 	if err != nil {
 		t.Fatal(err)

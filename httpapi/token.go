@@ -23,7 +23,9 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -99,8 +101,13 @@ func clientForm(c *call) (id, secret string, err error) {
 	}
 	c.r.Body = http.MaxBytesReader(c.w, c.r.Body, MaxBodyBytes)
 	if err := c.r.ParseForm(); err != nil {
-		if _, ok := err.(*http.MaxBytesError); ok {
+		var maxErr *http.MaxBytesError
+		var ne net.Error
+		switch {
+		case errors.As(err, &maxErr):
 			return "", "", ratelab.Errorf(ratelab.ETOOLARGE, "Request body is larger than %d bytes.", MaxBodyBytes)
+		case errors.As(err, &ne):
+			return "", "", bodyReadError(err)
 		}
 		return "", "", oauthErr("invalid_request", ratelab.EINVALID, "Malformed form body.")
 	}

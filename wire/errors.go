@@ -21,10 +21,22 @@ var codes = map[string]int{
 	ratelab.EUNAVAILABLE:   http.StatusServiceUnavailable,
 	ratelab.EINTERNAL:      http.StatusInternalServerError,
 	CodeMethodNotAllowed:   http.StatusMethodNotAllowed,
+	CodeRequestTimeout:     http.StatusRequestTimeout,
+	CodeURITooLong:         http.StatusRequestURITooLong,
+	CodeHeaderTooLarge:     http.StatusRequestHeaderFieldsTooLarge,
 }
 
-// CodeMethodNotAllowed is the code of a 405; the domain has no use for it.
-const CodeMethodNotAllowed = "method_not_allowed"
+// Codes of the HTTP layer, which the domain has no use for.
+const (
+	// CodeMethodNotAllowed is the code of a 405.
+	CodeMethodNotAllowed = "method_not_allowed"
+	// CodeRequestTimeout is the code of a 408: the body did not arrive in time.
+	CodeRequestTimeout = "request_timeout"
+	// CodeURITooLong is the code of a 414.
+	CodeURITooLong = "uri_too_long"
+	// CodeHeaderTooLarge is the code of a 431.
+	CodeHeaderTooLarge = "header_too_large"
+)
 
 // Status returns the HTTP status of an application error code, and false
 // for a code the table does not know (which the server answers as a 500).

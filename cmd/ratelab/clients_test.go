@@ -20,7 +20,7 @@ func TestClientsManage(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			db := "sqlite:" + filepath.Join(t.TempDir(), "r.db")
 			if backend == "postgres" {
-				db = testenv.PostgresURL(t)
+				db = testenv.PostgresDatabase(t)
 			}
 			srv := startServe(t, nil, "--addr", "127.0.0.1:0", "--db", db, "--bootstrap-client", "keep-"+backend+"-"+uniqueSuffix()+":keep")
 			code, out, errOut := runCmd(t, "clients", "create", "--org", "manage", "--db", db)

@@ -23,7 +23,7 @@ func TestServeReplicasBootstrap(t *testing.T) {
 			for round := range 3 {
 				db := "sqlite:" + filepath.Join(t.TempDir(), "r.db")
 				if backend == "postgres" {
-					db = testenv.PostgresURL(t)
+					db = testenv.PostgresDatabase(t)
 				}
 				id := fmt.Sprintf("replica-%s-%d", strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "-"), round)
 				srvs := startReplicas(t, 3, "--addr", "127.0.0.1:0", "--db", db, "--bootstrap-client", id+":s3cret")

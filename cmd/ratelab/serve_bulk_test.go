@@ -26,7 +26,7 @@ func TestServeConcurrentOppositeBulks(t *testing.T) {
 			dir := t.TempDir()
 			db := "sqlite:" + filepath.Join(dir, "r.db")
 			if backend == "postgres" {
-				db = testenv.PostgresURL(t)
+				db = testenv.PostgresDatabase(t)
 			}
 			// Limits far above this test's load: it is about the store.
 			policies := filepath.Join(dir, "policies.yaml")

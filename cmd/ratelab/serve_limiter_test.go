@@ -49,7 +49,7 @@ func TestServeRedis(t *testing.T) {
 
 // TestServePostgres starts serve on PostgreSQL (CI provides it).
 func TestServePostgres(t *testing.T) {
-	u := testenv.PostgresURL(t)
+	u := testenv.PostgresDatabase(t)
 	id := "pg-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "-")
 	srv := startServe(t, map[string]string{"RATELAB_DB": u}, "--addr", "127.0.0.1:0", "--bootstrap-client", id+":secret1")
 	if !strings.Contains(srv.stderr.String(), "db=postgres") || strings.Contains(srv.stderr.String(), u) {

@@ -17,7 +17,7 @@ import (
 // instead of one ERROR line per request, and the server serves again when
 // the database is back.
 func TestServeDatabaseOutage(t *testing.T) {
-	u, err := url.Parse(testenv.PostgresURL(t))
+	u, err := url.Parse(testenv.PostgresDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}

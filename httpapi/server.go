@@ -110,6 +110,7 @@ type Server struct {
 	ttl              time.Duration
 	tokenFailures    TokenFailures
 	timeouts         [3]time.Duration // read header, read, idle
+	addrLocks        keyedLocks       // token checks, one at a time per address
 	metricsElsewhere bool
 	now              func() time.Time
 	fixedNow         bool

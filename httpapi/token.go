@@ -14,6 +14,11 @@ package httpapi
 //     at most the address's failure rate in PBKDF2 hashes, and a flood of
 //     wrong secrets for one id cannot lock out its owner: a request from an
 //     address without failures is still checked.
+//   - the look, the hash and the count of a failure are one step per
+//     address in a process (keyedLocks), so that concurrent attempts from
+//     one address cannot all pass the look before any of them counts: the
+//     hashes of one address are at most its failure limit (plus one per
+//     further replica sharing the limiter).
 //   - grants (the token-requests policies, by client id): charged only for
 //     a request whose credentials are right, so a failure never spends the
 //     owner's quota.
@@ -28,6 +33,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"ratelab"
@@ -132,6 +138,14 @@ func clientForm(c *call) (id, secret string, err error) {
 func (s *Server) handleToken(c *call) error {
 	c.w.Header().Set("Cache-Control", "no-store")
 	id, secret, reqErr := s.tokenRequest(c)
+	// One check at a time per address (in this process): the look at the
+	// failure tiers, the hash and the count of a failure are one step, so
+	// concurrent attempts cannot all pass the look before any counts.
+	unlock, err := s.addrLocks.lock(c.r.Context(), remoteHost(c.r))
+	if err != nil {
+		return ratelab.Errorf(ratelab.EINVALID, "The request was cancelled.")
+	}
+	defer unlock()
 	ft := s.failureTiers(c)
 	if ok, err := s.underFailureLimits(c, ft); err != nil || !ok {
 		return err
@@ -245,4 +259,44 @@ func (s *Server) tokenFailed(c *call, ft []limit.Tier, answer error) error {
 	d.Allowed, d.RetryAfter = true, 0
 	s.setHeaders(c.w.Header(), &d)
 	return answer
+}
+
+// keyedLocks are mutexes by key, created on first use and dropped when
+// nobody holds or waits for them; a wait ends with its context.
+type keyedLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyedLock
+}
+
+type keyedLock struct {
+	ch   chan struct{} // holds one token while locked
+	refs int
+}
+
+func (k *keyedLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyedLock{ch: make(chan struct{}, 1)}
+		k.m[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	release := func() {
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
 }

@@ -252,21 +252,28 @@ func TestServeBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "policies.yaml")
 	os.WriteFile(bad, []byte("policies:\n  - name: x\n    rate: 2/s\n    burst: 0\n    scope: org\n    classes: [all]\n"), 0o600)
+	// Issue 11 item 5: two org+script policies load as a file, but a bulk
+	// of 32 distinct ids then needed more tiers than one decision holds (a
+	// 500 on every such bulk). serve refuses the file at start.
+	twoPerScript := filepath.Join(dir, "two.yaml")
+	os.WriteFile(twoPerScript, []byte("policies:\n  - {name: a, rate: 2/s, burst: 4, scope: org+script, classes: [script-writes]}\n  - {name: b, rate: 10/m, burst: 10, scope: org+script, classes: [script-writes]}\n"), 0o600)
 	db := "sqlite:" + filepath.Join(dir, "r.db")
 	for name, tc := range map[string]struct {
 		args []string
 		want string
 	}{
-		"log format":    {[]string{"--log-format", "xml"}, `--log-format "xml": want text or json`},
-		"db":            {[]string{"--db", "mysql://x"}, "--db: want sqlite:PATH or a postgres:// URL"},
-		"policies":      {[]string{"--policies", bad}, `policies.yaml: policy "x": burst: must be at least 1`},
-		"bootstrap":     {[]string{"--bootstrap-client", "nosecret"}, "--bootstrap-client: want ID:SECRET"},
-		"redis":         {[]string{"--redis", "http://x"}, "--redis: want a redis:// or rediss:// URL"},
-		"redis-failure": {[]string{"--redis-failure", "maybe"}, `--redis-failure "maybe": want open or closed`},
-		"headers":       {[]string{"--headers", "draft-7"}, `--headers "draft-7": want ietf, x-ratelimit, github, inin or none`},
-		"reject-body":   {[]string{"--reject-body", "short"}, `--reject-body "short": want detailed or terse`},
-		"addr":          {[]string{"--addr", "256.0.0.1:1"}, "listen:"},
-		"argument":      {[]string{"extra"}, `unexpected argument "extra"`},
+		"log format":              {[]string{"--log-format", "xml"}, `--log-format "xml": want text or json`},
+		"db":                      {[]string{"--db", "mysql://x"}, "--db: want sqlite:PATH or a postgres:// URL"},
+		"policies":                {[]string{"--policies", bad}, `policies.yaml: policy "x": burst: must be at least 1`},
+		"policies too many tiers": {[]string{"--policies", twoPerScript}, "two.yaml: route POST /api/v2/architect/scripts/bulk: up to 100 tiers in one decision"},
+		"metrics-addr":            {[]string{"--metrics-addr", "256.0.0.1:1"}, "--metrics-addr: listen"},
+		"bootstrap":               {[]string{"--bootstrap-client", "nosecret"}, "--bootstrap-client: want ID:SECRET"},
+		"redis":                   {[]string{"--redis", "http://x"}, "--redis: want a redis:// or rediss:// URL"},
+		"redis-failure":           {[]string{"--redis-failure", "maybe"}, `--redis-failure "maybe": want open or closed`},
+		"headers":                 {[]string{"--headers", "draft-7"}, `--headers "draft-7": want ietf, x-ratelimit, github, inin or none`},
+		"reject-body":             {[]string{"--reject-body", "short"}, `--reject-body "short": want detailed or terse`},
+		"addr":                    {[]string{"--addr", "256.0.0.1:1"}, "listen:"},
+		"argument":                {[]string{"extra"}, `unexpected argument "extra"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db}, tc.args...)

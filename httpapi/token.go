@@ -233,7 +233,8 @@ func (s *Server) underFailureLimits(c *call, ft []limit.Tier) (bool, error) {
 		Limit: &wire.LimitState{
 			Policy: p.Name, Scope: wire.ScopeClient, Key: ts.Key,
 			Limit: p.Rate.Count, Window: p.Rate.Period.String(), Burst: p.Burst,
-			Remaining: 0, ResetAfterMs: ts.ResetAfter.Milliseconds(), RetryAfterMs: int64(retryMs),
+			CountRejected: p.CountRejected,
+			Remaining:     0, ResetAfterMs: ts.ResetAfter.Milliseconds(), RetryAfterMs: int64(retryMs),
 		},
 		ViolatedPolicies: []string{p.Name},
 	})

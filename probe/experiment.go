@@ -350,7 +350,7 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 		for _, h := range hs {
 			lo = min(lo, rel(h.next))
 		}
-		q = rel(nextQuantile(hs, 0.85)) + 2*time.Millisecond
+		q = rel(nextQuantile(hs, 0.9)) + 2*time.Millisecond
 		lo += time.Millisecond
 	}
 	// A bucket (or the trickle of a sliding window) admits one per T:
@@ -388,8 +388,8 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 				trailing++
 			}
 		}
-		if q <= now+e.minGap || trailing >= 8 {
-			// Eight admissions without a 429 leave the bucket's level
+		if q <= now+e.minGap || trailing >= 16 {
+			// Sixteen admissions without a 429 leave the bucket's level
 			// unknown: drain it.
 			return 0, false, false
 		}

@@ -174,3 +174,28 @@ func TestFormatting(t *testing.T) {
 		t.Errorf("topPolicy %q", got)
 	}
 }
+
+// TestLimitsOfWindows: a window policy as /api/v2/ratelimits describes it
+// (no burst) is a bucket whose burst is its quota, and settles after one
+// window (fixed) or two (sliding); a concurrency policy has no rate.
+func TestLimitsOfWindows(t *testing.T) {
+	const id = "s1"
+	ps := []wire.LimitState{
+		{Policy: "per-script", Algorithm: "fixed-window", Key: id, Limit: 2, Window: "1s"},
+		{Policy: "in-flight", Algorithm: "concurrency", Key: id, Limit: 1, Lease: "30s"},
+	}
+	p, err := ScriptLimit(ps, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != "per-script" || p.Rate != limit.Per(2, time.Second) || p.Burst != 2 || p.Validate() != nil {
+		t.Fatalf("limit %+v, want per-script 2/s burst 2", p)
+	}
+	if got, want := Settle(ps), time.Second+settleMargin; got != want {
+		t.Errorf("settle fixed %v, want %v", got, want)
+	}
+	ps[0].Algorithm, ps[0].Window = "sliding-window", "10s"
+	if got, want := Settle(ps), 20*time.Second+settleMargin; got != want {
+		t.Errorf("settle sliding %v, want %v", got, want)
+	}
+}

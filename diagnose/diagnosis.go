@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"ratelab/wire"
 	"slices"
 	"strings"
 
@@ -73,12 +74,22 @@ type Finding struct {
 // the runs; a pitfall the runs did not confirm is still reported, with the
 // plan's own figures as evidence. The batching finding comes last, always.
 func Diagnose(a *jmx.Analysis, asIs, paced, spread, bulk *Run) []Finding {
+	return DiagnoseLimits(a, asIs, paced, spread, bulk, nil)
+}
+
+// DiagnoseLimits is Diagnose with the limits the server advertises
+// (GET /api/v2/ratelimits, by policy name): a finding names the policy
+// that rejected in its own terms (Describe), and claims a per-script
+// limit only for a policy scoped per script. bulk may be nil when the
+// policies have no per-script limit to batch against: there is then no
+// batching finding.
+func DiagnoseLimits(a *jmx.Analysis, asIs, paced, spread, bulk *Run, limits map[string]wire.LimitState) []Finding {
 	pit := map[string]jmx.Pitfall{}
 	for _, p := range a.Pitfalls {
 		pit[p.ID] = p
 	}
 	var out []Finding
-	s1, s2, s3, s4 := asIs.Summary, paced.Summary, spread.Summary, bulk.Summary
+	s1, s2, s3 := asIs.Summary, paced.Summary, spread.Summary
 	if p, ok := pit["ctt-per-thread"]; ok {
 		ev := fmt.Sprintf("run 1 sent %.1f req/s", s1.AchievedRPS)
 		if a.IntendedRPS != nil {
@@ -102,8 +113,16 @@ func Diagnose(a *jmx.Analysis, asIs, paced, spread, bulk *Run) []Finding {
 		}
 		ev += fmt.Sprintf("; run 3, the same rate over many scripts: %d 429s", s3.RateLimit.Count429)
 		f := Finding{Finding: p.Message, Evidence: ev, Fix: p.Fix}
-		if pol != "" {
+		st, known := limits[pol]
+		switch {
+		case pol == "":
+		case !known:
 			f.Finding = fmt.Sprintf("there is a separate limit for updates of one script: %q. %s", pol, p.Message)
+		case st.Scope == wire.ScopeOrgScript:
+			f.Finding = fmt.Sprintf("there is a separate limit for updates of one script: %q, %s. %s", pol, Describe(st), p.Message)
+		default:
+			f.Finding = fmt.Sprintf("the writes run into %q, %s, per %s", pol, Describe(st), st.Scope)
+			f.Fix = fmt.Sprintf("send the writes below what %q allows (%s): spreading them over scripts does not help against a limit per %s", pol, Describe(st), st.Scope)
 		}
 		out = append(out, f)
 	}
@@ -115,13 +134,40 @@ func Diagnose(a *jmx.Analysis, asIs, paced, spread, bulk *Run) []Finding {
 		}
 		out = append(out, Finding{Finding: p.Message, Evidence: ev, Fix: p.Fix})
 	}
+	if bulk == nil {
+		return out
+	}
 	out = append(out, Finding{
 		Finding: "batching is the cheap path: a bulk request counts once against the request limits and once per script against the per-script limit",
 		Evidence: fmt.Sprintf("run 4 applied %.1f script updates/s with %d 429s, against %.1f updates/s in run 3",
-			bulk.UpdatesPerSecond(), s4.RateLimit.Count429, spread.UpdatesPerSecond()),
+			bulk.UpdatesPerSecond(), bulk.Summary.RateLimit.Count429, spread.UpdatesPerSecond()),
 		Fix: "send updates through POST /api/v2/architect/scripts/bulk (up to 50 per request), or use ratelab's Go client, which coalesces and batches them",
 	})
 	return out
+}
+
+// Describe says what a policy allows in its algorithm's terms, from its
+// advertised state: "2 per 1s, burst 4", "300 per 1m0s in fixed windows",
+// "4 requests in flight"; ", counting rejected requests" when it does.
+func Describe(st wire.LimitState) string {
+	var s string
+	switch st.Algorithm {
+	case "fixed-window":
+		s = fmt.Sprintf("%d per %s in fixed windows", st.Limit, st.Window)
+		if st.Align == "first" {
+			s += " from the first request"
+		}
+	case "sliding-window":
+		s = fmt.Sprintf("%d per %s in a sliding window", st.Limit, st.Window)
+	case "concurrency":
+		s = fmt.Sprintf("%d requests in flight", st.Limit)
+	default:
+		s = fmt.Sprintf("%d per %s, burst %d", st.Limit, st.Window, st.Burst)
+	}
+	if st.CountRejected {
+		s += ", counting rejected requests"
+	}
+	return s
 }
 
 // ByPolicy lists policies by descending count, ties by name:

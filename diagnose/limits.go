@@ -21,9 +21,15 @@ func ScriptLimit(policies []wire.LimitState, scriptID string) (*limit.Policy, er
 		}
 		w, err := time.ParseDuration(p.Window)
 		if err != nil || p.Limit <= 0 {
-			continue
+			continue // a concurrency policy has no window: it limits no rate
 		}
-		pol := &limit.Policy{Name: p.Policy, Rate: limit.Per(p.Limit, w), Burst: p.Burst}
+		// A window admits its whole quota at once: as a bucket, its burst
+		// is the quota.
+		burst := p.Burst
+		if p.Algorithm == limit.FixedWindow.String() || p.Algorithm == limit.SlidingWindow.String() {
+			burst = p.Limit
+		}
+		pol := &limit.Policy{Name: p.Policy, Rate: limit.Per(p.Limit, w), Burst: burst}
 		if best == nil || pol.Rate.PerSecond() < best.Rate.PerSecond() {
 			best = pol
 		}
@@ -39,12 +45,23 @@ func ScriptLimit(policies []wire.LimitState, scriptID string) (*limit.Policy, er
 const settleMargin = 100 * time.Millisecond
 
 // Settle returns how long to wait for every advertised bucket to refill
-// from empty: the longest burst·window/limit, plus a small margin. Runs
+// from empty: the longest burst·window/limit, plus a small margin. A fixed
+// window is empty again after its window, a sliding one after two; a
+// concurrency limit holds nothing once its requests are done. Runs
 // separated by it do not inherit each other's backlog.
 func Settle(policies []wire.LimitState) time.Duration {
 	var d time.Duration
 	for _, p := range policies {
-		if w, err := time.ParseDuration(p.Window); err == nil && p.Limit > 0 {
+		w, err := time.ParseDuration(p.Window)
+		if err != nil || p.Limit <= 0 {
+			continue
+		}
+		switch p.Algorithm {
+		case limit.FixedWindow.String():
+			d = max(d, w)
+		case limit.SlidingWindow.String():
+			d = max(d, 2*w)
+		default:
 			d = max(d, w*time.Duration(p.Burst)/time.Duration(p.Limit))
 		}
 	}

@@ -34,7 +34,9 @@ type demoServer struct {
 	close  func()
 }
 
-func startDemoServer(ctx context.Context, dir string) (*demoServer, error) {
+// startDemoServer starts the embedded server on a new database in dir;
+// cfg gives its policies and dialects (its stores are filled in here).
+func startDemoServer(ctx context.Context, dir string, cfg httpapi.Config) (*demoServer, error) {
 	db, err := sqlite.Open(ctx, filepath.Join(dir, "ratelab.db"))
 	if err != nil {
 		return nil, err
@@ -49,7 +51,8 @@ func startDemoServer(ctx context.Context, dir string) (*demoServer, error) {
 		db.Close()
 		return nil, err
 	}
-	srv, err := httpapi.NewServer(httpapi.Config{Scripts: db, Auth: db, Logger: slog.New(slog.DiscardHandler)})
+	cfg.Scripts, cfg.Auth, cfg.Logger = db, db, slog.New(slog.DiscardHandler)
+	srv, err := httpapi.NewServer(cfg)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -101,6 +104,24 @@ func (s *demoServer) scriptLimit(ctx context.Context, data *load.DataSet) (*limi
 		return nil, err
 	}
 	return diagnose.ScriptLimit(lim.Policies, row[0])
+}
+
+// limits returns the limits the server advertises for the first script
+// of data, by policy name, for the diagnosis to describe them.
+func (s *demoServer) limits(ctx context.Context, data *load.DataSet) (map[string]wire.LimitState, error) {
+	id := ""
+	if row := data.Next(0); len(row) > 0 {
+		id = row[0]
+	}
+	lim, err := s.api.RateLimits(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]wire.LimitState{}
+	for _, st := range lim.Policies {
+		out[st.Policy] = st
+	}
+	return out, nil
 }
 
 // bulkBody returns the body template of a bulk request that updates each

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"ratelab/httpapi"
 	"strings"
 	"testing"
 )
@@ -13,7 +14,7 @@ import (
 // the per-script policy) and with --fix (no 429s).
 func TestLoadJMX(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := startDemoServer(t.Context(), dir)
+	srv, err := startDemoServer(t.Context(), dir, httpapi.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

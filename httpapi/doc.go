@@ -18,7 +18,9 @@
 // decision over every matching tier, all-or-nothing → handler → store.
 // Every response of a rate-limited route — 2xx, 4xx and 429 alike —
 // carries RateLimit-Policy, RateLimit and X-RateLimit-Limit/Remaining/Reset
-// (see limit.SetHeaders); a 429 adds Retry-After and a body that names the
+// (see limit.SetHeaders; Config.Headers picks another platform's dialect
+// instead, and Config.RejectBody a terse 429 body, see headers.go); a 429
+// adds Retry-After and a body that names the
 // policy, its scope, limit, window and the exact retry delay:
 //
 //	{"message": "script-writes-per-script allows 2 per second, burst 4, for script s1; retry in 430 ms",

@@ -45,10 +45,11 @@ var (
 // window and the window; a concurrency tier has no window and says
 // qu="concurrent-requests" instead, its quota being of requests in flight:
 //
-//	RateLimit-Policy: "org";q=300;w=60, "uploads";q=4;qu="concurrent-requests" RateLimit, X-RateLimit-* describe the decisive tier
+//	RateLimit-Policy: "org";q=300;w=60, "uploads";q=4;qu="concurrent-requests"
 //
-// (Decision.Limiting): r the requests it admits now, t the whole seconds
-// until it is full, rounded up. Retry-After, on a rejection only, is the
+// RateLimit, X-RateLimit-* describe the decisive tier (Decision.Limiting):
+// r the requests it admits now, t the whole seconds until it is full,
+// rounded up. Retry-After, on a rejection only, is the
 // exact retry-after rounded up to whole seconds, so a client that honours
 // it is never early.
 //

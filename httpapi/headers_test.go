@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"ratelab/httpapi"
+	"ratelab/limit"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files of TestHeaderDialects")
@@ -50,6 +52,7 @@ func TestHeaderDialects(t *testing.T) {
 				}
 				if i == 4 {
 					got.Write(raw)
+					checkParsed(t, tc.headers, raw, clk.Now())
 				}
 				clk.Advance(100 * time.Millisecond)
 			}
@@ -67,6 +70,31 @@ func TestHeaderDialects(t *testing.T) {
 				t.Fatalf("response differs from %s:\n%s\nwant:\n%s", path, got.Bytes(), want)
 			}
 		})
+	}
+}
+
+// checkParsed reads the rejected response back with limit.ParseResponse,
+// as ratelab's client, load tester and probe do: every dialect gives the
+// quota (4) and the wait, except none, which gives only the wait.
+func checkParsed(t *testing.T, dialect string, raw []byte, now time.Time) {
+	t.Helper()
+	res, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	a := limit.ParseResponse(res.Header, body, now)
+	wantLimit := int64(4)
+	if dialect == httpapi.HeadersNone {
+		wantLimit = -1
+	}
+	if a.Limit != wantLimit || a.RetryAfter <= 0 || a.RetryAfter > time.Second {
+		t.Errorf("%s: parsed limit %d, retry-after %v; want %d and at most 1s", dialect, a.Limit, a.RetryAfter, wantLimit)
+	}
+	if dialect == httpapi.HeadersGitHub || dialect == httpapi.HeadersInin {
+		if a.Used != 4 {
+			t.Errorf("%s: parsed used %d, want 4", dialect, a.Used)
+		}
 	}
 }
 

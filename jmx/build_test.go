@@ -180,7 +180,7 @@ func TestPluginThreadGroups(t *testing.T) {
 		"stepping": {`<kg.apc.jmeter.threads.SteppingThreadGroup testname="S"><stringProp name="ThreadGroup.num_threads">10</stringProp>
 <stringProp name="Start users count">5</stringProp><stringProp name="Start users period">3</stringProp><stringProp name="flighttime">60</stringProp></kg.apc.jmeter.threads.SteppingThreadGroup>`,
 			func(w load.Workload) bool {
-				return w.Threads == 10 && w.RampUp == 6*time.Second && w.Duration == 66*time.Second
+				return w.Threads == 10 && w.RampUp == 6*time.Second && w.Duration == 63*time.Second
 			}, false},
 	}
 	for name, c := range cases {

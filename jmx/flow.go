@@ -40,8 +40,15 @@ func (p *Plan) Flow(opts Options) (*load.Flow, []Warning, error) {
 	for _, g := range p.Groups {
 		groupPath[g.Path] = true
 	}
+	windowed := map[string]bool{}
+	for _, g := range p.Groups {
+		for m := range g.windowed {
+			windowed[g.Path+"\x00"+m] = true
+		}
+	}
 	for _, w := range rw {
-		if groupPath[w.Path] {
+		// What a group's thread windows express is no warning here.
+		if groupPath[w.Path] && !windowed[w.Path+"\x00"+w.Message] {
 			fb.warns = append(fb.warns, w)
 		}
 	}
@@ -324,6 +331,13 @@ func (fb *flowBuilder) threadGroup(e *element, in fscope) {
 			return
 		}
 		w.Stages, w.MaxWorkers = tg.Stages, tg.MaxWorkers
+	case len(tg.Windows) > 0:
+		// The plugin's schedule per thread, its delays included.
+		g.Delay, g.Windows = 0, tg.Windows
+		w.Threads, w.Duration = len(tg.Windows), lastStop(tg.Windows)
+		if tg.Loops > 0 {
+			w.Loops = tg.Loops
+		}
 	default:
 		w.Threads, w.RampUp = tg.Threads, tg.RampUp
 		switch {

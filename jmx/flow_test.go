@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -285,5 +286,58 @@ func TestTimeFormats(t *testing.T) {
 		if tr := env.translate(bad); len(tr.problems) == 0 {
 			t.Errorf("%s: no warning (%s)", bad, tr.text)
 		}
+	}
+}
+
+// The Stepping and Ultimate Thread Groups run in the flow as the plugins
+// schedule each thread: no warning for their steps, rows and shutdowns.
+func TestFlowPluginThreadWindows(t *testing.T) {
+	ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+	stepping := `<kg.apc.jmeter.threads.SteppingThreadGroup testname="S"><stringProp name="ThreadGroup.num_threads">15</stringProp>
+<stringProp name="Threads initial delay">5</stringProp><stringProp name="Start users count">5</stringProp>
+<stringProp name="Start users count burst">10</stringProp><stringProp name="Start users period">30</stringProp>
+<stringProp name="Stop users count">4</stringProp><stringProp name="Stop users period">2</stringProp>
+<stringProp name="flighttime">60</stringProp><stringProp name="rampUp">10</stringProp>
+<elementProp name="ThreadGroup.main_controller" elementType="LoopController"><intProp name="LoopController.loops">-1</intProp></elementProp>
+</kg.apc.jmeter.threads.SteppingThreadGroup><hashTree>` + sampler("s", "h", "/x", "") + `</hashTree>`
+	ultimate := `<kg.apc.jmeter.threads.UltimateThreadGroup testname="U"><collectionProp name="ultimatethreadgroupdata">
+<collectionProp name="1"><stringProp name="1">2</stringProp><stringProp name="2">1</stringProp><stringProp name="3">4</stringProp><stringProp name="4">10</stringProp><stringProp name="5">6</stringProp></collectionProp>
+<collectionProp name="2"><stringProp name="1">1</stringProp><stringProp name="2">0</stringProp><stringProp name="3">0</stringProp><stringProp name="4">3</stringProp><stringProp name="5">0</stringProp></collectionProp>
+</collectionProp><elementProp name="ThreadGroup.main_controller" elementType="LoopController"><intProp name="LoopController.loops">-1</intProp></elementProp>
+</kg.apc.jmeter.threads.UltimateThreadGroup><hashTree>` + sampler("s", "h", "/x", "") + `</hashTree>`
+	src := `<jmeterTestPlan version="1.2"><hashTree><TestPlan testname="P"/><hashTree>` + stepping + ultimate + `</hashTree></hashTree></jmeterTestPlan>`
+	f, ws, err := readPlan(t, src).Flow(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := unfaithful(ws); len(u) > 0 {
+		t.Errorf("unfaithful: %q", u)
+	}
+	if len(f.Groups) != 2 {
+		t.Fatalf("%d groups", len(f.Groups))
+	}
+	// The plugin's own test's figures: a burst of 10 threads 1 s apart
+	// from 5 s, then 5 more 2 s apart 31 s after the 10th; the last step
+	// ends at 5 + 30 + 10 s, the flight 60 s later, and then 4 threads
+	// stop every 2 s.
+	var want []load.ThreadWindow
+	for k := range int64(15) {
+		start := 5000 + 1000*k
+		if k >= 10 {
+			start = 5000 + 40000 + 2000*(k-10)
+		}
+		want = append(want, load.ThreadWindow{Start: ms(start), Stop: ms(5000 + 40000 + 10000 + 60000 + 2000*(k/4))})
+	}
+	if g := f.Groups[0]; !slices.Equal(g.Windows, want) || g.Workload.Threads != 15 || g.Delay != 0 || g.Workload.Duration != ms(121000) {
+		t.Errorf("stepping: %+v\nwant windows %v", g, want)
+	}
+	// Row 1's thread k of n starts at delay + rampUp·(n−k)/n and stops at
+	// delay + rampUp + hold + shutdown·(n−k)/n; row 2 after it.
+	want = []load.ThreadWindow{{Start: ms(5000), Stop: ms(21000)}, {Start: ms(3000), Stop: ms(18000)}, {Start: 0, Stop: ms(3000)}}
+	if g := f.Groups[1]; !slices.Equal(g.Windows, want) || g.Workload.Threads != 3 || g.Workload.Duration != ms(21000) {
+		t.Errorf("ultimate: %+v\nwant windows %v", g, want)
+	}
+	if err := ValidateShape(f); err != nil {
+		t.Error(err)
 	}
 }

@@ -97,6 +97,14 @@ type ThreadGroup struct {
 	Open       bool
 	Stages     load.Stages
 	MaxWorkers int
+	// Windows is the Stepping or Ultimate Thread Group's schedule per
+	// thread, from the start of the test, Delay included (see
+	// load.ThreadGroup);
+	// Threads, RampUp and Duration are its linear approximation, for the
+	// request list. windowed are the warnings about what only the
+	// windows express, which a flow does not give.
+	Windows  []load.ThreadWindow
+	windowed map[string]bool
 
 	el       *element
 	env      *exprEnv

@@ -97,6 +97,11 @@ func (g *ThreadGroup) resolve(env *exprEnv) []Warning {
 		}
 	}
 	g.Stages, g.MaxWorkers, g.Open = nil, 0, false
+	g.Windows, g.windowed = nil, map[string]bool{}
+	windowWarn := func(format string, args ...any) {
+		warn(true, format, args...)
+		g.windowed[ws[len(ws)-1].Message] = true
+	}
 	switch g.Kind {
 	case "thread", "setUp", "tearDown":
 		g.Threads = int(num("ThreadGroup.num_threads", 1))
@@ -122,7 +127,12 @@ func (g *ThreadGroup) resolve(env *exprEnv) []Warning {
 		g.RampUp = secs(steps * period)
 		g.Scheduler, g.Duration = true, g.RampUp+secs(num("flighttime", 0))
 		g.Loops = -1
-		warn(true, "Stepping Thread Group is run as a linear ramp-up of %d threads over %v and a hold: its steps of %g threads and its gradual stop are not emulated", g.Threads, g.RampUp, start)
+		g.Windows = steppingWindows(g.Threads, map[string]int{
+			"in": int(start), "burst": int(num("Start users count burst", 0)), "out": int(num("Stop users count", 0)),
+			"inPeriod": int(num("Start users period", 0)), "outPeriod": int(num("Stop users period", 0)),
+			"rampUp": int(num("rampUp", 0)), "flight": int(num("flighttime", 0)), "delay": int(num("Threads initial delay", 0))})
+		g.Duration = lastStop(g.Windows)
+		windowWarn("Stepping Thread Group is run as a linear ramp-up of %d threads over %v and a hold: its steps of %g threads and its gradual stop are not emulated", g.Threads, g.RampUp, start)
 	case "ultimate":
 		rows := rowsOf(e.props["ultimatethreadgroupdata"])
 		g.Loops, g.Scheduler = -1, true
@@ -139,16 +149,26 @@ func (g *ThreadGroup) resolve(env *exprEnv) []Warning {
 				}
 			}
 			g.Threads += int(v[0])
+			// The plugin's schedule: the row's k-th thread (from 0) of n
+			// starts at delay + rampUp·(n−k)/n and stops at delay + rampUp +
+			// hold + shutdown·(n−k)/n, in whole milliseconds.
+			n := int64(v[0])
+			for k := range n {
+				left := float64(n - k)
+				start := int64(1000*v[1]) + int64(math.Floor(1000*v[2]*left/float64(n)))
+				stop := int64(1000*(v[1]+v[2]+v[3])) + int64(math.Floor(1000*v[4]*left/float64(n)))
+				g.Windows = append(g.Windows, load.ThreadWindow{Start: time.Duration(start) * time.Millisecond, Stop: time.Duration(stop) * time.Millisecond})
+			}
 			if i == 0 {
 				g.Delay, g.RampUp = secs(v[1]), secs(v[2])
 				g.Duration = secs(v[2] + v[3])
 				if v[4] > 0 {
-					warn(true, "Ultimate Thread Group row 1: the %gs shutdown (threads stopping one by one) is not emulated: ratelab stops them together", v[4])
+					windowWarn("Ultimate Thread Group row 1: the %gs shutdown (threads stopping one by one) is not emulated: ratelab stops them together", v[4])
 				}
 			}
 		}
 		if len(rows) > 1 {
-			warn(true, "Ultimate Thread Group with %d rows is run as its first row's schedule with %d threads in all", len(rows), g.Threads)
+			windowWarn("Ultimate Thread Group with %d rows is run as its first row's schedule with %d threads in all", len(rows), g.Threads)
 		}
 		if len(rows) == 0 {
 			warn(true, "Ultimate Thread Group has no schedule rows")
@@ -228,6 +248,57 @@ func (g *ThreadGroup) resolve(env *exprEnv) []Warning {
 	}
 	g.warnings = ws
 	return ws
+}
+
+// steppingWindows is the Stepping Thread Group's schedule of n threads
+// (the plugin's scheduleThread, in whole milliseconds from the group's
+// start): a first burst of threads, then steps of "in"
+// threads every inPeriod + rampUp seconds, each step's threads rampUp/in
+// apart; after the last step and the flight time, "out" threads stop
+// every outPeriod seconds.
+func steppingWindows(n int, f map[string]int) []load.ThreadWindow {
+	in, outCount := f["in"], f["out"]
+	if in <= 0 {
+		in = n
+	}
+	if outCount <= 0 {
+		outCount = n
+	}
+	burst := min(f["burst"], n)
+	if burst <= 0 {
+		burst = in
+	}
+	rampUp := int64(1000 * f["rampUp"])
+	iterDur := int64(1000*f["inPeriod"]) + rampUp
+	steps := 1
+	if n >= burst {
+		steps = (n - burst + in - 1) / in
+	}
+	last := (n - burst) % in
+	if last == 0 {
+		last = in
+	}
+	delay := int64(1000 * f["delay"])
+	descent := delay + int64(steps)*iterDur + rampUp/int64(in)*int64(last) + int64(1000*f["flight"])
+	var out []load.ThreadWindow
+	for k := range n {
+		bucket, count, pos := 0, burst, k
+		if k >= burst {
+			bucket, count, pos = 1+(k-burst)/in, in, (k-burst)%in
+		}
+		start := delay + int64(bucket)*iterDur + int64(pos)*(rampUp/int64(count))
+		stop := descent + int64(1000*f["outPeriod"])*int64(k/outCount)
+		out = append(out, load.ThreadWindow{Start: time.Duration(start) * time.Millisecond, Stop: time.Duration(stop) * time.Millisecond})
+	}
+	return out
+}
+
+func lastStop(ws []load.ThreadWindow) time.Duration {
+	var d time.Duration
+	for _, w := range ws {
+		d = max(d, w.Stop)
+	}
+	return d
 }
 
 // unitOf returns the seconds in a Concurrency/Arrivals "Unit": M (minutes,

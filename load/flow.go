@@ -91,10 +91,23 @@ type ThreadGroup struct {
 	// Vars and Data are in scope of this group's users only.
 	Vars []Var
 	Data []*CSVData
+	// Windows, when set, is a schedule per thread for the closed model
+	// (the Stepping and Ultimate Thread Groups'), in place of RampUp:
+	// thread i+1 starts Windows[i].Start after the group starts and
+	// stops at Windows[i].Stop (no request starts after it; one in flight
+	// completes), or at the group's Duration when Stop is 0. There is one
+	// window per thread: Workload.Threads is len(Windows).
+	Windows []ThreadWindow
 	// Scope holds headers, timers, extractors and assertions that apply to
 	// every request of the group.
 	Scope
 	Steps []Step
+}
+
+// ThreadWindow is when one thread of a group runs, from the group's
+// start.
+type ThreadWindow struct {
+	Start, Stop time.Duration
 }
 
 // Scope is what JMeter applies to every sampler in scope of the element

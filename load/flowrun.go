@@ -726,6 +726,9 @@ func compileFlow(f *Flow, run *flowRun) ([]*flowGroup, error) {
 		if len(g.Steps) == 0 {
 			return nil, fmt.Errorf("%s: no steps", where)
 		}
+		if err := checkWindows(g); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
 		fg := &flowGroup{run: run, g: g, num: gi + 1, data: append([]*csvSource(nil), flowData...)}
 		for i, d := range g.Data {
 			src, err := loadCSV(d)
@@ -1018,6 +1021,8 @@ func runFlow(ctx context.Context, cfg Config, log logger) (Stats, error) {
 				r.start = time.Now()
 				if r.cfg.Workload.Open() {
 					r.runOpen(ctx, stop)
+				} else if len(fg.g.Windows) > 0 {
+					r.runWindows(ctx, stop, fg.g.Windows)
 				} else {
 					r.runClosed(ctx, stop)
 				}
@@ -1085,4 +1090,66 @@ func (s *pause) run(u *user, _, stop context.Context) ctl {
 		return ctlDone
 	}
 	return ctlNext
+}
+
+// checkWindows checks a group's per-thread schedule.
+func checkWindows(g *ThreadGroup) error {
+	if len(g.Windows) == 0 {
+		return nil
+	}
+	if g.Workload.Open() {
+		return errors.New("thread windows are for threads, not for an arrival rate")
+	}
+	if g.Workload.Threads != len(g.Windows) {
+		return fmt.Errorf("%d thread windows for %d threads", len(g.Windows), g.Workload.Threads)
+	}
+	for i, w := range g.Windows {
+		if w.Start < 0 || w.Stop < 0 || (w.Stop > 0 && w.Stop < w.Start) {
+			return fmt.Errorf("thread %d: window %v to %v", i+1, w.Start, w.Stop)
+		}
+		if w.Stop == 0 && g.Workload.Duration == 0 && g.Workload.Loops == 0 {
+			return fmt.Errorf("thread %d: unbounded run refused: its window has no end and the group no loops or duration", i+1)
+		}
+	}
+	return nil
+}
+
+// runWindows is runClosed with a window per thread: thread i+1 starts at
+// windows[i].Start and stops at windows[i].Stop (or the group's deadline,
+// whichever is first).
+func (r *runner) runWindows(ctx, stop context.Context, windows []ThreadWindow) {
+	w := r.cfg.Workload
+	groupStop := stop
+	if end, ok := r.deadline(); ok {
+		var cancel context.CancelFunc
+		groupStop, cancel = context.WithDeadline(stop, end)
+		defer cancel()
+	}
+	var wg sync.WaitGroup
+	for i, win := range windows {
+		if !r.cfg.Segment.Has(uint64(i)) {
+			continue // another segment's thread
+		}
+		wg.Go(func() {
+			stopCtx := groupStop
+			if win.Stop > 0 {
+				var cancel context.CancelFunc
+				stopCtx, cancel = context.WithDeadline(groupStop, r.start.Add(win.Stop))
+				defer cancel()
+			}
+			wk := r.newWorker(ctx, i+1)
+			defer wk.close()
+			if !wk.sleepUntil(stopCtx, r.start.Add(win.Start)) {
+				return
+			}
+			r.active.Add(1)
+			defer r.active.Add(-1)
+			for iter := 0; w.Loops == 0 || iter < w.Loops; iter++ {
+				if !r.iteration(wk, ctx, stopCtx, iter, time.Time{}, 0) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

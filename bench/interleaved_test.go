@@ -41,6 +41,11 @@ func BenchmarkMemoryInterleaved(b *testing.B) {
 			if gl := perDecision["golimiter"]; gl > 0 {
 				b.ReportMetric(perDecision["ratelab-1tier"]/gl, "1tier/golimiter")
 			}
+			// Every algorithm's decision against GCRA's (target ≤ 1.2).
+			if g := perDecision["ratelab-1tier"]; g > 0 {
+				b.ReportMetric(perDecision["ratelab-1tier-fixed-window"]/g, "fixed/gcra")
+				b.ReportMetric(perDecision["ratelab-1tier-sliding-window"]/g, "sliding/gcra")
+			}
 		})
 }
 

@@ -21,18 +21,8 @@ func (s *Server) handleRevoke(c *call) error {
 	if reqErr == nil && (id == "" || secret == "") {
 		reqErr = oauthErr("invalid_client", ratelab.EUNAUTHORIZED, "Client credentials are missing: send HTTP Basic or client_id and client_secret.")
 	}
-	ft := s.failureTiers(c)
-	if ok, err := s.underFailureLimits(c, ft); err != nil || !ok {
-		return err
-	}
-	if reqErr != nil {
-		return s.tokenFailed(c, ft, reqErr)
-	}
-	cl, err := s.auth.Authenticate(c.r.Context(), id, secret)
-	if ratelab.ErrorCode(err) == ratelab.EUNAUTHORIZED {
-		return s.tokenFailed(c, ft, oauthErr("invalid_client", ratelab.EUNAUTHORIZED, "Unknown client or wrong secret."))
-	}
-	if err != nil {
+	cl, err := s.authenticateRevoker(c, id, secret, reqErr)
+	if err != nil || cl == nil {
 		return err
 	}
 	var lease limit.Lease
@@ -51,4 +41,33 @@ func (s *Server) handleRevoke(c *call) error {
 	}
 	writeJSON(c.w, http.StatusOK, struct{}{})
 	return nil
+}
+
+// authenticateRevoker checks the revoking client's secret as handleToken
+// does: the look at the failure tiers, the hash and the count of a failure
+// are one step per address, so concurrent attempts cannot all pass the look
+// before any counts. The address is unlocked before the revocation itself,
+// which may wait for other replicas. A nil client with a nil error means the
+// answer has been written.
+func (s *Server) authenticateRevoker(c *call, id, secret string, reqErr error) (*ratelab.Client, error) {
+	unlock, err := s.addrLocks.lock(c.r.Context(), remoteHost(c.r))
+	if err != nil {
+		return nil, ratelab.Errorf(ratelab.EINVALID, "The request was cancelled.")
+	}
+	defer unlock()
+	ft := s.failureTiers(c)
+	if ok, err := s.underFailureLimits(c, ft); err != nil || !ok {
+		return nil, err
+	}
+	if reqErr != nil {
+		return nil, s.tokenFailed(c, ft, reqErr)
+	}
+	cl, err := s.auth.Authenticate(c.r.Context(), id, secret)
+	if ratelab.ErrorCode(err) == ratelab.EUNAUTHORIZED {
+		return nil, s.tokenFailed(c, ft, oauthErr("invalid_client", ratelab.EUNAUTHORIZED, "Unknown client or wrong secret."))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cl, nil
 }

@@ -181,13 +181,20 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-// TestTokenFlood floods the token endpoint with random ids from one
-// address for 2 s (8 senders) while the owner of a token reads
+// TestTokenFlood floods the token endpoint and the revocation endpoint
+// (both check a client secret) with random ids from one address for 2 s
+// (8 senders) while the owner of a token reads
 // GET /api/v2/users from another. The hashes the flood costs are bounded
 // by the address's failure limit (burst 10 plus 10/min); the rates and
 // latencies are logged, not asserted (bench/tokenflood.sh measures them
 // against the code before the fix).
 func TestTokenFlood(t *testing.T) {
+	for _, path := range []string{"/oauth/token", "/oauth/revoke"} {
+		t.Run(strings.TrimPrefix(path, "/oauth/"), func(t *testing.T) { testSecretFlood(t, path) })
+	}
+}
+
+func testSecretFlood(t *testing.T, path string) {
 	e := newEnv(t, nil, options{})
 	tok := e.token(e.client("acme"))
 	flood := e.from("127.0.0.2")
@@ -197,7 +204,7 @@ func TestTokenFlood(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(stop) && i < 100_000; i++ {
-				req, _ := http.NewRequest("POST", e.url+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
+				req, _ := http.NewRequest("POST", e.url+path, strings.NewReader("grant_type=client_credentials&token=x"))
 				req.Header.Set("Content-Type", formType)
 				req.SetBasicAuth(fmt.Sprintf("flood-%d-%d", g, i), "x")
 				res, err := flood.hc.Do(req)

@@ -232,7 +232,10 @@ error_log {{.Dir}}/error.log warn;
 pid {{.Dir}}/nginx.pid;
 events { worker_connections 2048; }
 http {
-	access_log off;
+	# One line per request: its URI and the upstreams nginx tried, so that a
+	# test can tell a request nginx retried on another replica ("a, b").
+	log_format upstreams '$request_uri $upstream_addr';
+	access_log {{.Dir}}/access.log upstreams;
 	client_body_temp_path {{.Dir}}/body;
 	proxy_temp_path {{.Dir}}/proxy;
 	fastcgi_temp_path {{.Dir}}/fastcgi;
@@ -257,9 +260,35 @@ http {
 }
 `))
 
+// nginxProxy is nginx in front of the replicas.
+type nginxProxy struct {
+	url string // base URL
+	dir string // its prefix: access.log is there
+}
+
+// retried counts, by request URI, the requests nginx passed to more than
+// one upstream: after an error from the first (a killed replica) it
+// retries an idempotent request such as a PUT on the next, so a write the
+// first replica committed before it died may be applied twice.
+func (p *nginxProxy) retried(t *testing.T) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(p.dir, "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, line := range strings.Split(string(b), "\n") {
+		uri, ups, ok := strings.Cut(line, " ")
+		if ok && strings.Contains(ups, ",") {
+			n[uri]++
+		}
+	}
+	return n
+}
+
 // startNginx starts Debian's nginx on a free loopback port, balancing
-// round robin over the replicas, and returns its base URL.
-func startNginx(t *testing.T, reps []*replica) string {
+// round robin over the replicas.
+func startNginx(t *testing.T, reps []*replica) *nginxProxy {
 	t.Helper()
 	bin := testenv.Program(t, "nginx")
 	dir := t.TempDir()
@@ -290,7 +319,7 @@ func startNginx(t *testing.T, reps []*replica) string {
 		}
 		return err == nil
 	})
-	return base
+	return &nginxProxy{url: base, dir: dir}
 }
 
 // waitFor polls ok every 20 ms until it holds, failing the test after

@@ -49,6 +49,12 @@ func (j *JTLWriter) Sink() load.Sink { return func(r *load.Result) { _ = j.Write
 
 // Write writes one result as a CSV line.
 func (j *JTLWriter) Write(r *load.Result) error {
+	if r.Parent != "" {
+		// A sub-result (an embedded resource, a child of a parent
+		// sample): JMeter's CSV results file writes its parent only,
+		// whose time and outcome include it. The other sinks count it.
+		return nil
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.err != nil {

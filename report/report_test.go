@@ -166,6 +166,25 @@ func TestJTLHeaderOnlyWhenEmpty(t *testing.T) {
 	}
 }
 
+// A sub-result (Parent set: an embedded resource, a parent sample's
+// child) is no line of its own, as in JMeter's CSV results file.
+func TestJTLLeavesOutSubResults(t *testing.T) {
+	var b bytes.Buffer
+	w := NewJTLWriter(&b)
+	for _, r := range []*load.Result{{Label: "http://h/a.png", Parent: "page", Status: 200}, {Label: "page", Status: 200}} {
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[1], ",page,") {
+		t.Errorf("JTL %q: want the header and the parent only", lines)
+	}
+}
+
 func TestJTLFields(t *testing.T) {
 	var b bytes.Buffer
 	w := NewJTLWriter(&b)

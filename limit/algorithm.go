@@ -184,7 +184,8 @@ func (v *view) admits(p *Policy, n int64) bool {
 		r := p.Rate.Count - v.count - n
 		return r >= 0 && (v.prev == 0 || mulLE(v.prev, int64(p.Rate.Period-v.elapsed), r, int64(p.Rate.Period)))
 	case Concurrency:
-		return v.count < p.Concurrency
+		// A check of cost 0 takes no slot: a full tier does not refuse it.
+		return n == 0 || v.count < p.Concurrency
 	}
 	return false
 }

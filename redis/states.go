@@ -183,7 +183,7 @@ for i = 1, n do
       F = (tonumber(f[2]) - now_s * 1000000) * 1000 - now_ns
       U = (tonumber(l[2]) - now_s * 1000000) * 1000 - now_ns
     end
-    t.ok = C < x
+    t.ok = cost == 0 or C < x -- a check of cost 0 takes no slot
     t.U = U
   end
   if not t.ok and not t.shadow then out[1] = 0 end

@@ -187,6 +187,12 @@ func testConcurrencySteps(t *testing.T, s limit.Store) {
 		t.Fatalf("two decisions got the same lease ID %q", la.ID)
 	}
 	check("c, over the limit", acq(2*time.Second), false, 0, 4*time.Second, 3*time.Second)
+	// A peek (cost 0) at a full tier takes no slot, so nothing refuses it:
+	// GET /api/v2/ratelimits under a concurrency limit on every route.
+	full := decide(t, s, &limit.Request{Now: epoch.Add(2 * time.Second), Group: g, Tiers: []limit.Tier{{Policy: p, Key: "k"}}})
+	if !full.Allowed || full.Lease.Held() || full.Tiers[0].Consumed || full.Tiers[0].Remaining != 0 {
+		t.Errorf("peek at a full tier: allowed=%v %+v lease %q; want allowed, 0 remaining, nothing acquired", full.Allowed, full.Tiers[0], full.Lease.ID)
+	}
 	release(t, s, la)
 	release(t, s, la) // twice: nothing more
 	d := acq(2 * time.Second)
@@ -534,7 +540,7 @@ func (r *refTier) admits(now, cost int64) bool {
 		lhs.Add(lhs, weight.Mul(weight, new(big.Rat).SetInt64(r.counts[st-w])))
 		return lhs.Cmp(new(big.Rat).SetInt64(p.Rate.Count)) <= 0
 	case limit.Concurrency:
-		return r.held(now) < p.Concurrency
+		return cost == 0 || r.held(now) < p.Concurrency
 	}
 	return false
 }

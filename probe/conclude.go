@@ -79,7 +79,7 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 		return f
 	}
 	st := &stepState{obs: res.obs, start: res.start}
-	e.fitN = -1
+	e.fitN, e.evs = -1, nil
 	evs := e.refit(st)
 	cs := cycles(evs)
 	after := 0
@@ -97,9 +97,13 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 		l.RateLow, l.RateHigh = 1/s.pHi, 1/s.pLo
 		l.RatePerS = (l.RateLow + l.RateHigh) / 2
 		l.Burst = (s.nLo + s.nHi + 1) / 2
-		if hb, ok := headerBurst(res.obs, l.Policy, s.nLo, s.nHi); ok {
+		before := int64(0)
+		if len(e.prior) > 0 && e.prior[0].adm {
+			before = 1
+		}
+		if hb, ok := headerBurst(res.obs, l.Policy, s.nLo, s.nHi, before); ok {
 			l.Burst = hb
-			ev.Notes = append(ev.Notes, fmt.Sprintf("burst %d as the server advertised it (remaining %d + 1 on the first response), within the measured %d–%d", hb, hb-1, s.nLo, s.nHi))
+			ev.Notes = append(ev.Notes, fmt.Sprintf("burst %d as the server advertised it (remaining %d on the step's first response, after %d from the same bucket), within the measured %d–%d", hb, hb-1-before, before+1, s.nLo, s.nHi))
 		}
 		l.Quota = l.Burst
 		T := 1 / l.RatePerS

@@ -28,6 +28,11 @@ type experiment struct {
 	all     []hyp // token buckets over every event
 	trickle []hyp // token buckets over the events since the first reopening
 	trickN  int   // events before the first reopening
+	// The events so far (see events), from st.obs[:evFrom].
+	evs       []event
+	evFrom    int
+	evWidened int
+	evStart   time.Time
 	// widened counts the times every family was ruled out and the fits
 	// started again with twice the timing tolerance (a loaded machine).
 	widened int
@@ -64,15 +69,19 @@ func unix0(st *stepState) float64 { return float64(st.start.UnixNano()) / 1e9 }
 // events, after the prior ones.
 func (e *experiment) events(st *stepState) []event {
 	u := unix0(st)
-	evs := append([]event(nil), e.prior...)
-	for _, o := range st.obs {
-		if o.done && (o.admitted() || o.rejected()) {
+	if e.evs == nil || e.evWidened != e.widened || e.evStart != st.start {
+		e.evs, e.evFrom, e.evWidened, e.evStart = append([]event(nil), e.prior...), 0, e.widened, st.start
+	}
+	// Responses arrive in any order: convert the answered prefix only.
+	for ; e.evFrom < len(st.obs) && st.obs[e.evFrom].done; e.evFrom++ {
+		o := st.obs[e.evFrom]
+		if o.admitted() || o.rejected() {
 			t := u + o.at.Seconds()
 			tol := fitTol * float64(int(1)<<e.widened)
-			evs = append(evs, event{t: t, adm: o.admitted(), lo: t - tol, hi: u + o.end.Seconds() + tol})
+			e.evs = append(e.evs, event{t: t, adm: o.admitted(), lo: t - tol, hi: u + o.end.Seconds() + tol})
 		}
 	}
-	return evs
+	return e.evs
 }
 
 func outstanding(st *stepState) int {

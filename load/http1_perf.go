@@ -12,8 +12,9 @@ package load
 // net/http's own parser (http.ReadResponse, so framing, chunking and
 // keep-alive rules are the standard library's), discards the body and
 // returns the connection to its host's pool. The only per-request extras
-// are a deadline on the connection and a pool hand-off. https, HTTP/2,
-// OAuth and a caller's own client (Config.Client) use net/http.
+// are a pool hand-off and, now and then, a later deadline on the
+// connection (see roundTrip). https, HTTP/2, OAuth and a caller's own
+// client (Config.Client) use net/http.
 
 import (
 	"bufio"
@@ -110,12 +111,15 @@ type hostPool struct {
 
 // conn is one HTTP/1.1 connection, used by one request at a time.
 type conn struct {
-	pool   *hostPool
-	nc     net.Conn
-	br     *bufio.Reader
-	used   time.Time // end of the last response
-	reused bool
-	closed bool
+	pool *hostPool
+	nc   net.Conn
+	br   *bufio.Reader
+	used time.Time // end of the last response
+	// deadline is the connection's read and write deadline, renewed
+	// only when a request needs a later one (see roundTrip).
+	deadline time.Time
+	reused   bool
+	closed   bool
 }
 
 func (c *conn) close() {
@@ -217,6 +221,13 @@ func (p *hostPool) put(c *conn, reusable bool, now time.Time) {
 	}
 }
 
+// deadlineSlack is how much later than its timeout a request on a
+// worker-driven connection may time out: 1/64 of the timeout, at most
+// 50 ms (30 s, the default, gives 50 ms; 1 s gives 15.6 ms).
+func deadlineSlack(timeout time.Duration) time.Duration {
+	return min(timeout/64, 50*time.Millisecond)
+}
+
 // errNoResponse marks a failure before any byte of the response arrived
 // on a reused connection: the server had closed it, and the request may
 // be sent again on another.
@@ -226,8 +237,17 @@ var errNoResponse = errors.New("connection closed before any response")
 // head; TTFB is from start to the first response byte. On success the
 // caller reads and closes the body and then calls finish.
 func (c *conn) roundTrip(req *http.Request, wire []byte, start time.Time) (resp *http.Response, ttfb time.Duration, err error) {
-	if err := c.nc.SetDeadline(start.Add(c.pool.t.timeout)); err != nil {
-		return nil, 0, err
+	// Setting a deadline re-arms a runtime timer (a few per cent of a
+	// request's CPU), so a connection's deadline is set a little past the
+	// one a request needs, and renewed only once a request needs a later
+	// one: a request times out after its timeout and at most
+	// deadlineSlack later, never earlier.
+	timeout := c.pool.t.timeout
+	if want := start.Add(timeout); c.deadline.Before(want) {
+		c.deadline = want.Add(deadlineSlack(timeout))
+		if err := c.nc.SetDeadline(c.deadline); err != nil {
+			return nil, 0, err
+		}
 	}
 	if _, err := c.nc.Write(wire); err != nil {
 		if c.reused {

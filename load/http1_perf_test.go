@@ -174,6 +174,31 @@ func TestTimeoutIsAResult(t *testing.T) {
 	}
 }
 
+// A request on a reused connection gets its whole timeout, not what is
+// left of the deadline the previous request set (the worker-driven path
+// renews a connection's deadline only when a request needs a later one).
+func TestTimeoutOnReusedConnection(t *testing.T) {
+	var n atomic.Int64
+	srv := &connServer{handler: func(w http.ResponseWriter, _ *http.Request) {
+		if n.Add(1) == 1 {
+			time.Sleep(100 * time.Millisecond) // within the timeout
+		} else {
+			time.Sleep(700 * time.Millisecond)
+		}
+		w.Write([]byte("ok"))
+	}}
+	url := serve(t, srv)
+	const timeout = 200 * time.Millisecond
+	rs, _ := runWith(t, ClientConfig{Timeout: timeout}, plan(t, url+"/slow"), Workload{Threads: 1, Loops: 2})
+	if len(rs) != 2 || rs[0].Status != 200 || srv.count() != 1 {
+		t.Fatalf("results %+v over %d connections, want a 200 and one connection", rs, srv.count())
+	}
+	r := rs[1]
+	if r.Status != 0 || !strings.Contains(r.Error, "timeout") || r.Elapsed < timeout || r.Elapsed > timeout+250*time.Millisecond {
+		t.Fatalf("second request: status %d error %q elapsed %v, want a timeout after %v", r.Status, r.Error, r.Elapsed, timeout)
+	}
+}
+
 func TestSleepPrecise(t *testing.T) {
 	s := newSleeper()
 	s.precise = newPreciseClock()

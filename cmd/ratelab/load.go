@@ -71,6 +71,13 @@ func runLoad(ctx context.Context, env *environ, args []string) error {
 	if err != nil {
 		return err
 	}
+	if f.cpuProfile != "" {
+		stop, err := startCPUProfile(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	if scenarioFile != "" && f.jmx == "" {
 		flow, isFlow, err := load.ReadFlowFile(scenarioFile)
 		if err != nil {

@@ -53,6 +53,7 @@ type loadFlags struct {
 	fix                                               bool
 	segment, startAt                                  string
 	segmentOf                                         int
+	cpuProfile                                        string
 }
 
 func (f *loadFlags) define(fs *flag.FlagSet, env *environ) {
@@ -94,6 +95,7 @@ func (f *loadFlags) define(fs *flag.FlagSet, env *environ) {
 	fs.BoolVar(&f.fix, "fix", false, "with --jmx: run the plan corrected for its pitfalls instead")
 	fs.StringVar(&f.segment, "segment", envDefault(env, "RATELAB_SEGMENT", ""), "run segment `K/N` of the test: every N-th arrival or thread from the K-th, so that N processes make one run ($RATELAB_SEGMENT)")
 	fs.IntVar(&f.segmentOf, "segment-of", 0, "run segment JOB_COMPLETION_INDEX+1 of `N` (a pod of a Kubernetes Indexed Job)")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to `file` (for bench/loadgen)")
 	fs.StringVar(&f.startAt, "start-at", envDefault(env, "RATELAB_START_AT", ""), "start the test at this RFC 3339 `TIME`, so that segments start together ($RATELAB_START_AT)")
 }
 

@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"sync"
 	"time"
 )
 
@@ -79,7 +80,7 @@ func WriteHTML(w io.Writer, s *Summary) error {
 		p.Policies = append(p.Policies, policyRow{Name: k, Count: s.RateLimit.ByPolicy[k], Share: share(s.RateLimit.ByPolicy[k], s.RateLimit.Count429)})
 	}
 	p.Charts = charts(s.Timeline)
-	if err := pageTemplate.Execute(w, p); err != nil {
+	if err := pageTemplate().Execute(w, p); err != nil {
 		return fmt.Errorf("write html report: %w", err)
 	}
 	return nil
@@ -212,16 +213,21 @@ func legend(ss []series) []legendItem {
 	return out
 }
 
-var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
-	"ms":   fms,
-	"sec":  fsec,
-	"rate": frate,
-	"pct":  fpct,
-	"num":  fnum,
-	"css":  func(s string) template.CSS { return template.CSS(s) },
-	// ordinal turns a 0-based request index into the 1-based number people count.
-	"ordinal": func(i *uint64) uint64 { return *i + 1 },
-}).Parse(pageHTML))
+// pageTemplate is parsed on first use, not at start-up: every command of
+// the one ratelab binary would pay for it otherwise (about 1,000
+// allocations and the template parser's pages in its RSS).
+var pageTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("page").Funcs(template.FuncMap{
+		"ms":   fms,
+		"sec":  fsec,
+		"rate": frate,
+		"pct":  fpct,
+		"num":  fnum,
+		"css":  func(s string) template.CSS { return template.CSS(s) },
+		// ordinal turns a 0-based request index into the 1-based number people count.
+		"ordinal": func(i *uint64) uint64 { return *i + 1 },
+	}).Parse(pageHTML))
+})
 
 const pageHTML = `<!DOCTYPE html>
 <html lang="en">

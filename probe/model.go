@@ -177,7 +177,14 @@ type winHyp struct {
 // U, none between its U and R (a boundary there would have admitted R),
 // and the same quota M in every cycle that ended in a 429. It returns
 // nothing when fewer than two cycles (one reopening) were seen.
-func fitWindows(cs []cycle, grid []float64) []winHyp {
+//
+// grid shrinks: it drops each W (and kind) whose phases the cycles rule
+// out. New events only add or tighten such constraints (a new cycle, a
+// longer run of 429s), never loosen one, so a W ruled out stays ruled
+// out; the quota, which a new cycle can change, is checked apart. Without
+// this the fit over every window costs the planner more than a bucket of
+// 500/s refills in.
+func fitWindows(cs []cycle, grid *[]winGrid) []winHyp {
 	if len(cs) < 2 {
 		return nil
 	}
@@ -203,17 +210,45 @@ func fitWindows(cs []cycle, grid []float64) []winHyp {
 		return nil
 	}
 	var out []winHyp
-	for _, W := range grid {
-		if h, ok := fitAligned(cs, W); ok {
-			h.q = q
-			out = append(out, h)
+	keep := (*grid)[:0]
+	for _, g := range *grid {
+		if g.aligned {
+			h, ok := fitAligned(cs, g.W)
+			if ok {
+				h.q = q
+				out = append(out, h)
+			}
+			g.aligned = ok
 		}
-		if h, ok := fitFirst(cs, W); ok {
-			h.q = q
-			out = append(out, h)
+		if g.first {
+			h, ok := fitFirst(cs, g.W)
+			if ok {
+				h.q = q
+				out = append(out, h)
+			}
+			g.first = ok
+		}
+		if g.aligned || g.first {
+			keep = append(keep, g)
 		}
 	}
+	*grid = keep
 	return out
+}
+
+// winGrid is one window length of fitWindows' grid and the kinds still
+// possible with it.
+type winGrid struct {
+	W              float64
+	aligned, first bool
+}
+
+func newWinGrid(ws []float64) []winGrid {
+	g := make([]winGrid, len(ws))
+	for i, W := range ws {
+		g[i] = winGrid{W: W, aligned: true, first: true}
+	}
+	return g
 }
 
 // fitAligned: boundaries at φ + k·W.

@@ -56,7 +56,7 @@ const spreadPolicies = `policies:
 // every master.
 func TestOrgsSpreadOverSlots(t *testing.T) {
 	clusterURL := testenv.RedisClusterURL(t)
-	dbURL := testDatabase(t)
+	dbURL := testenv.PostgresDatabase(t)
 	policyFile := filepath.Join(t.TempDir(), "policies.yaml")
 	if err := os.WriteFile(policyFile, []byte(spreadPolicies), 0o644); err != nil {
 		t.Fatal(err)

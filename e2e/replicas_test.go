@@ -35,7 +35,7 @@ func TestReplicas(t *testing.T) {
 // replicas and run in order; each uses keys no earlier phase touched, or
 // says why it may reuse them.
 func replicaSuite(t *testing.T, redisURL string, rs *testenv.RedisServer) {
-	dbURL := testDatabase(t)
+	dbURL := testenv.PostgresDatabase(t)
 	policyFile := filepath.Join(t.TempDir(), "policies.yaml")
 	if err := os.WriteFile(policyFile, []byte(replicaPolicies), 0o644); err != nil {
 		t.Fatal(err)

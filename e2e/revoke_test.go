@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ratelab/internal/testenv"
 )
 
 // generousPolicies never reject the revocation test's requests.
@@ -34,7 +36,7 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			db := "sqlite:" + filepath.Join(t.TempDir(), "ratelab.db")
 			if backend == "postgres" {
-				db = testDatabase(t)
+				db = testenv.PostgresDatabase(t)
 			}
 			policies := filepath.Join(t.TempDir(), "policies.yaml")
 			if err := os.WriteFile(policies, []byte(generousPolicies), 0o644); err != nil {

@@ -216,8 +216,8 @@ func (w windowTier) run(t *testing.T, bin string) {
 			st[ok] += st[http.StatusCreated] // a PUT that creates its script
 			delete(st, http.StatusCreated)
 		}
-		t.Logf("tier: %s/%s | fixed window | %d/%v | sent %d, admitted %d, 429 %d | %v from %s",
-			w.profile, w.policy, w.quota, w.window, len(run.results), st[ok], st[429], last.Sub(first).Round(time.Millisecond), ws.Format("15:04:05.000"))
+		t.Logf("tier: %s/%s | fixed window | %d/%v | sent %d, admitted %d, 429 %d, retry after %s | %v from %s",
+			w.profile, w.policy, w.quota, w.window, len(run.results), st[ok], st[429], run.retryRange(), last.Sub(first).Round(time.Millisecond), ws.Format("15:04:05.000"))
 		if st[ok] != w.quota || st[429] != w.n-w.quota || len(run.results) != w.n {
 			t.Errorf("window %d: %d requests, statuses %v; want %d × %d and %d × 429", k, len(run.results), st, w.quota, ok, w.n-w.quota)
 		}
@@ -361,8 +361,8 @@ func githubCore(t *testing.T, bin string) {
 		"--threads", "20", "--loops", "255")
 	first, last := run.span()
 	st := run.statuses()
-	t.Logf("tier: github.yaml/core | fixed window, align first | 5000/h | sent %d (+1 first), admitted %d (+1), 429 %d | %v",
-		len(run.results), st[200], st[429], last.Sub(first).Round(time.Millisecond))
+	t.Logf("tier: github.yaml/core | fixed window, align first | 5000/h | sent %d (+1 first), admitted %d (+1), 429 %d, retry after %s | %v",
+		len(run.results), st[200], st[429], run.retryRange(), last.Sub(first).Round(time.Millisecond))
 	if st[200] != 4999 || st[429] != 101 || len(run.results) != 5100 {
 		t.Errorf("5100 requests after the first: statuses %v, want 4999 × 200 and 101 × 429", st)
 	}
@@ -396,6 +396,7 @@ func githubConcurrency(t *testing.T, bin string) {
 	dbURL := testenv.PostgresDatabase(t)
 	s := startServeProc(t, bin, "github.yaml", dbURL, "--headers", "github")
 	tok := s.token("demo", "s3cret")
+	begin := time.Now()
 	if x := s.do("PUT", "/api/v2/architect/scripts/held", tok, `{"name":"n","text":"t"}`); x.res.StatusCode != 200 && x.res.StatusCode != 201 {
 		t.Fatalf("PUT: %d %s", x.res.StatusCode, x.body)
 	}
@@ -451,8 +452,8 @@ func githubConcurrency(t *testing.T, bin string) {
 	manyRun, againRun := <-many, <-again
 	s.waitInFlight(tok, policy, 0)
 
-	t.Logf("tier: github.yaml/concurrent-requests | concurrency | 100 in flight | held %v + %v, overlapping %v, after one completed %v, then %v",
-		heldRun.statuses(), manyRun.statuses(), over.statuses(), againRun.statuses(), overAgain.statuses())
+	t.Logf("tier: github.yaml/concurrent-requests | concurrency | 100 in flight | held %v + %v, overlapping %v (retry after %s), after one completed %v, then %v | %v",
+		heldRun.statuses(), manyRun.statuses(), over.statuses(), over.retryRange(), againRun.statuses(), overAgain.statuses(), time.Since(begin).Round(time.Millisecond))
 	if st := heldRun.statuses(); st[200] != 1 || len(heldRun.results) != 1 {
 		t.Errorf("the request held on script_versions: %v, want one 200", st)
 	}
@@ -525,8 +526,8 @@ func (b bucketTier) run(t *testing.T, bin string) {
 	lo := b.burst + int(lastStart.Sub(firstEnd)/b.interval)
 	hi := b.burst + int(lastEnd.Sub(firstStart)/b.interval)
 	st := run.statuses()
-	t.Logf("tier: token-bucket.yaml/%s | gcra | %d/s burst %d | sent %d at %s, admitted %d (want %d to %d), 429 %d | %v",
-		b.policy, time.Second/b.interval, b.burst, len(run.results), b.rate, st[b.ok], lo, hi, st[429], lastEnd.Sub(firstStart).Round(time.Millisecond))
+	t.Logf("tier: token-bucket.yaml/%s | gcra | %d/s burst %d | sent %d at %s, admitted %d (want %d to %d), 429 %d, retry after %s | %v",
+		b.policy, time.Second/b.interval, b.burst, len(run.results), b.rate, st[b.ok], lo, hi, st[429], run.retryRange(), lastEnd.Sub(firstStart).Round(time.Millisecond))
 	if st[b.ok] < lo || st[b.ok] > hi || st[b.ok]+st[429] != len(run.results) {
 		t.Errorf("statuses %v: want %d to %d × %d and the rest 429", st, lo, hi, b.ok)
 	}

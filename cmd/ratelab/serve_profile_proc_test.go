@@ -307,6 +307,18 @@ func (l loadRun) rejected() []load.Result {
 	return out
 }
 
+// retryRange returns the shortest and longest retry-after of the 429s.
+func (l loadRun) retryRange() string {
+	var lo, hi time.Duration
+	for i, r := range l.rejected() {
+		if i == 0 || r.RetryAfter < lo {
+			lo = r.RetryAfter
+		}
+		hi = max(hi, r.RetryAfter)
+	}
+	return fmt.Sprintf("%v–%v", lo, hi)
+}
+
 // span returns the earliest send and the latest first response byte of
 // the run: every decision of the server lies between them.
 func (l loadRun) span() (first, last time.Time) {

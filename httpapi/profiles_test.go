@@ -11,7 +11,9 @@ import (
 )
 
 // TestPolicyProfiles loads every profile of examples/policies and checks
-// that each has the limits its README promises, in the family it names.
+// that each has the limits its README promises, in the family it names,
+// and no other: the README's table of the profile has a row for each.
+// cmd/ratelab's TestProfileTiers measures them through the server.
 func TestPolicyProfiles(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "examples", "policies", "*.yaml"))
 	if err != nil || len(files) < 3 {
@@ -19,10 +21,16 @@ func TestPolicyProfiles(t *testing.T) {
 	}
 	want := map[string]map[string]string{
 		"contact-center.yaml": {"client-requests": "fixed-window 300/m", "user-listing": "fixed-window 60/m",
-			"org-requests": "fixed-window 1000/s", "script-writes-per-script": "fixed-window 2/s"},
+			"org-requests": "fixed-window 1000/s", "script-writes": "fixed-window 20/s", "script-writes-per-script": "fixed-window 2/s",
+			"token-requests": "fixed-window 20/s"},
 		"github.yaml": {"core": "fixed-window 5000/h align first", "concurrent-requests": "concurrency 100",
-			"content-creation": "fixed-window 80/m"},
-		"token-bucket.yaml": {"client-requests": "gcra 25/s burst 100", "client-writes": "gcra 5/s burst 10 count rejected"},
+			"content-creation": "fixed-window 80/m", "token-requests": "fixed-window 60/m"},
+		"token-bucket.yaml": {"client-requests": "gcra 25/s burst 100", "client-writes": "gcra 5/s burst 10 count rejected",
+			"token-requests": "gcra 10/s burst 20"},
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "examples", "policies", "README.md"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, f := range files {
 		ps, err := LoadPolicies(f)
@@ -34,6 +42,19 @@ func TestPolicyProfiles(t *testing.T) {
 		w, ok := want[base]
 		if !ok {
 			t.Errorf("%s: a profile this test does not know", base)
+		}
+		for _, p := range ps.List() {
+			if _, ok := w[p.Name]; !ok {
+				t.Errorf("%s: policy %s, which neither this test nor the README describes", base, p.Name)
+			}
+		}
+		// The README's table of the profile's tiers names each one.
+		_, section, _ := strings.Cut(string(readme), "### "+base+"\n")
+		section, _, _ = strings.Cut(section, "\n#")
+		for name := range w {
+			if !strings.Contains(section, "| `"+name+"` |") {
+				t.Errorf("README.md: the section of %s has no row for %s", base, name)
+			}
 		}
 		for name, desc := range w {
 			p := ps.byName[name]

@@ -90,37 +90,113 @@ func floorMod(a, m int64) int64 {
 	return r
 }
 
-// load rolls a stored state to now.
-func load(p *Policy, now int64, s *State) view {
-	var v view
+// load sets v to the stored state s rolled to now. It writes v's fields
+// one by one, not as a returned struct: a decision is a few nanoseconds of
+// arithmetic, and the compiler's copies of a returned view (stored a word
+// at a time, reloaded 16 bytes at a time) stalled on store forwarding for
+// longer than the arithmetic took.
+func (v *view) load(p *Policy, now int64, s *State) {
+	*v = view{}
 	switch p.Algorithm {
 	case GCRA:
 		v.backlog = max(s.Until, 0)
 	case FixedWindow:
-		w := p.Rate.Period
-		switch {
-		case s.Until > 0:
-			v.count, v.elapsed, v.lag = s.Count, w-min(s.Until, w), max(0, s.Until-w)
-		case !p.AlignFirst:
-			v.elapsed = time.Duration(floorMod(now, int64(w)))
-		}
+		v.loadFixed(p, now, s)
 	case SlidingWindow:
-		w := p.Rate.Period
-		switch {
-		case s.Until > w:
-			v.count, v.prev, v.elapsed, v.lag = s.Count, s.Prev, 2*w-min(s.Until, 2*w), max(0, s.Until-2*w)
-		case s.Until > 0:
-			v.prev, v.elapsed = s.Count, w-s.Until
-		default:
-			v.elapsed = time.Duration(floorMod(now, int64(w)))
-		}
+		v.loadSliding(p, now, s)
 	case Concurrency:
 		if s.Until > 0 {
 			v.count, v.first, v.last = s.Count, max(s.First, 0), s.Until
 		}
 	}
-	return v
 }
+
+// The window algorithms' steps are small functions of their own, most of
+// which the compiler inlines: the generic steps (load, admits, store,
+// report, wait) dispatch to them, and so do evaluateFixed and
+// evaluateSliding, the one-tier paths, which dispatch once per decision
+// instead of once per step.
+
+// loadFixed is load for a zeroed v and a fixed window.
+func (v *view) loadFixed(p *Policy, now int64, s *State) {
+	w := p.Rate.Period
+	switch {
+	case s.Until > 0:
+		v.count, v.elapsed, v.lag = s.Count, max(0, w-s.Until), max(0, s.Until-w)
+	case !p.AlignFirst:
+		v.elapsed = time.Duration(floorMod(now, int64(w)))
+	}
+}
+
+// loadSliding is load for a zeroed v and a sliding window. A state
+// whose current window ended less than a window ago is rolled one window
+// on: its current window becomes the previous one.
+func (v *view) loadSliding(p *Policy, now int64, s *State) {
+	w, u := p.Rate.Period, s.Until
+	switch {
+	case u > w:
+		v.count, v.prev = s.Count, s.Prev
+	case u > 0:
+		v.prev, u = s.Count, u+w
+	default:
+		v.elapsed = time.Duration(floorMod(now, int64(w)))
+		return
+	}
+	v.elapsed, v.lag = max(0, 2*w-u), max(0, u-2*w)
+}
+
+// admitsFixed is admits for a fixed window.
+func (v *view) admitsFixed(p *Policy, n int64) bool { return v.count <= p.Rate.Count-n }
+
+// admitsSliding is admits for a sliding window: count + n +
+// prev·(w − elapsed)/w ≤ quota, in integers: prev·(w − elapsed) ≤
+// (quota − count − n)·w.
+func (v *view) admitsSliding(p *Policy, n int64) bool {
+	r := p.Rate.Count - v.count - n
+	return r >= 0 && (v.prev == 0 || mulLE(v.prev, int64(p.Rate.Period-v.elapsed), r, int64(p.Rate.Period)))
+}
+
+// storeFixed is store for a fixed window.
+func (v *view) storeFixed(p *Policy, s *State) {
+	s.Until, s.Count, s.Prev, s.First = p.Rate.Period-v.elapsed+v.lag, v.count, 0, 0
+}
+
+// storeSliding is store for a sliding window.
+func (v *view) storeSliding(p *Policy, s *State) {
+	s.Until, s.Count, s.Prev, s.First = 2*p.Rate.Period-v.elapsed+v.lag, v.count, v.prev, 0
+}
+
+// reportFixed is report for a fixed window.
+func (v *view) reportFixed(p *Policy) (remaining int64, reset time.Duration) {
+	if v.count > 0 {
+		reset = p.Rate.Period - v.elapsed + v.lag
+	}
+	return max(0, p.Rate.Count-v.count), reset
+}
+
+// reportSliding is report for a sliding window.
+func (v *view) reportSliding(p *Policy) (remaining int64, reset time.Duration) {
+	w := p.Rate.Period
+	if v.count > 0 || v.prev > 0 {
+		reset = w - v.elapsed + v.lag // until the current window ends
+		if v.count > 0 {
+			reset += w // and the one after, which still weighs it
+		}
+	}
+	return max(0, p.Rate.Count-v.count-v.weighed(w)), reset
+}
+
+// weighed is how many whole requests the previous window of a sliding
+// window of w weighs: ⌈prev·(w − elapsed)/w⌉.
+func (v *view) weighed(w time.Duration) int64 {
+	if v.prev == 0 {
+		return 0
+	}
+	return mulDivCeil(v.prev, int64(w-v.elapsed), int64(w))
+}
+
+// waitFixed is wait for a fixed window: the next window starts empty.
+func (v *view) waitFixed(p *Policy) time.Duration { return p.Rate.Period - v.elapsed + v.lag }
 
 // store writes a view back as a State.
 func (v *view) store(p *Policy, s *State) {
@@ -128,9 +204,9 @@ func (v *view) store(p *Policy, s *State) {
 	case GCRA:
 		s.Until = v.backlog
 	case FixedWindow:
-		*s = State{Until: p.Rate.Period - v.elapsed + v.lag, Count: v.count}
+		v.storeFixed(p, s)
 	case SlidingWindow:
-		*s = State{Until: 2*p.Rate.Period - v.elapsed + v.lag, Count: v.count, Prev: v.prev}
+		v.storeSliding(p, s)
 	case Concurrency:
 		*s = State{Until: v.last, Count: v.count, First: v.first}
 	}
@@ -177,12 +253,9 @@ func (v *view) admits(p *Policy, n int64) bool {
 	case GCRA:
 		return gcraNext(p, v.backlog, n) <= p.Tolerance()
 	case FixedWindow:
-		return v.count <= p.Rate.Count-n
+		return v.admitsFixed(p, n)
 	case SlidingWindow:
-		// count + n + prev·(w − elapsed)/w ≤ quota, in integers:
-		// prev·(w − elapsed) ≤ (quota − count − n)·w.
-		r := p.Rate.Count - v.count - n
-		return r >= 0 && (v.prev == 0 || mulLE(v.prev, int64(p.Rate.Period-v.elapsed), r, int64(p.Rate.Period)))
+		return v.admitsSliding(p, n)
 	case Concurrency:
 		// A check of cost 0 takes no slot: a full tier does not refuse it.
 		return n == 0 || v.count < p.Concurrency
@@ -219,21 +292,9 @@ func (v *view) report(p *Policy) (remaining int64, reset time.Duration) {
 		}
 		return remaining, v.backlog
 	case FixedWindow:
-		if v.count > 0 {
-			reset = p.Rate.Period - v.elapsed + v.lag
-		}
-		return max(0, p.Rate.Count-v.count), reset
+		return v.reportFixed(p)
 	case SlidingWindow:
-		w := p.Rate.Period
-		// The previous window weighs ⌈prev·(w − elapsed)/w⌉ whole requests.
-		weighed := mulDivCeil(v.prev, int64(w-v.elapsed), int64(w))
-		switch {
-		case v.count > 0:
-			reset = 2*w - v.elapsed + v.lag
-		case v.prev > 0:
-			reset = w - v.elapsed + v.lag
-		}
-		return max(0, p.Rate.Count-v.count-weighed), reset
+		return v.reportSliding(p)
 	case Concurrency:
 		if v.count > 0 {
 			reset = v.last
@@ -251,6 +312,11 @@ func (v *view) retryAfter(p *Policy, n int64) time.Duration {
 	if v.admits(p, n) {
 		return 0
 	}
+	return v.wait(p, n)
+}
+
+// wait is retryAfter for a tier known to reject the request in state v.
+func (v *view) wait(p *Policy, n int64) time.Duration {
 	switch p.Algorithm {
 	case GCRA:
 		next := gcraNext(p, v.backlog, n)
@@ -259,8 +325,7 @@ func (v *view) retryAfter(p *Policy, n int64) time.Duration {
 		}
 		return next - p.Tolerance()
 	case FixedWindow:
-		// The next window starts empty.
-		return p.Rate.Period - v.elapsed + v.lag
+		return v.waitFixed(p)
 	case SlidingWindow:
 		return slidingRetry(p, v, n)
 	case Concurrency:
@@ -317,37 +382,145 @@ func EvaluateStates(req *Request, now int64, st []State, d *Decision) {
 		d.Tiers = make([]TierState, n)
 	}
 	d.Tiers = d.Tiers[:n]
-	d.Allowed = true
 	d.Lease = Lease{}
+	d.Limiting, d.RetryAfter = -1, 0
+	if n == 1 {
+		switch req.Tiers[0].Policy.Algorithm {
+		case FixedWindow:
+			evaluateFixed(req, now, &st[0], d)
+			return
+		case SlidingWindow:
+			evaluateSliding(req, now, &st[0], d)
+			return
+		}
+	}
+	evaluateTiers(req, now, st, d)
+}
+
+// evaluateTiers is EvaluateStates for any request, on a d that
+// EvaluateStates prepared: every tier's verdict first, then, once the
+// request's is known, what each consumes and reports (settle).
+func evaluateTiers(req *Request, now int64, st []State, d *Decision) {
+	if len(req.Tiers) == 1 {
+		// One tier decides alone: the verdict is known as soon as its state
+		// is loaded, so one load serves both steps.
+		p := req.Tiers[0].Policy
+		var v view
+		v.load(p, now, &st[0])
+		ok := v.admits(p, req.Cost)
+		d.Tiers[0] = TierState{Policy: p, Key: req.Tiers[0].Key, Allowed: ok}
+		d.Allowed = ok || p.Shadow
+		settle(req, now, &st[0], d, 0, &v)
+		return
+	}
+	d.Allowed = true
 	for i := range req.Tiers {
 		p := req.Tiers[i].Policy
-		v := load(p, now, &st[i])
+		var v view
+		v.load(p, now, &st[i])
 		ok := v.admits(p, req.Cost)
 		d.Tiers[i] = TierState{Policy: p, Key: req.Tiers[i].Key, Allowed: ok}
 		if !ok && !p.Shadow {
 			d.Allowed = false
 		}
 	}
-	d.Limiting, d.RetryAfter = -1, 0
 	for i := range d.Tiers {
-		ts := &d.Tiers[i]
-		p := ts.Policy
-		v := load(p, now, &st[i])
-		counts := d.Allowed && ts.Allowed || p.CountRejected && p.Algorithm != Concurrency
-		if ts.Consumed = counts && req.Cost > 0; ts.Consumed {
-			v.consume(p, req.Cost, now)
-			v.store(p, &st[i])
+		var v view
+		v.load(d.Tiers[i].Policy, now, &st[i])
+		settle(req, now, &st[i], d, i, &v)
+	}
+}
+
+// settle is the second step of EvaluateStates for tier i, in state v
+// before the decision, once d.Allowed holds the verdict: it consumes what
+// the tier consumes (rewriting st), reports the tier's state after the
+// decision, and updates d.Limiting and d.RetryAfter.
+func settle(req *Request, now int64, st *State, d *Decision, i int, v *view) {
+	ts := &d.Tiers[i]
+	p := ts.Policy
+	counts := d.Allowed && ts.Allowed || p.CountRejected && p.Algorithm != Concurrency
+	if ts.Consumed = counts && req.Cost > 0; ts.Consumed {
+		v.consume(p, req.Cost, now)
+		v.store(p, st)
+	}
+	ts.Remaining, ts.ResetAfter = v.report(p)
+	switch {
+	case d.Allowed && ts.Allowed:
+	case !ts.Consumed && ts.Allowed:
+		// v is the state the tier admitted the request in.
+	case !ts.Consumed:
+		ts.RetryAfter = v.wait(p, req.Cost) // v rejects, as it did
+	default:
+		ts.RetryAfter = v.retryAfter(p, req.Cost)
+	}
+	if d.Allowed {
+		if d.Limiting < 0 || lessRoom(ts, &d.Tiers[d.Limiting]) {
+			d.Limiting = i
 		}
-		ts.Remaining, ts.ResetAfter = v.report(p)
-		if !d.Allowed || !ts.Allowed {
-			ts.RetryAfter = v.retryAfter(p, req.Cost)
-		}
-		if d.Allowed {
-			if d.Limiting < 0 || lessRoom(ts, &d.Tiers[d.Limiting]) {
-				d.Limiting = i
-			}
-		} else if !p.Shadow && ts.RetryAfter > d.RetryAfter {
-			d.Limiting, d.RetryAfter = i, ts.RetryAfter
-		}
+	} else if !p.Shadow && ts.RetryAfter > d.RetryAfter {
+		d.Limiting, d.RetryAfter = i, ts.RetryAfter
+	}
+}
+
+// evaluateFixed is EvaluateStates for a request of one fixed-window tier,
+// with evaluateSliding the commonest requests that are not plain GCRA:
+// the steps of evaluateTiers on the same per-algorithm functions,
+// inlined, without a call and a switch on the algorithm per step. d is
+// prepared as EvaluateStates prepares it.
+//
+// With one tier, the request is admitted exactly when the tier admits it
+// or is shadow; the tier consumes when it admits or counts rejected
+// requests (settle), and both windows count the cost in the current
+// window. A tier that rejected still rejects after consuming, as counts
+// only grow, so its retry is the wait on the state after the decision;
+// one that admitted needs none. TestEvaluateWindowMatchesTiers holds both
+// paths to evaluateTiers.
+func evaluateFixed(req *Request, now int64, s *State, d *Decision) {
+	p, n := req.Tiers[0].Policy, req.Cost
+	var v view
+	v.loadFixed(p, now, s)
+	ok := v.admitsFixed(p, n)
+	ts := &d.Tiers[0]
+	*ts = TierState{Policy: p, Key: req.Tiers[0].Key, Allowed: ok}
+	if ts.Consumed = (ok || p.CountRejected) && n > 0; ts.Consumed {
+		v.count += n
+		v.storeFixed(p, s)
+	}
+	ts.Remaining, ts.ResetAfter = v.reportFixed(p)
+	if !ok {
+		ts.RetryAfter = v.waitFixed(p)
+	}
+	settleOne(d, ok || p.Shadow)
+}
+
+// evaluateSliding is evaluateFixed for a sliding-window tier.
+func evaluateSliding(req *Request, now int64, s *State, d *Decision) {
+	p, n := req.Tiers[0].Policy, req.Cost
+	var v view
+	v.loadSliding(p, now, s)
+	ok := v.admitsSliding(p, n)
+	ts := &d.Tiers[0]
+	*ts = TierState{Policy: p, Key: req.Tiers[0].Key, Allowed: ok}
+	if ts.Consumed = (ok || p.CountRejected) && n > 0; ts.Consumed {
+		v.count += n
+		v.storeSliding(p, s)
+	}
+	ts.Remaining, ts.ResetAfter = v.reportSliding(p)
+	if !ok {
+		ts.RetryAfter = slidingRetry(p, &v, n)
+	}
+	settleOne(d, ok || p.Shadow)
+}
+
+// settleOne sets the verdict of a one-tier decision whose tier is
+// settled, as settle would: an admitted request's limit is its tier, and
+// so is a rejected one's (the tier rejected and is enforced).
+func settleOne(d *Decision, allowed bool) {
+	d.Allowed = allowed
+	switch ts := &d.Tiers[0]; {
+	case allowed:
+		d.Limiting = 0
+	case ts.RetryAfter > 0:
+		d.Limiting, d.RetryAfter = 0, ts.RetryAfter
 	}
 }

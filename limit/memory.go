@@ -242,6 +242,10 @@ func (s *MemoryStore) Decide(_ context.Context, req *Request, d *Decision) error
 	// common case) get small ones.
 	n := len(req.Tiers)
 	if !req.Plain() {
+		if n == 1 {
+			s.decideOneState(req, d, now.UnixNano())
+			return nil
+		}
 		s.decideStates(req, d, now.UnixNano())
 		return nil
 	}
@@ -337,15 +341,11 @@ func (s *MemoryStore) decide(req *Request, d *Decision, nowNs int64, hashes []me
 	}
 }
 
-// decideStates takes a validated decision with tiers that are not all
-// plain GCRA, on EvaluateStates; small requests get small scratch arrays,
-// as in Decide.
+// decideStates takes a validated decision of several tiers that are not
+// all plain GCRA, on EvaluateStates; small requests get small scratch
+// arrays, as in Decide.
 func (s *MemoryStore) decideStates(req *Request, d *Decision, nowNs int64) {
 	n := len(req.Tiers)
-	if n == 1 {
-		s.decideOneState(req, d, nowNs)
-		return
-	}
 	if n <= 4 {
 		var (
 			hashes       [4]memHash
@@ -371,14 +371,16 @@ func (s *MemoryStore) decideOneState(req *Request, d *Decision, nowNs int64) {
 	t := &req.Tiers[0]
 	h, shard := s.hash(req.Group, t.Policy.Name, t.Key)
 	sh := &s.shards[shard]
-	var st [1]State
 	sh.mu.Lock()
+	var st [1]State
 	i := sh.find(h)
 	if i >= 0 {
 		if sh.lru != nil {
 			sh.touch(i)
 		}
-		sh.read(i, t.Policy, nowNs, &st[0])
+		if !sh.slots[i].loadPacked(t.Policy, nowNs, &st[0]) {
+			sh.read(i, t.Policy, nowNs, &st[0])
+		}
 	}
 	EvaluateStates(req, nowNs, st[:], d)
 	var id uint64
@@ -389,7 +391,9 @@ func (s *MemoryStore) decideOneState(req *Request, d *Decision, nowNs int64) {
 		if t.Policy.Algorithm == Concurrency {
 			id = s.leaseSeq.Add(1)
 		}
-		sh.write(i, t.Policy, nowNs, &st[0], id)
+		if !sh.slots[i].storePacked(t.Policy, nowNs, &st[0]) {
+			sh.write(i, t.Policy, nowNs, &st[0], id)
+		}
 	}
 	sh.mu.Unlock()
 	if id != 0 {
@@ -475,17 +479,43 @@ func (s *MemoryStore) decideStatesIn(req *Request, d *Decision, nowNs int64, has
 	}
 }
 
+// loadPacked sets st to slot e's state for policy p when the slot holds
+// it all (a GCRA or window tier whose counts fit in aux), and reports
+// whether it did: the common case, small enough to inline where read is
+// not.
+func (e *memSlot) loadPacked(p *Policy, nowNs int64, st *State) bool {
+	if e.aux < 0 || p.Algorithm == Concurrency {
+		return false
+	}
+	*st = State{Until: time.Duration(e.tat - nowNs), Count: e.aux & (1<<32 - 1), Prev: e.aux >> 32}
+	return true
+}
+
+// storePacked is loadPacked's converse: it writes st, the state after a
+// decision at nowNs, into slot e and reports true when the slot can hold
+// it all; otherwise it leaves e alone.
+func (e *memSlot) storePacked(p *Policy, nowNs int64, st *State) bool {
+	if e.aux < 0 || p.Algorithm == Concurrency {
+		return false
+	}
+	v, ok := packCounts(st.Count, st.Prev)
+	if ok {
+		e.tat, e.aux = nowNs+int64(st.Until), v
+	}
+	return ok
+}
+
 // read loads the state of slot i for policy p. For a concurrency tier it
 // drops the expired leases first.
 func (sh *memShard) read(i int32, p *Policy, nowNs int64, st *State) {
 	e := &sh.slots[i]
+	if e.loadPacked(p, nowNs, st) {
+		return
+	}
 	conc := p.Algorithm == Concurrency
 	if e.aux >= 0 {
-		if !conc {
-			*st = State{Until: time.Duration(e.tat - nowNs), Count: e.aux & (1<<32 - 1), Prev: e.aux >> 32}
-		}
-		// else the key holds another algorithm's state (a policy that
-		// changed algorithm but kept its name): start afresh.
+		// The key holds another algorithm's state (a policy that changed
+		// algorithm but kept its name): start afresh.
 		return
 	}
 	sd := &sh.sides[^e.aux]
@@ -516,6 +546,9 @@ func (sh *memShard) read(i int32, p *Policy, nowNs int64, st *State) {
 // tier it adds the lease id.
 func (sh *memShard) write(i int32, p *Policy, nowNs int64, st *State, id uint64) {
 	e := &sh.slots[i]
+	if e.storePacked(p, nowNs, st) {
+		return
+	}
 	e.tat = nowNs + int64(st.Until)
 	if p.Algorithm != Concurrency {
 		if v, ok := packCounts(st.Count, st.Prev); ok {

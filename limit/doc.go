@@ -228,9 +228,10 @@
 // The same package serves clients of a rate-limited API, so that ratelab's
 // Go client, load tester and probe read limits one way. [ParseResponse] is
 // the one parser of what a response says: every header family above and a
-// 429 body ([ParseBody]: ratelab's own "limit" object with the exact retry
-// delay, or a problem document's violated-policies), the body winning
-// where it is more exact. [Bucket] is the one client-side GCRA: a copy of
+// 429 body ([ParseBody]: ratelab's own "limit" object, from which it
+// rebuilds the policy of any algorithm and takes the exact retry delay,
+// or a problem document's violated-policies), the body winning where it
+// is more exact. [Bucket] is the one client-side GCRA: a copy of
 // a server's bucket (fed with [Bucket.SetRemaining] and
 // [Bucket.SetRetryAfter] from what responses say) or a cap of the
 // client's own rate, with a margin for the delay between the client's

@@ -28,6 +28,42 @@ func TestParseBody(t *testing.T) {
 		{"name only", `{"limit":{"policy":"p"}}`, &limit.Stated{Policy: limit.Policy{Name: "p"}, RetryAfter: -1}, ""},
 		{"invalid numbers keep the name", `{"limit":{"policy":"p","limit":-1,"window":"soon","burst":0,"retryAfterMs":-5}}`,
 			&limit.Stated{Policy: limit.Policy{Name: "p"}, RetryAfter: -1}, ""},
+		// Every algorithm in the terms of wire.LimitState, as httpapi
+		// writes a 429's "limit" object.
+		{"fixed window", `{"message":"org allows 300 per minute in a fixed window","code":"too_many_requests","status":429,
+			"limit":{"policy":"org","algorithm":"fixed-window","scope":"client","key":"c1","limit":300,"window":"1m0s",
+			"remaining":0,"resetAfterMs":41000,"retryAfterMs":41000},"violatedPolicies":["org"]}`,
+			&limit.Stated{Policy: limit.Policy{Name: "org", Algorithm: limit.FixedWindow, Rate: limit.Per(300, time.Minute)},
+				Scope: "client", Key: "c1", RetryAfter: 41 * time.Second}, ""},
+		{"fixed window aligned to the first request, counting rejections", `{"limit":{"policy":"w","algorithm":"fixed-window",
+			"limit":30,"window":"10s","align":"first","countRejected":true,"shadow":true,"remaining":0,"resetAfterMs":5}}`,
+			&limit.Stated{Policy: limit.Policy{Name: "w", Algorithm: limit.FixedWindow, Rate: limit.Per(30, 10*time.Second),
+				AlignFirst: true, CountRejected: true, Shadow: true}, RetryAfter: -1}, ""},
+		{"sliding window", `{"limit":{"policy":"s","algorithm":"sliding-window","limit":60,"window":60,"retryAfterMs":250}}`,
+			&limit.Stated{Policy: limit.Policy{Name: "s", Algorithm: limit.SlidingWindow, Rate: limit.Per(60, time.Minute)},
+				RetryAfter: 250 * time.Millisecond}, ""},
+		{"concurrency", `{"limit":{"policy":"inflight","algorithm":"concurrency","scope":"client","key":"c1","limit":100,
+			"lease":"30s","remaining":0,"resetAfterMs":29000,"retryAfterMs":29000}}`,
+			&limit.Stated{Policy: limit.Policy{Name: "inflight", Algorithm: limit.Concurrency, Concurrency: 100, Lease: 30 * time.Second},
+				Scope: "client", Key: "c1", RetryAfter: 29 * time.Second}, ""},
+		{"gcra counting rejections, algorithm named", `{"limit":{"policy":"g","algorithm":"gcra","limit":2,"window":"1s","burst":4,"countRejected":true}}`,
+			&limit.Stated{Policy: limit.Policy{Name: "g", Rate: limit.Per(2, time.Second), Burst: 4, CountRejected: true}, RetryAfter: -1}, ""},
+		// Members that do not make a valid policy of the algorithm keep
+		// the name only.
+		{"a window with a burst", `{"limit":{"policy":"w","algorithm":"fixed-window","limit":30,"window":"10s","burst":30}}`,
+			&limit.Stated{Policy: limit.Policy{Name: "w"}, RetryAfter: -1}, ""},
+		{"a sliding window aligned to the first request", `{"limit":{"policy":"w","algorithm":"sliding-window","limit":30,"window":"10s","align":"first"}}`,
+			&limit.Stated{Policy: limit.Policy{Name: "w"}, RetryAfter: -1}, ""},
+		{"an unknown alignment", `{"limit":{"policy":"w","algorithm":"fixed-window","limit":30,"window":"10s","align":"noon"}}`,
+			&limit.Stated{Policy: limit.Policy{Name: "w"}, RetryAfter: -1}, ""},
+		{"a window of a fraction of a millisecond", `{"limit":{"policy":"w","algorithm":"fixed-window","limit":30,"window":"10.5ms"}}`,
+			&limit.Stated{Policy: limit.Policy{Name: "w"}, RetryAfter: -1}, ""},
+		{"concurrency without a lease", `{"limit":{"policy":"c","algorithm":"concurrency","limit":4}}`,
+			&limit.Stated{Policy: limit.Policy{Name: "c"}, RetryAfter: -1}, ""},
+		{"concurrency counting rejections", `{"limit":{"policy":"c","algorithm":"concurrency","limit":4,"lease":"30s","countRejected":true}}`,
+			&limit.Stated{Policy: limit.Policy{Name: "c"}, RetryAfter: -1}, ""},
+		{"an unknown algorithm", `{"limit":{"policy":"t","algorithm":"token-bucket","limit":2,"window":"1s","burst":4}}`,
+			&limit.Stated{Policy: limit.Policy{Name: "t"}, RetryAfter: -1}, ""},
 		{"ratelab violatedPolicies", `{"violatedPolicies":["a","b"]}`, &limit.Stated{Policy: limit.Policy{Name: "a"}, RetryAfter: -1}, ""},
 		{"problem details", `{"type":"about:blank","violated-policies":["daily"]}`,
 			&limit.Stated{Policy: limit.Policy{Name: "daily"}, RetryAfter: -1}, ""},
@@ -47,8 +83,16 @@ func TestParseBody(t *testing.T) {
 			case *got != *tt.want:
 				t.Fatalf("got %+v, want %+v", *got, *tt.want)
 			}
-			if got != nil && got.Exact() != (tt.want.Policy.Rate.Count > 0) {
-				t.Fatalf("Exact() = %v", got.Exact())
+			if got == nil {
+				return
+			}
+			// Complete for every policy rebuilt whole; Exact (a Bucket can
+			// copy it) for GCRA ones only.
+			if complete := tt.want.Policy != (limit.Policy{Name: tt.want.Policy.Name}); got.Complete() != complete {
+				t.Fatalf("Complete() = %v, want %v", got.Complete(), complete)
+			}
+			if exact := tt.want.Policy.Algorithm == limit.GCRA && tt.want.Policy.Rate.Count > 0; got.Exact() != exact {
+				t.Fatalf("Exact() = %v, want %v", got.Exact(), exact)
 			}
 		})
 	}
@@ -123,6 +167,8 @@ func TestParseHeadersUsedAndOldPolicy(t *testing.T) {
 func FuzzParseResponse(f *testing.F) {
 	f.Add("1", `"burst";q=100;w=60`, `"burst";r=0;t=30`, "5000", "1795773660", "300", []byte(`{"limit":{"policy":"p","limit":2,"window":"1s","burst":5,"retryAfterMs":437}}`))
 	f.Add("Fri, 27 Nov 2026 10:00:03 GMT", "100;w=60", "limit=100, remaining=50, reset=5", "", "", "", []byte(`{"violated-policies":["x"]}`))
+	f.Add("2", `"w";q=30;w=10`, "", "", "", "", []byte(`{"limit":{"policy":"w","algorithm":"fixed-window","limit":30,"window":"10s","align":"first","countRejected":true}}`))
+	f.Add("", `"c";q=4;qu="concurrent-requests"`, "", "", "", "", []byte(`{"limit":{"policy":"c","algorithm":"concurrency","limit":4,"lease":"30s"}}`))
 	f.Add("-1", `"a\"b%41";q=1`, `"x;r=1`, "lots", "-3", "1e99", []byte(`{"limit":{"policy":"p","window":1e300,"retryAfterMs":1e300}}`))
 	f.Fuzz(func(t *testing.T, retry, policy, rl, xlimit, xreset, used string, body []byte) {
 		h := http.Header{}
@@ -140,8 +186,12 @@ func FuzzParseResponse(f *testing.F) {
 			if s.Policy.Name == "" || a.Policy != s.Policy.Name {
 				t.Fatalf("stated %+v, policy %q", s, a.Policy)
 			}
-			if s.Exact() && s.Policy.Validate() != nil {
-				t.Fatalf("exact but invalid policy %+v", s.Policy)
+			// A stated policy is whole and valid, or its name alone.
+			if s.Policy != (limit.Policy{Name: s.Policy.Name}) && s.Policy.Validate() != nil {
+				t.Fatalf("invalid policy %+v", s.Policy)
+			}
+			if s.Exact() && (!s.Complete() || s.Policy.Algorithm != limit.GCRA) {
+				t.Fatalf("exact but not a complete GCRA policy: %+v", s.Policy)
 			}
 			if s.RetryAfter < -1 {
 				t.Fatalf("stated retry %v", s.RetryAfter)

@@ -228,18 +228,7 @@ func (f *loadFlags) jmxFlow(env *environ, set map[string]bool) (*load.Flow, erro
 		if g.Kind != load.GroupNormal || w.Open() {
 			continue
 		}
-		if set["threads"] {
-			w.Threads = f.threads
-		}
-		if set["ramp-up"] {
-			w.RampUp = f.rampUp
-		}
-		if set["loops"] {
-			w.Loops = f.loops
-		}
-		if set["duration"] {
-			w.Duration = f.duration
-		}
+		f.overrideWorkload(w, set)
 	}
 	if set["timeout"] {
 		flow.Timeout = f.timeout

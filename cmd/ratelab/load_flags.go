@@ -156,6 +156,24 @@ func parseLoadArgs(fs *flag.FlagSet, args []string) (scenario string, set map[st
 	return scenario, set, nil
 }
 
+// overrideWorkload sets in w the workload flags given on the command
+// line (--threads, --ramp-up, --loops, --duration), which take precedence
+// over a scenario file's or a JMeter plan's thread group.
+func (f *loadFlags) overrideWorkload(w *load.Workload, set map[string]bool) {
+	if set["threads"] {
+		w.Threads = f.threads
+	}
+	if set["ramp-up"] {
+		w.RampUp = f.rampUp
+	}
+	if set["loops"] {
+		w.Loops = f.loops
+	}
+	if set["duration"] {
+		w.Duration = f.duration
+	}
+}
+
 // scenario builds the run's scenario: the file's, with the flags given
 // on the command line taking precedence, or the flags' alone.
 func (f *loadFlags) scenario(env *environ, file string, set map[string]bool) (*load.Scenario, *load.DataSet, error) {
@@ -187,17 +205,9 @@ func (f *loadFlags) scenario(env *environ, file string, set map[string]bool) (*l
 	}
 	w := &s.Workload
 	var err error
-	if file == "" || set["threads"] {
-		w.Threads = f.threads
-	}
-	if set["ramp-up"] {
-		w.RampUp = f.rampUp
-	}
-	if set["loops"] {
-		w.Loops = f.loops
-	}
-	if set["duration"] {
-		w.Duration = f.duration
+	f.overrideWorkload(w, set)
+	if file == "" {
+		w.Threads = f.threads // a flag-only run: --threads or its default
 	}
 	if file == "" || set["max-workers"] {
 		w.MaxWorkers = f.maxWorkers

@@ -95,4 +95,29 @@
 // Schedule wrapper that workers pause and the pacer reads) and the shift is
 // recorded in Result.Waited instead of counted as latency. The send lag,
 // Start − Intended, is in every Result; report aggregates it.
+//
+// # Holds: not sending into a 429
+//
+// With RetryHonor a run also waits before it is told to (holds.go): a
+// response, a success as much as a 429, that says a limit has nothing left
+// and when it resets (in any header dialect limit.ParseHeaders reads)
+// holds the requests that draw from that limit until the reset, so that
+// they are not rejected. Each target learns from its responses which limit
+// it draws from (the first request of a target goes alone, to learn it);
+// one limit.ResetTracker per limit counts what is left, less the requests
+// still in flight, and times the reset with the margins its doc gives (a
+// relative reset from the response's arrival; an epoch reset plus a bound
+// on the server's clock lag from the Date headers; 1 ms more). A limit
+// is known by the decisive policy's name, else its quota, so a
+// per-resource limit, which headers cannot tell apart, holds the senders
+// of every resource it covers.
+//
+// Held requests are counted as Retry-After waits are: none is dropped. A
+// closed-model thread or a worker sleeps, and sends the request after
+// the reset with the wait in Result.Waited and its intended instant moved
+// by it; the open model's pacer also pauses the schedule until the reset,
+// shifting every later arrival (a run bounded by Duration lasts longer by
+// the pauses, as with Retry-After). Latency counts from the shifted
+// instant, so it measures the server and not the hold; Stats.Held and
+// Stats.HeldFor add the waits up.
 package load

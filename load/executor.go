@@ -70,6 +70,11 @@ type Stats struct {
 	// Interrupted is true when the context was cancelled before the run
 	// finished (Ctrl-C).
 	Interrupted bool
+	// Held counts the requests sent after a wait that Retry-After or a
+	// spent window asked for (RetryHonor), and HeldFor is their waits
+	// added up: each such Result has its wait in Waited.
+	Held    uint64
+	HeldFor time.Duration
 }
 
 // DefaultMaxWorkers bounds the open model's worker pool when
@@ -108,6 +113,9 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		return Stats{}, err
 	}
 	r := &runner{cfg: cfg, log: log, counts: &counts{}}
+	if cfg.RetryAfter == RetryHonor {
+		r.holds = newWindowHolds()
+	}
 	if cfg.Client == nil {
 		c, fast, err := newClient(ctx, cfg.HTTP, true)
 		if err != nil {
@@ -139,7 +147,8 @@ func Run(ctx context.Context, cfg Config) (Stats, error) {
 		r.runClosed(ctx, ctx)
 	}
 	st := Stats{Start: r.start, End: time.Now(), Sent: r.sent.Load(), Dropped: r.dropped.Load(),
-		Workers: int(r.workers.Load()), Interrupted: ctx.Err() != nil}
+		Workers: int(r.workers.Load()), Interrupted: ctx.Err() != nil,
+		Held: r.held.Load(), HeldFor: time.Duration(r.heldFor.Load())}
 	log.Info("run finished", "sent", st.Sent, "dropped", st.Dropped, "interrupted", st.Interrupted)
 	return st, nil
 }
@@ -155,6 +164,9 @@ type runner struct {
 	// pause is the open model's schedule when Retry-After is honoured:
 	// workers pause it, the pacer reads it.
 	pause *retryPause
+	// holds, when Retry-After is honoured, holds requests of spent
+	// windows until they reset (holds.go); shared by a flow's groups.
+	holds *windowHolds
 
 	// flow, when set, is the thread group of a flow this runner runs:
 	// its users' iterations replace the Plan's.
@@ -169,6 +181,8 @@ type counts struct {
 	sent    atomic.Uint64
 	dropped atomic.Uint64
 	workers atomic.Int64
+	held    atomic.Uint64
+	heldFor atomic.Int64 // ns
 }
 
 // deadline returns the run's end for a duration-bounded run.
@@ -284,6 +298,11 @@ func (r *runner) runOpen(ctx, stop context.Context) {
 			if !pacer.until(stop, r.start.Add(off)) {
 				stopped = true
 				break
+			}
+			// A spent window pauses the schedule until it resets, as a
+			// Retry-After does.
+			if until, ok := r.holds.until(time.Now()); ok {
+				r.pause.pause(until.Sub(r.start))
 			}
 			if !r.pause.covers(off) {
 				break

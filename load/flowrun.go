@@ -207,6 +207,17 @@ func (s *crequest) run(u *user, ctx, stop context.Context) ctl {
 		}
 	}
 	w := u.w
+	held, ok := w.holdWindow(stop, s.t)
+	if !ok {
+		return ctlDone
+	}
+	if held > 0 {
+		// As in worker.iteration: a hold is a wait, recorded in Waited.
+		waited += held
+		if !intended.IsZero() {
+			intended = intended.Add(held)
+		}
+	}
 	res := w.do(ctx, s.t, intended, waited, s.keep)
 	if res == nil {
 		return ctlDone
@@ -997,6 +1008,9 @@ func runFlow(ctx context.Context, cfg Config, log logger) (Stats, error) {
 	if cfg.RetryAfter == RetryIgnore {
 		base.cfg.RetryAfter = f.RetryAfter
 	}
+	if base.cfg.RetryAfter == RetryHonor {
+		base.holds = newWindowHolds()
+	}
 	runCtx, stopNow := context.WithCancel(ctx)
 	defer stopNow()
 	stopCtx, stopTest := context.WithCancel(runCtx)
@@ -1016,7 +1030,7 @@ func runFlow(ctx context.Context, cfg Config, log logger) (Stats, error) {
 				if fg.g.Delay > 0 && !newSleeper().until(stop, time.Now().Add(fg.g.Delay)) {
 					return
 				}
-				r := &runner{cfg: base.cfg, log: base.log, fast: base.fast, counts: base.counts, flow: fg}
+				r := &runner{cfg: base.cfg, log: base.log, fast: base.fast, counts: base.counts, holds: base.holds, flow: fg}
 				r.cfg.Workload = fg.g.Workload
 				r.start = time.Now()
 				if r.cfg.Workload.Open() {
@@ -1038,7 +1052,8 @@ func runFlow(ctx context.Context, cfg Config, log logger) (Stats, error) {
 		phase(GroupTearDown, runCtx, runCtx)
 	}
 	st := Stats{Start: start, End: time.Now(), Sent: base.sent.Load(), Dropped: base.dropped.Load(),
-		Workers: int(base.workers.Load()), Interrupted: ctx.Err() != nil}
+		Workers: int(base.workers.Load()), Interrupted: ctx.Err() != nil,
+		Held: base.held.Load(), HeldFor: time.Duration(base.heldFor.Load())}
 	log.Info("flow finished", "sent", st.Sent, "dropped", st.Dropped, "interrupted", st.Interrupted)
 	return st, nil
 }

@@ -49,7 +49,8 @@ type Result struct {
 	// understand, name: value, so nothing is lost.
 	RateLimitRaw []string `json:"rl_raw,omitempty"`
 	// Waited is how long the thread (or schedule) waited before this
-	// request because a previous response said Retry-After.
+	// request because a previous response said Retry-After, or said that
+	// a limit it draws from was spent until its reset (RetryHonor).
 	Waited time.Duration `json:"waited,omitempty"`
 	// ActiveThreads is the number of active threads when it was sent
 	// (JMeter's grpThreads/allThreads).

@@ -99,8 +99,9 @@ const (
 	// RetryIgnore records Retry-After and carries on.
 	RetryIgnore RetryAfterMode = iota
 	// RetryHonor waits as told: a closed-model thread sleeps before its next
-	// request; the open model pauses its schedule. The wait is recorded in
-	// Result.Waited.
+	// request; the open model pauses its schedule. It also waits for a
+	// limit's reset when a response says the limit is spent (see the
+	// package doc, "Holds"). The wait is recorded in Result.Waited.
 	RetryHonor
 )
 

@@ -33,9 +33,11 @@ type worker struct {
 	tt     ThroughputThread
 	// pendingWait is the Retry-After the last response asked for.
 	pendingWait time.Duration
-	bodyBuf     []byte // 429 bodies
-	keptBuf     []byte // bodies kept for a flow
-	resp        response
+	// hold is the next request's draw on a limit (holdWindow), for do.
+	hold    hold
+	bodyBuf []byte // 429 bodies
+	keptBuf []byte // bodies kept for a flow
+	resp    response
 	// jar, for a flow with cookies, is the user's cookie jar;
 	// customHeader says the request's header is not its target's static
 	// one (a Cookie was added), so the wire bytes must be built.
@@ -146,6 +148,18 @@ func (w *worker) iteration(ctx, stopCtx context.Context, iter int, intended time
 		} else {
 			wait = waited
 		}
+		held, ok := w.holdWindow(stopCtx, t)
+		if !ok {
+			return false
+		}
+		if held > 0 {
+			// A hold is a wait, like a Retry-After's: recorded in Waited,
+			// and the intended instant moves with it.
+			wait += held
+			if !intended.IsZero() {
+				intended = intended.Add(held)
+			}
+		}
 		w.send(ctx, t, intended, wait)
 		if t.Think > 0 && !w.sleepUntil(stopCtx, time.Now().Add(t.Think)) {
 			return false
@@ -184,6 +198,8 @@ const maxKeptBody = 16 << 20
 func (w *worker) do(ctx context.Context, t *Target, intended time.Time, waited time.Duration, keep bool) *Result {
 	r := w.r
 	res := &w.res
+	hd := w.hold // the request's draw on a limit (holdWindow)
+	w.hold = hold{}
 	raw := res.RateLimitRaw[:0]
 	*res = Result{Remaining: -1, Thread: w.thread, Iteration: w.vars.Iteration, Label: t.Name,
 		Method: t.Method, Waited: waited, ActiveThreads: int(r.active.Load())}
@@ -211,6 +227,7 @@ func (w *worker) do(ctx context.Context, t *Target, intended time.Time, waited t
 			now = time.Now()
 		}
 		res.Start, res.Intended, res.Error = now, now, err.Error()
+		r.holds.abandon(t, hd)
 		return res
 	}
 	w.customHeader = false
@@ -246,6 +263,7 @@ func (w *worker) do(ctx context.Context, t *Target, intended time.Time, waited t
 		resp, start, err = w.doStd(ctx, t, u, h, body, res, intended)
 	}
 	if err != nil {
+		r.holds.abandon(t, hd)
 		if ctx.Err() != nil {
 			return nil // interrupted: not a result of the target
 		}
@@ -254,7 +272,7 @@ func (w *worker) do(ctx context.Context, t *Target, intended time.Time, waited t
 		return res
 	}
 	res.Status = resp.StatusCode
-	var adv limit.Advertised
+	var rejection []byte // a 429's body, which may say the policy and the delay
 	if keep {
 		w.resp.header, w.resp.status = resp.Header, resp.Status
 		w.resp.url, w.resp.reqHeader = u, h
@@ -262,20 +280,26 @@ func (w *worker) do(ctx context.Context, t *Target, intended time.Time, waited t
 		buf, res.BytesIn, err = w.keepBody(resp.Body)
 		w.resp.body = buf.Bytes()
 		if resp.StatusCode == http.StatusTooManyRequests {
-			adv = limit.ParseResponse(resp.Header, w.resp.body[:min(len(w.resp.body), limit.MaxBodyRead)], start)
-		} else {
-			adv = limit.ParseHeaders(resp.Header, start)
+			rejection = w.resp.body[:min(len(w.resp.body), limit.MaxBodyRead)]
 		}
 	} else if resp.StatusCode == http.StatusTooManyRequests {
-		var body []byte
-		body, res.BytesIn, err = w.readRejection(resp.Body)
-		adv = limit.ParseResponse(resp.Header, body, start)
+		rejection, res.BytesIn, err = w.readRejection(resp.Body)
 	} else {
 		res.BytesIn, err = io.Copy(io.Discard, resp.Body)
-		adv = limit.ParseHeaders(resp.Header, start)
 	}
 	resp.Body.Close()
 	end := time.Now()
+	// Delays are counted from the response's end: a reset the server
+	// gave as a delay is then never early (see limit.ResetTracker).
+	adv := limit.ParseHeaders(resp.Header, end)
+	if r.holds != nil {
+		// The headers alone say which limit this is: a 429 body may name
+		// the policy that headers leave unnamed.
+		r.holds.observe(t, hd, resp.StatusCode, resp.Header, &adv, end)
+	}
+	if rejection != nil {
+		adv = limit.ParseResponse(resp.Header, rejection, end)
+	}
 	res.Elapsed = end.Sub(start)
 	if c != nil {
 		w.inflight.Store(nil)
@@ -374,6 +398,10 @@ func (w *worker) fromTrace(res *Result, start time.Time) {
 
 func (w *worker) deliver(res *Result) {
 	w.r.sent.Add(1)
+	if res.Waited > 0 {
+		w.r.held.Add(1)
+		w.r.heldFor.Add(int64(res.Waited))
+	}
 	w.r.cfg.Sink(res)
 }
 

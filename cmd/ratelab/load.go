@@ -47,6 +47,24 @@ schedule or every N-th thread, at their instants in the whole run; with one
 --start-at they start together, and "ratelab report" merges their --results
 into the report of one run (deploy/kubernetes/README.md).
 
+--retry-after honor waits as a 429's Retry-After says, and does not send
+into a 429 either: when a response (a success too) says a limit has nothing
+left and when it resets, in any header dialect (RateLimit draft-11,
+X-RateLimit-*, GitHub's epoch x-ratelimit-reset, inin-ratelimit-*), the
+senders of requests that draw from that limit wait for the reset. Requests
+still in flight count against what is left; the first request of each URL
+goes alone, to learn its limit. A limit is known by the policy name the
+headers give, else by its quota, so a per-resource limit holds the senders
+of all its resources. A relative reset is counted from the response's
+arrival (whole seconds: up to 1 s late); an epoch reset waits 1 ms more
+plus a bound on the server's clock lag from the Date headers. A held
+request is not dropped: a thread sends it after the wait, and the open
+model pauses its schedule (every later arrival shifts, so a --duration run
+lasts longer). Its wait is its "waited" in --results and --jtl and is not
+counted in its latency; the summary's "held:" line adds the waits up.
+A response with some quota left, or a reset without a remaining count,
+holds nothing.
+
 A run needs a bound (--loops, --duration or --stages); Ctrl-C stops it and
 still writes the summary and files. A failed --threshold exits with 99.
 
@@ -256,6 +274,10 @@ func execute(ctx context.Context, env *environ, f *loadFlags, name string, cfg l
 	var errs []error
 	if err := report.WriteText(out.summary, sum); err != nil {
 		errs = append(errs, fmt.Errorf("write summary: %w", err))
+	}
+	if st.Held > 0 {
+		fmt.Fprintf(out.summary, "held: %d requests waited %v in all before they were sent, for a Retry-After or a spent window's reset (--retry-after honor); each wait is the request's \"waited\" in --results and --jtl, not part of its latency\n",
+			st.Held, st.HeldFor.Round(time.Millisecond))
 	}
 	if out.json != nil {
 		errs = append(errs, report.WriteJSON(out.json, sum))

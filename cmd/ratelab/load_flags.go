@@ -76,7 +76,7 @@ func (f *loadFlags) define(fs *flag.FlagSet, env *environ) {
 	fs.IntVar(&f.maxWorkers, "max-workers", load.DefaultMaxWorkers, "open model: most concurrent requests; arrivals beyond are dropped and counted")
 	fs.StringVar(&f.throughput, "throughput", "", "closed model: JMeter Constant Throughput Timer target `RATE`, e.g. 600/m")
 	fs.StringVar(&f.throughputMode, "throughput-mode", "this-thread", "timer mode: this-thread (JMeter's default: per thread!), all-threads, group, all-threads-shared, group-shared")
-	fs.StringVar(&f.retryAfter, "retry-after", "ignore", "honor: wait as Retry-After says (threads sleep, the open schedule pauses); ignore: record only")
+	fs.StringVar(&f.retryAfter, "retry-after", "ignore", "honor: wait as Retry-After says, and for a window's reset when a response says it is spent (threads sleep, the open schedule pauses; see above); ignore: record only")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "per-request timeout")
 	fs.IntVar(&f.connections, "connections", 0, "most connections per host (0: no cap)")
 	fs.BoolVar(&f.keepAlive, "keep-alive", true, "reuse connections")

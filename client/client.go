@@ -84,10 +84,13 @@ type Config struct {
 //   - client-credentials authentication, the token replaced
 //     TokenRefreshBefore its expiry (by Config.Now), and once more when
 //     the server says it is invalid;
-//   - pacing from the server's own headers: a local GCRA per policy and
-//     scope key, learned from RateLimit-Policy and RateLimit (and the exact
-//     values of GET /api/v2/ratelimits), so that a request is sent only
-//     when the server will admit it (see pacer);
+//   - pacing from the server's own headers, per policy and scope key in
+//     the policy's terms (the exact values and algorithm come from GET
+//     /api/v2/ratelimits): a local GCRA for a token bucket; for a window
+//     (and a limit only X-RateLimit-*, GitHub's or inin's headers
+//     describe), a wait for the reset when the last responses say it is
+//     spent; for a concurrency limit, no more of its own requests in
+//     flight than it allows (see pacer);
 //   - on a 429, a wait of exactly the server's retry delay (the body's
 //     retryAfterMs, else Retry-After) plus a little jitter, and a retry,
 //     up to MaxRetries;
@@ -266,19 +269,19 @@ func (c *Client) do(ctx context.Context, r *apiRequest) (*apiResponse, error) {
 	}
 	var st retryState
 	for {
-		teacher, err := c.admit(ctx, r.kind, r.ids)
+		tk, err := c.admit(ctx, r.kind, r.ids)
 		if err != nil {
 			return nil, err
 		}
 		resp, err := c.send(ctx, r, body)
-		if err != nil && teacher {
-			c.pace.abandon(r.kind)
+		if err != nil {
+			c.pace.abandon(r.kind, tk)
 		}
 		if err != nil && ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		if err == nil {
-			c.observe(r.kind, r.ids, resp, c.now())
+			c.observe(r.kind, r.ids, tk, resp, c.now())
 			c.maybeRefresh(ctx)
 		}
 		rt := retryOf(r, resp, err)
@@ -367,9 +370,10 @@ func (c *Client) retrying(st *retryState, rt retry) bool {
 	return true
 }
 
-// admit waits until the pacer lets a request of kind go, and reports
-// whether it goes as the kind's teacher.
-func (c *Client) admit(ctx context.Context, kind string, ids []string) (bool, error) {
+// admit waits until the pacer lets a request of kind go, and returns its
+// ticket (whether it goes as the kind's teacher, what it drew), which the
+// response settles (observe) or abandon gives back.
+func (c *Client) admit(ctx context.Context, kind string, ids []string) (ticket, error) {
 	for {
 		tk := c.pace.reserve(kind, ids, c.now())
 		switch {
@@ -377,14 +381,14 @@ func (c *Client) admit(ctx context.Context, kind string, ids []string) (bool, er
 			select {
 			case <-tk.learn:
 			case <-ctx.Done():
-				return false, ctx.Err()
+				return ticket{}, ctx.Err()
 			}
 		case tk.wait > 0:
 			if err := sleep(ctx, tk.wait); err != nil {
-				return false, err
+				return ticket{}, err
 			}
 		default:
-			return tk.teacher, nil
+			return tk, nil
 		}
 	}
 }
@@ -427,18 +431,18 @@ func (c *Client) send(ctx context.Context, r *apiRequest, body []byte) (*apiResp
 	return &apiResponse{status: res.StatusCode, header: res.Header, body: b}, nil
 }
 
-// observe feeds a response to the pacer.
-func (c *Client) observe(kind string, ids []string, resp *apiResponse, now time.Time) {
+// observe feeds a response to a request sent with tk to the pacer.
+func (c *Client) observe(kind string, ids []string, tk ticket, resp *apiResponse, now time.Time) {
 	var body []byte // a 429's body says the policy and the exact delay
 	if resp.status == http.StatusTooManyRequests {
 		body = resp.body[:min(len(resp.body), limit.MaxBodyRead)]
 	}
-	o := observed{status: resp.status, adv: limit.ParseResponse(resp.header, body, now)}
+	o := observed{status: resp.status, header: resp.header, adv: limit.ParseResponse(resp.header, body, now)}
 	if resp.status == http.StatusTooManyRequests {
 		o.jitter = jitter(o.adv.RetryAfter)
 		c.log.Debug("429 received", "kind", kind, "retryAfter", o.adv.RetryAfter, "policy", o.adv.Policy)
 	}
-	c.pace.learn(kind, ids, o, now)
+	c.pace.learn(kind, ids, tk, o, now)
 }
 
 // jitter returns a small random delay added to a retry: up to 5% of it,

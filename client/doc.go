@@ -5,10 +5,15 @@
 //
 //   - it authenticates with the OAuth client-credentials grant and
 //     replaces its token before it expires;
-//   - it paces itself from the server's own words: a local GCRA
-//     (limit.Bucket) per policy and scope key, learned from
-//     RateLimit-Policy and RateLimit and from GET /api/v2/ratelimits, so
-//     that it sends a request only when the server will admit it;
+//   - it paces itself from the server's own words, learned from
+//     RateLimit-Policy and RateLimit (or X-RateLimit-*, GitHub's and
+//     inin's headers) and from GET /api/v2/ratelimits, per policy and
+//     scope key in the policy's own terms, so that it sends a request only
+//     when the server will admit it: a local GCRA (limit.Bucket) for a
+//     token bucket; for a window, the wait for its reset once responses
+//     say it is spent (limit.ResetTracker, requests in flight counted);
+//     for a concurrency limit, which is no rate, at most that many of its
+//     own requests in flight;
 //   - after a 429 it waits exactly the server's retry delay (read with
 //     limit.ParseResponse) plus a little jitter, and retries;
 //   - it merges updates of one script that wait for quota and batches

@@ -494,6 +494,7 @@ func (w *writer) dispatch(now time.Time) time.Duration {
 	}
 	w.mu.Unlock()
 	if len(batch) == 0 {
+		c.pace.abandon(kind, tk) // nothing goes: give back what it drew
 		<-w.slots
 		return 0
 	}
@@ -501,14 +502,14 @@ func (w *writer) dispatch(now time.Time) time.Duration {
 	go func() {
 		defer w.inflight.Done()
 		defer func() { <-w.slots; w.wake() }()
-		w.send(kind, tk.teacher, batch, upds)
+		w.send(kind, tk, batch, upds)
 	}()
 	return 0
 }
 
 // send sends one write request for batch (upds are the updates as taken)
 // and settles each entry.
-func (w *writer) send(kind string, teacher bool, batch []*writeEntry, upds []ratelab.ScriptUpdate) {
+func (w *writer) send(kind string, tk ticket, batch []*writeEntry, upds []ratelab.ScriptUpdate) {
 	c := w.c
 	ctx := w.ctx
 	ids := make([]string, len(upds))
@@ -541,14 +542,14 @@ func (w *writer) send(kind string, teacher bool, batch []*writeEntry, upds []rat
 	b, _ := json.Marshal(r.body)
 	resp, err := c.send(ctx, r, b)
 	now := c.now()
-	if err != nil && teacher {
-		c.pace.abandon(kind)
+	if err != nil {
+		c.pace.abandon(kind, tk)
 	}
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("%w while the write was in flight (it may have been applied): %w", errClosed, err)
 	}
 	if err == nil {
-		c.observe(kind, ids, resp, now)
+		c.observe(kind, ids, tk, resp, now)
 		c.maybeRefresh(ctx)
 	}
 	if rt := retryOf(r, resp, err); rt != retryNone {

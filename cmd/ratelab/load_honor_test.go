@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"ratelab/client"
 	"ratelab/load"
 )
 
@@ -222,6 +226,79 @@ func TestLoadHonorsSpentWindows(t *testing.T) {
 				t.Errorf("%d 429s of %d: the naive run should meet the limit most of the time", rejected, len(run.results))
 			}
 			t.Logf("%s naive: %d requests, %d 429s, predicted %d, windows %v", headers, len(run.results), rejected, want, sent)
+		})
+	}
+}
+
+// stamps is an http.RoundTripper that records when each response to GET
+// /api/v2/users was sent, and its status: the server's view of what a
+// client did.
+type stamps struct {
+	mu   sync.Mutex
+	sent []load.Result
+}
+
+func (s *stamps) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := time.Now()
+	res, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && r.URL.Path == "/api/v2/users" {
+		s.mu.Lock()
+		s.sent = append(s.sent, load.Result{Start: start, Status: res.StatusCode})
+		s.mu.Unlock()
+	}
+	return res, err
+}
+
+// TestClientHonorsSpentWindows: the Go client (client.Client) against
+// `ratelab serve` with the fixed window of 20 per 5 s, in the github, ietf
+// and inin dialects: four goroutines list users as fast as the client lets
+// them for 12 s; the client waits for each spent window's reset, so the
+// server answers no 429 (the client retries 429s itself: its Stats count
+// them), and every window that began in the run is used whole.
+func TestClientHonorsSpentWindows(t *testing.T) {
+	for _, headers := range []string{"github", "ietf", "inin"} {
+		t.Run(headers, func(t *testing.T) {
+			t.Parallel()
+			srv := startWindowServe(t, headers)
+			st := &stamps{}
+			c, err := client.New(client.Config{BaseURL: srv.url, ClientID: "demo", ClientSecret: "s3cret",
+				HTTPClient: &http.Client{Transport: st, Timeout: 10 * time.Second}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 12*time.Second)
+			defer cancel()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					for ctx.Err() == nil {
+						if _, err := c.Users(ctx); err != nil && ctx.Err() == nil {
+							t.Errorf("users: %v", err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			end := time.Now()
+			run := windowRun{results: st.sent}
+			sent, rejected, first, last := run.windows()
+			if s := c.Stats(); rejected != 0 || s.RateLimited != 0 {
+				t.Errorf("%d 429s (the client counted %d) of %d requests", rejected, s.RateLimited, len(st.sent))
+			}
+			if last-first < 2 {
+				t.Errorf("the run spanned windows %v: want two resets at least", sent)
+			}
+			for w := first; w <= last; w++ {
+				ws := time.Unix(0, w*int64(honorWindow))
+				whole := !ws.Before(start) && !ws.Add(wholeAfter).After(end)
+				if sent[w] > honorQuota || (whole && sent[w] != honorQuota) {
+					t.Errorf("window at %v: %d requests sent, want %d (the whole quota, and no more)", ws.Format("15:04:05"), sent[w], honorQuota)
+				}
+			}
+			t.Logf("%s: %d requests over windows %v", headers, len(st.sent), sent)
 		})
 	}
 }

@@ -68,17 +68,25 @@ type State struct {
 // view is one tier's state before or after a decision, rolled to now.
 type view struct {
 	backlog time.Duration // GCRA
-	count   int64         // windows: count in the current window; concurrency: leases held
+	window                // windows; count is a concurrency tier's leases held
+	first   time.Duration // concurrency: until the first lease expires
+	last    time.Duration // concurrency: until the last lease expires
+}
+
+// window is a fixed or sliding window tier's state, rolled to now. It is
+// four words, few enough for the compiler to keep in registers (a bigger
+// struct lives in memory), and its steps take and return it by value, so
+// that the one-tier paths never store it.
+type window struct {
+	count   int64         // count in the current window
 	prev    int64         // sliding: count in the previous window
-	elapsed time.Duration // windows: now − start of the current window, ≥ 0
-	// lag is, for windows, how far the key's current window starts after
-	// now: positive only for an instant that reaches the store after a
-	// later one opened a new window (callers' clocks disagree). Such a
-	// request is counted in that window, at its start, as GCRA counts a
-	// late request after the TAT: no window ever exceeds its quota.
-	lag   time.Duration
-	first time.Duration // concurrency: until the first lease expires
-	last  time.Duration // concurrency: until the last lease expires
+	elapsed time.Duration // now − start of the current window, ≥ 0
+	// lag is how far the key's current window starts after now: positive
+	// only for an instant that reaches the store after a later one opened
+	// a new window (callers' clocks disagree). Such a request is counted
+	// in that window, at its start, as GCRA counts a late request after
+	// the TAT: no window ever exceeds its quota.
+	lag time.Duration
 }
 
 // floorMod returns a mod m in [0, m).
@@ -101,9 +109,9 @@ func (v *view) load(p *Policy, now int64, s *State) {
 	case GCRA:
 		v.backlog = max(s.Until, 0)
 	case FixedWindow:
-		v.loadFixed(p, now, s)
+		v.window = loadFixed(p, now, s)
 	case SlidingWindow:
-		v.loadSliding(p, now, s)
+		v.window = loadSliding(p, now, s)
 	case Concurrency:
 		if s.Until > 0 {
 			v.count, v.first, v.last = s.Count, max(s.First, 0), s.Until
@@ -117,8 +125,8 @@ func (v *view) load(p *Policy, now int64, s *State) {
 // evaluateSliding, the one-tier paths, which dispatch once per decision
 // instead of once per step.
 
-// loadFixed is load for a zeroed v and a fixed window.
-func (v *view) loadFixed(p *Policy, now int64, s *State) {
+// loadFixed is load for a fixed window.
+func loadFixed(p *Policy, now int64, s *State) (v window) {
 	w := p.Rate.Period
 	switch {
 	case s.Until > 0:
@@ -126,12 +134,13 @@ func (v *view) loadFixed(p *Policy, now int64, s *State) {
 	case !p.AlignFirst:
 		v.elapsed = time.Duration(floorMod(now, int64(w)))
 	}
+	return v
 }
 
-// loadSliding is load for a zeroed v and a sliding window. A state
-// whose current window ended less than a window ago is rolled one window
-// on: its current window becomes the previous one.
-func (v *view) loadSliding(p *Policy, now int64, s *State) {
+// loadSliding is load for a sliding window. A state whose current window
+// ended less than a window ago is rolled one window on: its current
+// window becomes the previous one.
+func loadSliding(p *Policy, now int64, s *State) (v window) {
 	w, u := p.Rate.Period, s.Until
 	switch {
 	case u > w:
@@ -140,34 +149,35 @@ func (v *view) loadSliding(p *Policy, now int64, s *State) {
 		v.prev, u = s.Count, u+w
 	default:
 		v.elapsed = time.Duration(floorMod(now, int64(w)))
-		return
+		return v
 	}
 	v.elapsed, v.lag = max(0, 2*w-u), max(0, u-2*w)
+	return v
 }
 
 // admitsFixed is admits for a fixed window.
-func (v *view) admitsFixed(p *Policy, n int64) bool { return v.count <= p.Rate.Count-n }
+func (v window) admitsFixed(p *Policy, n int64) bool { return v.count <= p.Rate.Count-n }
 
 // admitsSliding is admits for a sliding window: count + n +
 // prev·(w − elapsed)/w ≤ quota, in integers: prev·(w − elapsed) ≤
 // (quota − count − n)·w.
-func (v *view) admitsSliding(p *Policy, n int64) bool {
+func (v window) admitsSliding(p *Policy, n int64) bool {
 	r := p.Rate.Count - v.count - n
 	return r >= 0 && (v.prev == 0 || mulLE(v.prev, int64(p.Rate.Period-v.elapsed), r, int64(p.Rate.Period)))
 }
 
 // storeFixed is store for a fixed window.
-func (v *view) storeFixed(p *Policy, s *State) {
+func (v window) storeFixed(p *Policy, s *State) {
 	s.Until, s.Count, s.Prev, s.First = p.Rate.Period-v.elapsed+v.lag, v.count, 0, 0
 }
 
 // storeSliding is store for a sliding window.
-func (v *view) storeSliding(p *Policy, s *State) {
+func (v window) storeSliding(p *Policy, s *State) {
 	s.Until, s.Count, s.Prev, s.First = 2*p.Rate.Period-v.elapsed+v.lag, v.count, v.prev, 0
 }
 
 // reportFixed is report for a fixed window.
-func (v *view) reportFixed(p *Policy) (remaining int64, reset time.Duration) {
+func (v window) reportFixed(p *Policy) (remaining int64, reset time.Duration) {
 	if v.count > 0 {
 		reset = p.Rate.Period - v.elapsed + v.lag
 	}
@@ -175,20 +185,24 @@ func (v *view) reportFixed(p *Policy) (remaining int64, reset time.Duration) {
 }
 
 // reportSliding is report for a sliding window.
-func (v *view) reportSliding(p *Policy) (remaining int64, reset time.Duration) {
-	w := p.Rate.Period
+func (v window) reportSliding(p *Policy) (remaining int64, reset time.Duration) {
+	return max(0, p.Rate.Count-v.count-v.weighed(p.Rate.Period)), v.resetSliding(p)
+}
+
+// resetSliding is the reset-after of report for a sliding window.
+func (v window) resetSliding(p *Policy) (reset time.Duration) {
 	if v.count > 0 || v.prev > 0 {
-		reset = w - v.elapsed + v.lag // until the current window ends
+		reset = p.Rate.Period - v.elapsed + v.lag // until the current window ends
 		if v.count > 0 {
-			reset += w // and the one after, which still weighs it
+			reset += p.Rate.Period // and the one after, which still weighs it
 		}
 	}
-	return max(0, p.Rate.Count-v.count-v.weighed(w)), reset
+	return reset
 }
 
 // weighed is how many whole requests the previous window of a sliding
 // window of w weighs: ⌈prev·(w − elapsed)/w⌉.
-func (v *view) weighed(w time.Duration) int64 {
+func (v window) weighed(w time.Duration) int64 {
 	if v.prev == 0 {
 		return 0
 	}
@@ -196,7 +210,7 @@ func (v *view) weighed(w time.Duration) int64 {
 }
 
 // waitFixed is wait for a fixed window: the next window starts empty.
-func (v *view) waitFixed(p *Policy) time.Duration { return p.Rate.Period - v.elapsed + v.lag }
+func (v window) waitFixed(p *Policy) time.Duration { return p.Rate.Period - v.elapsed + v.lag }
 
 // store writes a view back as a State.
 func (v *view) store(p *Policy, s *State) {
@@ -327,7 +341,7 @@ func (v *view) wait(p *Policy, n int64) time.Duration {
 	case FixedWindow:
 		return v.waitFixed(p)
 	case SlidingWindow:
-		return slidingRetry(p, v, n)
+		return slidingRetry(p, v.window, n)
 	case Concurrency:
 		// The earliest a slot is sure to free; a release frees one sooner.
 		return v.first
@@ -337,7 +351,7 @@ func (v *view) wait(p *Policy, n int64) time.Duration {
 
 // slidingRetry solves the sliding window's admission rule for the first
 // instant at which a tier that rejects now admits a request of cost n.
-func slidingRetry(p *Policy, v *view, n int64) time.Duration {
+func slidingRetry(p *Policy, v window, n int64) time.Duration {
 	q, w := p.Rate.Count, int64(p.Rate.Period)
 	// Later in this window: prev·(w − e) ≤ r·w holds from
 	// e = w − ⌊r·w/prev⌋ on. It rejects now, so r < prev and the
@@ -377,14 +391,7 @@ func slidingRetry(p *Policy, v *view, n int64) time.Duration {
 // until that state admits the same request, and the decision's is the
 // longest of the enforced tiers'. See doc.go.
 func EvaluateStates(req *Request, now int64, st []State, d *Decision) {
-	n := len(req.Tiers)
-	if cap(d.Tiers) < n {
-		d.Tiers = make([]TierState, n)
-	}
-	d.Tiers = d.Tiers[:n]
-	d.Lease = Lease{}
-	d.Limiting, d.RetryAfter = -1, 0
-	if n == 1 {
+	if len(req.Tiers) == 1 {
 		switch req.Tiers[0].Policy.Algorithm {
 		case FixedWindow:
 			evaluateFixed(req, now, &st[0], d)
@@ -397,10 +404,21 @@ func EvaluateStates(req *Request, now int64, st []State, d *Decision) {
 	evaluateTiers(req, now, st, d)
 }
 
-// evaluateTiers is EvaluateStates for any request, on a d that
-// EvaluateStates prepared: every tier's verdict first, then, once the
-// request's is known, what each consumes and reports (settle).
+// prepare sizes d for n tiers and clears what every decision sets.
+func (d *Decision) prepare(n int) {
+	if cap(d.Tiers) < n {
+		d.Tiers = make([]TierState, n)
+	}
+	d.Tiers = d.Tiers[:n]
+	d.Lease = Lease{}
+	d.Limiting, d.RetryAfter = -1, 0
+}
+
+// evaluateTiers is EvaluateStates for any request: every tier's verdict
+// first, then, once the request's is known, what each consumes and
+// reports (settle).
 func evaluateTiers(req *Request, now int64, st []State, d *Decision) {
+	d.prepare(len(req.Tiers))
 	if len(req.Tiers) == 1 {
 		// One tier decides alone: the verdict is known as soon as its state
 		// is loaded, so one load serves both steps.
@@ -465,8 +483,7 @@ func settle(req *Request, now int64, st *State, d *Decision, i int, v *view) {
 // evaluateFixed is EvaluateStates for a request of one fixed-window tier,
 // with evaluateSliding the commonest requests that are not plain GCRA:
 // the steps of evaluateTiers on the same per-algorithm functions,
-// inlined, without a call and a switch on the algorithm per step. d is
-// prepared as EvaluateStates prepares it.
+// inlined, without a call and a switch on the algorithm per step.
 //
 // With one tier, the request is admitted exactly when the tier admits it
 // or is shadow; the tier consumes when it admits or counts rejected
@@ -476,9 +493,9 @@ func settle(req *Request, now int64, st *State, d *Decision, i int, v *view) {
 // one that admitted needs none. TestEvaluateWindowMatchesTiers holds both
 // paths to evaluateTiers.
 func evaluateFixed(req *Request, now int64, s *State, d *Decision) {
+	d.prepare(1)
 	p, n := req.Tiers[0].Policy, req.Cost
-	var v view
-	v.loadFixed(p, now, s)
+	v := loadFixed(p, now, s)
 	ok := v.admitsFixed(p, n)
 	ts := &d.Tiers[0]
 	*ts = TierState{Policy: p, Key: req.Tiers[0].Key, Allowed: ok}
@@ -495,9 +512,9 @@ func evaluateFixed(req *Request, now int64, s *State, d *Decision) {
 
 // evaluateSliding is evaluateFixed for a sliding-window tier.
 func evaluateSliding(req *Request, now int64, s *State, d *Decision) {
+	d.prepare(1)
 	p, n := req.Tiers[0].Policy, req.Cost
-	var v view
-	v.loadSliding(p, now, s)
+	v := loadSliding(p, now, s)
 	ok := v.admitsSliding(p, n)
 	ts := &d.Tiers[0]
 	*ts = TierState{Policy: p, Key: req.Tiers[0].Key, Allowed: ok}
@@ -505,9 +522,17 @@ func evaluateSliding(req *Request, now int64, s *State, d *Decision) {
 		v.count += n
 		v.storeSliding(p, s)
 	}
-	ts.Remaining, ts.ResetAfter = v.reportSliding(p)
+	if !ok && n == 1 {
+		// A tier that rejects a request of cost 1 has nothing left, before
+		// counting it or after (count + 1 + prev·(w − elapsed)/w > quota
+		// makes ⌈prev·(w − elapsed)/w⌉ ≥ quota − count): no need to weigh
+		// the previous window.
+		ts.ResetAfter = v.resetSliding(p)
+	} else {
+		ts.Remaining, ts.ResetAfter = v.reportSliding(p)
+	}
 	if !ok {
-		ts.RetryAfter = slidingRetry(p, &v, n)
+		ts.RetryAfter = slidingRetry(p, v, n)
 	}
 	settleOne(d, ok || p.Shadow)
 }

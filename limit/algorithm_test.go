@@ -43,8 +43,6 @@ func TestEvaluateWindowMatchesTiers(t *testing.T) {
 		}
 		stFast, stSlow := []State{s}, []State{s}
 		EvaluateStates(req, now, stFast, &fast)
-		prepared := Decision{Tiers: make([]TierState, 1), Limiting: -1}
-		slow = prepared
 		evaluateTiers(req, now, stSlow, &slow)
 		if !reflect.DeepEqual(fast, slow) || stFast[0] != stSlow[0] {
 			t.Fatalf("case %d: %v, cost %d, now %d, state %+v:\none-tier path %+v, state %+v\ngeneral path  %+v, state %+v",

@@ -97,7 +97,7 @@ type memSlot struct {
 
 // packCounts packs a window tier's counts into a slot's aux, if they fit.
 func packCounts(count, prev int64) (int64, bool) {
-	if count < 0 || count >= 1<<32 || prev < 0 || prev >= 1<<31 {
+	if uint64(count) >= 1<<32 || uint64(prev) >= 1<<31 { // negative ones too
 		return 0, false
 	}
 	return count | prev<<32, true
@@ -382,23 +382,34 @@ func (s *MemoryStore) decideOneState(req *Request, d *Decision, nowNs int64) {
 			sh.read(i, t.Policy, nowNs, &st[0])
 		}
 	}
-	EvaluateStates(req, nowNs, st[:], d)
-	var id uint64
-	if d.Tiers[0].Consumed {
-		if i < 0 {
-			i = s.insert(sh, h, 0, nowNs)
-		}
-		if t.Policy.Algorithm == Concurrency {
-			id = s.leaseSeq.Add(1)
-		}
-		if !sh.slots[i].storePacked(t.Policy, nowNs, &st[0]) {
-			sh.write(i, t.Policy, nowNs, &st[0], id)
-		}
+	// EvaluateStates, with its dispatch of one-tier windows inlined.
+	switch t.Policy.Algorithm {
+	case FixedWindow:
+		evaluateFixed(req, nowNs, &st[0], d)
+	case SlidingWindow:
+		evaluateSliding(req, nowNs, &st[0], d)
+	default:
+		EvaluateStates(req, nowNs, st[:], d)
 	}
+	if !d.Tiers[0].Consumed {
+		sh.mu.Unlock()
+		return
+	}
+	if i < 0 {
+		i = s.insert(sh, h, 0, nowNs)
+	}
+	p := t.Policy
+	if p.Algorithm != Concurrency {
+		if !sh.slots[i].storePacked(p, nowNs, &st[0]) {
+			sh.write(i, p, nowNs, &st[0], 0)
+		}
+		sh.mu.Unlock()
+		return
+	}
+	id := s.leaseSeq.Add(1)
+	sh.write(i, p, nowNs, &st[0], id)
 	sh.mu.Unlock()
-	if id != 0 {
-		d.Lease = Lease{ID: strconv.FormatUint(id, 36), Group: req.Group, Tiers: []Tier{*t}}
-	}
+	d.Lease = Lease{ID: strconv.FormatUint(id, 36), Group: req.Group, Tiers: []Tier{*t}}
 }
 
 // lockTiers hashes the tiers of req into hashes and shard, and locks
@@ -487,7 +498,7 @@ func (e *memSlot) loadPacked(p *Policy, nowNs int64, st *State) bool {
 	if e.aux < 0 || p.Algorithm == Concurrency {
 		return false
 	}
-	*st = State{Until: time.Duration(e.tat - nowNs), Count: e.aux & (1<<32 - 1), Prev: e.aux >> 32}
+	st.Until, st.Count, st.Prev, st.First = time.Duration(e.tat-nowNs), e.aux&(1<<32-1), e.aux>>32, 0
 	return true
 }
 

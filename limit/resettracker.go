@@ -37,8 +37,11 @@ import (
 // the lag. The tracker bounds the lag from the responses' Date headers: a
 // response received at local time L with Date D (whole seconds of the
 // server's clock when it answered) has L − D ≥ lag, so the least L − D
-// seen is an upper bound on it that tightens as responses arrive just
-// after a second ticks (as the first ones after a reset do). An epoch
+// seen is an upper bound on it, exact to the latency once some response
+// arrives just after the server's second ticks. It costs up to a second
+// of each window: a client that sends only in bursts right after each
+// hold receives every response at the same fraction of a second, the
+// one its first responses came at, and the bound stays there. An epoch
 // reset waits that bound more. Every reset waits HoldMargin more.
 //
 // After the reset the quota is taken to be whole again (Limit, when a

@@ -52,12 +52,13 @@ into a 429 either: when a response (a success too) says a limit has nothing
 left and when it resets, in any header dialect (RateLimit draft-11,
 X-RateLimit-*, GitHub's epoch x-ratelimit-reset, inin-ratelimit-*), the
 senders of requests that draw from that limit wait for the reset. Requests
-still in flight count against what is left; the first request of each URL
-goes alone, to learn its limit. A limit is known by the policy name the
+still in flight count against what is left; the first request of each of
+the scenario's requests goes alone, to learn which limit it draws from. A limit is known by the policy name the
 headers give, else by its quota, so a per-resource limit holds the senders
 of all its resources. A relative reset is counted from the response's
 arrival (whole seconds: up to 1 s late); an epoch reset waits 1 ms more
-plus a bound on the server's clock lag from the Date headers. A held
+plus a bound on the server's clock lag from the Date headers (whole
+seconds too: up to 1 s more). A held
 request is not dropped: a thread sends it after the wait, and the open
 model pauses its schedule (every later arrival shifts, so a --duration run
 lasts longer). Its wait is its "waited" in --results and --jtl and is not

@@ -379,8 +379,9 @@ func slidingRetry(p *Policy, v window, n int64) time.Duration {
 // EvaluateStates is the decision core for any mix of algorithms, shared
 // by every store: Evaluate generalised. now is the decision's instant in
 // Unix nanoseconds (windows align to it), st[i] tier i's stored state;
-// EvaluateStates fills d and rewrites st to the state after the decision,
-// which the store writes back for every tier with Consumed set.
+// EvaluateStates fills d but its At, as Evaluate does, and rewrites st to
+// the state after the decision, which the store writes back for every
+// tier with Consumed set.
 //
 // A tier consumes the request's cost when the request is admitted and
 // the tier admits it, or, for a tier whose policy counts rejected

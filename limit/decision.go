@@ -115,6 +115,14 @@ type Decision struct {
 	// The caller releases it (see Releaser) when the response is complete;
 	// Lease.ID is empty when the decision acquired none.
 	Lease Lease
+	// At is the instant the decision was taken at, by the store's clock:
+	// Request.Now when set, otherwise the store's own (time.Now for the
+	// memory store, Redis's TIME for Redis). Every duration in the
+	// decision runs from it, so At + ResetAfter is exactly the instant a
+	// tier is full again, however late the caller reads the decision.
+	// Every store in this module sets it; it is the zero Time from a
+	// store that does not.
+	At time.Time
 }
 
 // TierState is one tier's view of a decision.
@@ -159,8 +167,9 @@ type Store interface {
 // request goes through EvaluateStates, which decides plain tiers exactly
 // as Evaluate does. backlog[i] is
 // tier i's TAT − now before the decision, clamped at zero (a TAT in the past
-// carries no information). Evaluate fills d; a store then commits, for
-// every tier with Consumed set, TAT = now + ResetAfter.
+// carries no information). Evaluate fills d but its At, which the store
+// sets to now; the store then commits, for every tier with Consumed set,
+// TAT = now + ResetAfter.
 //
 // For a tier with interval T and tolerance τ the request of cost n gives
 // next = backlog + n·T; the tier admits it when next ≤ τ. The request is

@@ -237,6 +237,7 @@ func (s *MemoryStore) Decide(_ context.Context, req *Request, d *Decision) error
 	if now.IsZero() {
 		now = s.now()
 	}
+	d.At = now
 	// The per-tier scratch arrays live on the stack, and zeroing them is a
 	// measurable part of a decision, so requests of up to four tiers (the
 	// common case) get small ones.

@@ -269,8 +269,8 @@ func (c *redisClock) now() (lo, hi int64, ok bool) {
 // state the cache holds, a lower bound of Redis's, already rejects the
 // request at the latest instant Redis's clock can read now. It then fills
 // d as Redis would at the earliest such instant (so that the retry-after
-// is never short) and reports true. c holds req's keys, built for the
-// script req would run.
+// is never short), which d.At reports, and returns true. c holds req's
+// keys, built for the script req would run.
 func (s *Store) rejectLocally(req *limit.Request, c *call, plain bool, d *limit.Decision) bool {
 	if s.cache == nil || req.Cost == 0 {
 		return false
@@ -304,6 +304,7 @@ func (s *Store) rejectLocally(req *limit.Request, c *call, plain bool, d *limit.
 	if lo != hi && evalCached(req, plain, lo, until[:n], count[:n], d) {
 		return false // cannot be: a tier that rejects at hi rejects earlier too
 	}
+	d.At = time.Unix(0, lo)
 	s.localRejects.Add(1)
 	return true
 }

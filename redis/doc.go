@@ -87,12 +87,15 @@
 // When Request.Now is zero the script reads the instant from Redis TIME,
 // so that replicas whose clocks disagree still share one timeline. When
 // Request.Now is set (tests walking fixed instants, replays) the script
-// uses it. Expiry is relative to the decision's instant, so fixed instants
-// in the past still give keys their full lifetime. Redis counts that
-// expiry on its own clock, though, which a caller-given instant need not
-// follow: a caller whose clock runs behind Redis's, or a test whose instants
-// advance more slowly than real time, would see a key vanish while its TAT
-// still lies ahead and be admitted too much. So keys written at a given
+// uses it. Either way the script returns the instant it decided at, which
+// the Decision reports (limit.Decision.At), and a local rejection reports
+// the instant it was decided at (see "Local rejections"). Expiry is
+// relative to the decision's instant, so fixed instants in the past still
+// give keys their full lifetime. Redis counts that expiry on its own
+// clock, though, which a caller-given instant need not follow: a caller
+// whose clock runs behind Redis's, or a test whose instants advance more
+// slowly than real time, would see a key vanish while its TAT still lies
+// ahead and be admitted too much. So keys written at a given
 // instant live Config.FixedTimeGrace (1s by default) longer; a key that
 // outlives its TAT is harmless, as a TAT in the past means a full bucket.
 //

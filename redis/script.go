@@ -14,9 +14,10 @@ package redis
 //	              Redis TIME and adds no grace
 //
 // It returns {allowed (0 or 1), now_s, now_ns, backlog 1, …, backlog n}:
-// the instant it decided at (Redis TIME, or the caller's), from which the
-// Store learns the offset to Redis's clock and each tier's TAT for its
-// rejection cache, and every tier's backlog. Every number it
+// the instant it decided at (Redis TIME, or the caller's), which the Store
+// reports as Decision.At and from which it learns the offset to Redis's
+// clock and each tier's TAT for its rejection cache, and every tier's
+// backlog. Every number it
 // handles is an integer below 2^53, so Lua's doubles hold it exactly:
 // absolute instants stay split in (seconds, nanoseconds), and only offsets
 // from now are ever formed. A backlog is clamped at maxBacklog; such a tier

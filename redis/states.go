@@ -364,6 +364,7 @@ func (s *Store) decideStates(ctx context.Context, req *limit.Request, d *limit.D
 	}
 	now := out[1]*int64(time.Second) + out[2]
 	limit.EvaluateStates(req, now, st[:n], d)
+	d.At = time.Unix(0, now)
 	if d.Allowed != (out[0] == 1) {
 		return fmt.Errorf("script decided allowed=%v, evaluate %v", out[0] == 1, d.Allowed)
 	}

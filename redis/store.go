@@ -305,8 +305,12 @@ func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 	n := len(req.Tiers)
 	if n == 0 {
 		// No keys, no slot: Redis Cluster could not route the script, and
-		// there is nothing to decide.
+		// there is nothing to decide, so no instant to ask Redis for.
 		limit.Evaluate(req, nil, d)
+		d.At = req.Now
+		if d.At.IsZero() {
+			d.At = time.Now()
+		}
 		return nil
 	}
 	if !req.Plain() {
@@ -333,8 +337,9 @@ func (s *Store) decide(ctx context.Context, req *limit.Request, d *limit.Decisio
 	if d.Allowed != (out[0] == 1) {
 		return fmt.Errorf("script decided allowed=%v, evaluate %v", out[0] == 1, d.Allowed)
 	}
+	now := out[1]*int64(time.Second) + out[2]
+	d.At = time.Unix(0, now)
 	if s.cache != nil {
-		now := out[1]*int64(time.Second) + out[2]
 		s.learn(req, c, now)
 		for i := range n {
 			s.cache.update(c.keys[i].b, req.Tiers[i].Policy, now, now+int64(d.Tiers[i].ResetAfter), 0)

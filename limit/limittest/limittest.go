@@ -6,8 +6,9 @@
 //		limittest.Run(t, func(t *testing.T) limit.Store { return newStore(t) })
 //	}
 //
-// The suite walks fixed instants (Request.Now is always set) and checks the
-// exact GCRA arithmetic, the all-or-nothing rule, exact retry-after, shadow
+// The suite walks fixed instants (Request.Now is set everywhere but in one
+// test of the store's own clock) and checks the instant each decision
+// reports (Decision.At), the exact GCRA arithmetic, the all-or-nothing rule, exact retry-after, shadow
 // tiers, costs above one, the over-admission bound under many goroutines,
 // and a property test against a reference model on random arrivals; then
 // the same for fixed windows (aligned to the epoch and to a key's first
@@ -26,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -59,6 +61,8 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("BadRequests", func(t *testing.T) { testBadRequests(t, newStore(t)) })
 	t.Run("ConcurrentNoOverAdmission", func(t *testing.T) { testConcurrent(t, newStore(t)) })
 	t.Run("PropertyRandomArrivals", func(t *testing.T) { testProperty(t, newStore(t)) })
+	t.Run("DecisionInstant", func(t *testing.T) { testInstant(t, newStore(t)) })
+	t.Run("DecisionInstantStoreClock", func(t *testing.T) { testInstantStoreClock(t, newStore(t)) })
 	runAlgorithms(t, newStore)
 }
 
@@ -299,6 +303,129 @@ func testBadRequests(t *testing.T, s limit.Store) {
 	} {
 		if err := s.Decide(context.Background(), req, &limit.Decision{}); err == nil {
 			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// testInstant checks that every kind of decision reports the instant it
+// was taken at, Request.Now to the nanosecond: one tier and several, plain
+// GCRA and every other algorithm, admitted, rejected (which a store may
+// decide without its backend) and peeks. One Decision is reused, as a
+// server does, so a store that left At from the previous call fails.
+func testInstant(t *testing.T, s limit.Store) {
+	g := group(t)
+	gcra := policy("at-gcra", 1, time.Second, 2)
+	tiers := func(ps ...*limit.Policy) []limit.Tier {
+		ts := make([]limit.Tier, len(ps))
+		for i, p := range ps {
+			ts[i] = limit.Tier{Policy: p, Key: "k"}
+		}
+		return ts
+	}
+	five := tiers(gcra, policy("at-2", 10, time.Second, 10), policy("at-3", 10, time.Second, 10),
+		policy("at-4", 10, time.Second, 10), policy("at-5", 10, time.Second, 10))
+	fixed := window("at-fixed", limit.FixedWindow, 2, 10*time.Second)
+	sliding := window("at-sliding", limit.SlidingWindow, 2, 10*time.Second)
+	conc := concurrency("at-conc", 1, 5*time.Second)
+	cases := []struct {
+		name  string
+		tiers []limit.Tier
+		cost  int64
+	}{
+		{"gcra", tiers(gcra), 1},
+		{"gcra", tiers(gcra), 1},
+		{"gcra rejected", tiers(gcra), 1},
+		{"gcra peek", tiers(gcra), 0},
+		{"two gcra tiers, rejected", tiers(gcra, policy("at-wide", 10, time.Second, 10)), 1},
+		{"five gcra tiers, rejected", five, 1},
+		{"fixed", tiers(fixed), 1},
+		{"fixed", tiers(fixed), 1},
+		{"fixed rejected", tiers(fixed), 1},
+		{"sliding", tiers(sliding), 2},
+		{"sliding rejected", tiers(sliding), 1},
+		{"concurrency", tiers(conc), 1},
+		{"concurrency rejected", tiers(conc), 1},
+		{"mix, rejected", tiers(policy("at-mix", 10, time.Second, 10), fixed, conc), 1},
+	}
+	var d limit.Decision
+	var leases []limit.Lease
+	// Instants 1.000000123 s apart: off every whole second, millisecond
+	// and microsecond, so a store that rounds the instant fails too.
+	now := epoch.Add(123 * time.Nanosecond)
+	for i, c := range cases {
+		now = now.Add(time.Second/1000 + time.Nanosecond)
+		req := &limit.Request{Now: now, Group: g, Cost: c.cost, Tiers: c.tiers}
+		if err := s.Decide(context.Background(), req, &d); err != nil {
+			t.Fatalf("%d %s: %v", i, c.name, err)
+		}
+		if want := !strings.Contains(c.name, "rejected"); d.Allowed != want {
+			t.Errorf("%d %s: allowed = %v, want %v", i, c.name, d.Allowed, want)
+		}
+		if !d.At.Equal(now) {
+			t.Errorf("%d %s: At = %v, want Request.Now %v", i, c.name, d.At, now)
+		}
+		if d.Lease.Held() {
+			leases = append(leases, d.Lease)
+		}
+	}
+	for _, l := range leases {
+		release(t, s, l)
+	}
+}
+
+// testInstantStoreClock checks At when the store reads its own clock
+// (Request.Now zero): whatever that clock reads, each tier's state must
+// be At + ResetAfter exactly. A GCRA tier of T = 1 min, burst 3, takes
+// three requests, each moving its TAT on by exactly T, and rejects the
+// fourth at that TAT; a fixed window aligned to the Unix epoch ends on a
+// whole minute. An At read at another instant than the decision's (a
+// moment after it, say) breaks both.
+func testInstantStoreClock(t *testing.T, s limit.Store) {
+	g := group(t)
+	T := time.Minute
+	gcra := policy("clock-gcra", 1, T, 3)
+	fixed := window("clock-fixed", limit.FixedWindow, 3, time.Minute)
+	for _, tc := range []struct {
+		name  string
+		tiers []limit.Tier
+	}{
+		{"gcra", []limit.Tier{{Policy: gcra, Key: "one"}}},
+		{"gcra and fixed window", []limit.Tier{{Policy: gcra, Key: "mix"}, {Policy: fixed, Key: "mix"}}},
+	} {
+		var d limit.Decision
+		var tat int64 // unix ns
+		for i := range 4 {
+			if err := s.Decide(context.Background(), &limit.Request{Group: g, Cost: 1, Tiers: tc.tiers}, &d); err != nil {
+				t.Fatalf("%s %d: %v", tc.name, i, err)
+			}
+			if d.At.IsZero() {
+				t.Fatalf("%s %d: At is zero", tc.name, i)
+			}
+			if want := i < 3; d.Allowed != want {
+				t.Fatalf("%s %d: allowed = %v, want %v", tc.name, i, d.Allowed, want)
+			}
+			at := d.At.UnixNano()
+			got := at + int64(d.Tiers[0].ResetAfter)
+			switch {
+			case i == 0:
+				if got != at+int64(T) {
+					t.Errorf("%s %d: At + ResetAfter = At + %v, want At + %v on a fresh tier", tc.name, i, d.Tiers[0].ResetAfter, T)
+				}
+			case i < 3:
+				if got != tat+int64(T) {
+					t.Errorf("%s %d: At + ResetAfter is %v after the previous TAT, want %v", tc.name, i, time.Duration(got-tat), T)
+				}
+			default:
+				if got != tat {
+					t.Errorf("%s %d: rejected at At + ResetAfter %v from the TAT, want at it", tc.name, i, time.Duration(got-tat))
+				}
+			}
+			tat = got
+			if len(d.Tiers) > 1 {
+				if end := at + int64(d.Tiers[1].ResetAfter); end%int64(time.Minute) != 0 {
+					t.Errorf("%s %d: fixed window ends %v past a whole minute, want on one", tc.name, i, time.Duration(end%int64(time.Minute)))
+				}
+			}
 		}
 	}
 }

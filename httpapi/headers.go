@@ -111,7 +111,7 @@ func (s *Server) setHeaders(h http.Header, d *limit.Decision) {
 		set(ghLimit, quota)
 		set(ghRemaining, lim.Remaining)
 		set(ghUsed, max(0, quota-lim.Remaining))
-		set(ghReset, s.now().Add(lim.ResetAfter+time.Second-1).Unix())
+		set(ghReset, s.resetEpoch(d, lim))
 		h[ghResource] = []string{lim.Policy.Name}
 	case HeadersInin:
 		set(ininAllowed, quota)
@@ -121,6 +121,23 @@ func (s *Server) setHeaders(h http.Header, d *limit.Decision) {
 	if !d.Allowed {
 		set("Retry-After", max(1, ceilSeconds(d.RetryAfter)))
 	}
+}
+
+// resetEpoch is the instant tier lim of decision d is full again, in
+// Unix seconds rounded up: from the instant of the decision (d.At), not
+// of the headers, which are written a little later, so that a window
+// ending on a whole second reads as that second. A store that does not
+// report its instant gets the server's clock now.
+func (s *Server) resetEpoch(d *limit.Decision, lim *limit.TierState) int64 {
+	at := d.At
+	if at.IsZero() {
+		at = s.now()
+	}
+	t := at.Add(lim.ResetAfter)
+	if t.Nanosecond() > 0 {
+		return t.Unix() + 1
+	}
+	return t.Unix()
 }
 
 func ceilSeconds(d time.Duration) int64 {

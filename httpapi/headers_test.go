@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,51 @@ func checkParsed(t *testing.T, dialect string, raw []byte, now time.Time) {
 		if a.Used != 4 {
 			t.Errorf("%s: parsed used %d, want 4", dialect, a.Used)
 		}
+	}
+}
+
+// The github dialect's reset instant, on every limiter the suite runs
+// on (memory, Redis, Redis Cluster).
+func init() {
+	suite = append(suite, struct {
+		name string
+		fn   func(t *testing.T, lf limiterFactory)
+	}{"GitHubResetIsWindowEnd", testGitHubResetIsWindowEnd})
+}
+
+// testGitHubResetIsWindowEnd: in the github dialect, x-ratelimit-reset of
+// a fixed window aligned to the Unix epoch is the window's end in Unix
+// seconds, exactly, on every response, admitted or rejected. The clock
+// moves on by a millisecond at every reading, as a real one does between
+// the decision and the headers: a reset computed from the clock when the
+// headers are written, not from the decision's instant, reads a second
+// late.
+func testGitHubResetIsWindowEnd(t *testing.T, lf limiterFactory) {
+	const w = 10 * time.Second
+	clk := newClock()
+	alignClock(clk, w, 2*time.Second)
+	end := time.Unix(0, (clk.ns.Load()/int64(w)+1)*int64(w))
+	e := newEnv(t, lf, options{clock: clk, headers: httpapi.HeadersGitHub, policies: algorithmPolicies(t, `
+  - {name: client-window, algorithm: fixed-window, rate: 3/10s, scope: client, classes: [users]}
+`)})
+	tok := e.token(e.client("acme"))
+	clk.step.Store(int64(time.Millisecond))
+	want := strconv.FormatInt(end.Unix(), 10)
+	for i := range 4 {
+		status := 200
+		if i == 3 {
+			status = 429
+		}
+		r := e.do("GET", "/api/v2/users", tok, nil).want(status)
+		if got := r.header.Get("x-ratelimit-reset"); got != want {
+			t.Errorf("request %d: x-ratelimit-reset %s, want %s, the window's end (%s)", i+1, got, want, end.UTC().Format(time.TimeOnly))
+		}
+		if got, wantRem := r.header.Get("x-ratelimit-remaining"), strconv.Itoa(max(0, 2-i)); got != wantRem {
+			t.Errorf("request %d: x-ratelimit-remaining %s, want %s", i+1, got, wantRem)
+		}
+	}
+	if now := clk.Now(); !now.Before(end) {
+		t.Fatalf("the clock left the window (%v past its end): the test needs fewer readings", now.Sub(end))
 	}
 }
 

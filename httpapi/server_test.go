@@ -27,8 +27,10 @@ import (
 )
 
 // clock is a settable clock shared by the server and the database, so
-// tests walk fixed instants through the limiter and token expiry.
-type clock struct{ ns atomic.Int64 }
+// tests walk fixed instants through the limiter and token expiry. When
+// step is set, every reading moves the clock on by step first, as a real
+// clock moves between two readings.
+type clock struct{ ns, step atomic.Int64 }
 
 func newClock() *clock {
 	c := &clock{}
@@ -36,7 +38,7 @@ func newClock() *clock {
 	return c
 }
 
-func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Add(c.step.Load())) }
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // options vary the test server.

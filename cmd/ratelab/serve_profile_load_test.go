@@ -324,12 +324,10 @@ func checkDialect(t *testing.T, x exchange, flags []string, policy string, quota
 	case "github":
 		q := strconv.FormatInt(quota, 10)
 		// x-ratelimit-reset is the window's end in Unix seconds, rounded
-		// up; serve computes it from the instant it writes the headers,
-		// a little after the decision (httpapi/headers.go), so a window
-		// that ends on a whole second reads one second late: allowed
-		// here, and reported (issue 12).
+		// up, from the decision's own instant: a window that ends on a
+		// whole second reads as that second, exactly.
 		reset, _ := strconv.ParseInt(hv("x-ratelimit-reset"), 10, 64)
-		rlo, rhi := weLo.Add(time.Second-1).Unix(), weHi.Add(time.Second-1).Unix()+1
+		rlo, rhi := weLo.Add(time.Second-1).Unix(), weHi.Add(time.Second-1).Unix()
 		if hv("x-ratelimit-resource") != policy || hv("x-ratelimit-limit") != q || hv("x-ratelimit-remaining") != "0" ||
 			hv("x-ratelimit-used") != q || reset < rlo || reset > rhi {
 			t.Errorf("check request: x-ratelimit-resource %q, -limit %q, -remaining %q, -used %q, -reset %q; want %s, %s, 0, %s, %d to %d",

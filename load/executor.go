@@ -300,9 +300,12 @@ func (r *runner) runOpen(ctx, stop context.Context) {
 				break
 			}
 			// A spent window pauses the schedule until it resets, as a
-			// Retry-After does.
-			if until, ok := r.holds.until(time.Now()); ok {
-				r.pause.pause(until.Sub(r.start))
+			// Retry-After does (only when Retry-After is honoured: the
+			// clock is not read for every arrival otherwise).
+			if r.holds != nil {
+				if until, ok := r.holds.until(time.Now()); ok {
+					r.pause.pause(until.Sub(r.start))
+				}
 			}
 			if !r.pause.covers(off) {
 				break

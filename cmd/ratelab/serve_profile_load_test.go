@@ -73,7 +73,7 @@ func TestProfileTiers(t *testing.T) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	bin := buildRatelab(t)
+	bin := testenv.BuildRatelab(t)
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) { cases[name](t, bin) })
 	}

@@ -26,19 +26,6 @@ import (
 	"ratelab/load"
 )
 
-// buildRatelab builds this command, without -race, into a directory of
-// t's and returns the binary's path. The build cache makes it quick after
-// the first time (the e2e tests build the same binary).
-func buildRatelab(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ratelab")
-	cmd := exec.Command("go", "build", "-o", bin, "ratelab/cmd/ratelab")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ratelab: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // procEnv is the test's environment without RATELAB_ variables, so that
 // the commands run on their flags alone.
 func procEnv() []string {

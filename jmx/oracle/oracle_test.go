@@ -35,6 +35,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"ratelab/internal/testenv"
 )
 
 // request is what the recording server saw.
@@ -228,10 +230,7 @@ func combine(t *testing.T, names []string) []byte {
 
 func TestAgainstJMeter(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "ratelab")
-	if out, err := exec.Command("go", "build", "-o", bin, "ratelab/cmd/ratelab").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.BuildRatelab(t)
 	rec := &recorder{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -51,16 +51,19 @@ type prober struct {
 	rep   *Report
 	// nextWait is the refill wait owed before the next step.
 	nextWait time.Duration
+	// advAt is when the advertised request was sent; advAdmitted whether
+	// it was admitted.
+	advAt       time.Time
+	advTook     time.Duration
+	advAdmitted bool
 }
 
 // found is a limit while it is being measured.
 type found struct {
-	lim  Limit
-	rate rateEst
-	// full reports whether the burst was measured from a full bucket.
-	full bool
-	// refill is how long an empty bucket takes to fill: (b+1)·T.
-	refill time.Duration
+	lim Limit
+	// refillAt is when the limit is surely full again (a bucket refilled,
+	// a new window, nothing in flight).
+	refillAt time.Time
 }
 
 func (p *prober) probe(ctx context.Context) error {
@@ -68,7 +71,7 @@ func (p *prober) probe(ctx context.Context) error {
 		return err
 	}
 	// The limit on the request as given (fixed variables).
-	l1, err := p.measure(ctx, false, "", 0)
+	l1, err := p.measure(ctx, false, "", 0, nil)
 	if l1 != nil {
 		p.rep.Limits = append(p.rep.Limits, l1.lim)
 	}
@@ -83,20 +86,21 @@ func (p *prober) probe(ctx context.Context) error {
 	if len(p.cfg.Vary) > 0 {
 		capN := p.cfg.ScopeRequests
 		if capN <= 0 {
-			capN = max(4*int(l1.lim.Burst)+40, 100)
+			capN = max(4*int(l1.lim.Quota)+40, 100)
 		}
-		p.nextWait = max(p.nextWait, l1.refill)
-		l2, err := p.measure(ctx, true, "scope-", capN)
+		l2, err := p.measure(ctx, true, "scope-", capN, l1)
 		switch {
 		case l2 == nil && err == nil:
 			p.rep.Limits[0].Scope = "resource"
 			p.note(fmt.Sprintf("with %s varied, %d requests at up to %s met no 429: the limit is per resource, and no broader limit is below the maximum rate within that many requests",
 				p.varyNames(), capN, p.cfg.MaxRate))
-		case l2 != nil && sameLimit(l1, l2):
+		case l2 == l1:
 			p.rep.Limits[0].Scope = "endpoint"
-			p.rep.Limits[0].Evidence.Steps = append(p.rep.Limits[0].Evidence.Steps, l2.lim.Evidence.Steps...)
+			last := p.rep.Steps[len(p.rep.Steps)-1]
+			p.rep.Limits[0].Evidence.Steps = append(p.rep.Limits[0].Evidence.Steps, last.Name)
 			p.rep.Limits[0].Evidence.Notes = append(p.rep.Limits[0].Evidence.Notes,
-				fmt.Sprintf("the same limit (%.3g/s, burst %d) with %s varied: not per resource", l2.lim.RatePerS, l2.lim.Burst, p.varyNames()))
+				fmt.Sprintf("with %s varied, %d admitted before the first 429, as with it fixed (quota %d): not per resource", p.varyNames(), last.First429, l1.lim.Quota))
+			p.nextWait = max(p.nextWait, time.Until(l1.refillAt))
 		case l2 != nil:
 			p.rep.Limits[0].Scope = "resource"
 			l2.lim.Scope = "endpoint"
@@ -108,7 +112,7 @@ func (p *prober) probe(ctx context.Context) error {
 		}
 	}
 	if p.cfg.Client2 != nil {
-		p.nextWait = max(p.nextWait, broadest.refill)
+		p.nextWait = max(p.nextWait, time.Until(broadest.refillAt))
 		scope, err := p.clientScope(ctx, broadest, broadestVary)
 		if scope != "" {
 			l := &p.rep.Limits[broadestIdx]
@@ -161,6 +165,10 @@ func (p *prober) advertised(ctx context.Context) error {
 		return 0, len(st.obs) >= 1
 	}})
 	p.addStep(res, 0)
+	if res != nil && len(res.obs) > 0 {
+		o := res.obs[0]
+		p.advAt, p.advTook, p.advAdmitted = res.start.Add(o.at), o.end-o.at, o.admitted()
+	}
 	if err != nil {
 		return err
 	}
@@ -179,7 +187,7 @@ func (p *prober) advertised(ctx context.Context) error {
 			}
 			a.Claims = append(a.Claims, c)
 		}
-		if adv.Reset > 0 {
+		if adv.Reset > 0 && adv.Remaining == 0 {
 			p.nextWait = max(p.nextWait, adv.Reset)
 		}
 	}
@@ -294,167 +302,66 @@ func (p *prober) wait(ctx context.Context) (time.Duration, error) {
 	}
 }
 
-// drain returns a controller that sends at the maximum rate until the
-// first 429, and then measures the rate. Once two admissions have given a
-// first interval T, it predicts the next admission and sends sparsely (every
-// T/10) until shortly before it and at the maximum rate around it: each
-// admission is then seen within one maximum-rate interval, for about 20
-// requests per admission whatever the rate.
-func (p *prober) drain() func(st *stepState) (time.Duration, bool) {
-	minGap := p.s.minGap
-	return func(st *stepState) (time.Duration, bool) {
-		if st.firstReject < 0 {
-			return minGap, false
-		}
-		e, ok := estimateRate(st.obs)
-		if !ok {
-			return minGap, false
-		}
-		if precise(e) {
-			return 0, true
-		}
-		times := admissionsAfterReject(st.obs)
-		k := len(times)
-		t := (times[k-1] - times[0]) / time.Duration(k-1)
-		now := time.Since(st.start)
-		window := times[k-1] + t - t/10 - 2*minGap
-		if now >= window {
-			return minGap, false
-		}
-		return max(minGap, min(t/10, window-now)), false
-	}
-}
-
-// burstOnly returns a controller that sends at the maximum rate until the
-// first 429.
-func (p *prober) burstOnly() func(st *stepState) (time.Duration, bool) {
-	minGap := p.s.minGap
-	return func(st *stepState) (time.Duration, bool) { return minGap, st.firstReject >= 0 }
-}
-
-// measure finds one limit: explore (burst phase and rate), refill, burst.
-// vary selects fresh variable values per request; capN bounds the explore
-// step's requests (0: half the remaining budget). It returns nil when no
-// 429 was met.
-func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int) (*found, error) {
-	mode := "fixed"
-	if vary {
-		mode = "vary " + p.varyNames()
-	}
+// measure finds one limit in one step (see experiment): its family, its
+// numbers and the evidence. vary selects fresh variable values per
+// request; capN bounds the step's requests (0: half the remaining
+// budget); same, when set, ends the step after its burst if the burst is
+// that of a limit already measured (then measure returns that found with
+// the step's name added). It returns nil when no 429 was met.
+func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int, same *found) (*found, error) {
 	remaining := p.cfg.Budget - int(p.s.used.Load())
 	byBudget := capN <= 0 || capN > remaining/2
 	if byBudget {
-		// Half of what is left, so that the burst and scope steps still
-		// have their share.
+		// Half of what is left, so that the scope steps still have their
+		// share.
 		capN = max(remaining/2, 1)
 	}
 	waited, err := p.wait(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ex, err := p.s.run(ctx, &step{name: prefix + "explore", vary: vary, maxRequests: capN, maxDur: p.cfg.maxStep(), control: p.drain()})
-	p.addStep(ex, waited)
-	p.log.Info("step", "name", ex.name, "mode", mode, "requests", len(ex.obs), "first_429", firstReject(ex.obs))
-	if firstReject(ex.obs) < 0 {
+	e := &experiment{minGap: p.s.minGap, maxWait: p.cfg.maxWait()}
+	if !vary && p.advAt != (time.Time{}) && len(p.rep.Limits) == 0 && waited == 0 {
+		// The advertised request came from the same full bucket.
+		t := float64(p.advAt.UnixNano()) / 1e9
+		e.prior = []event{{t: t, adm: p.advAdmitted, lo: t - fitTol, hi: t + p.advTook.Seconds() + fitTol}}
+	}
+	if same != nil {
+		q := same.lim.Quota
+		e.same = func(c int) bool { return absInt(int64(c)-q) <= 1 }
+	}
+	st := &step{name: prefix + "explore", vary: vary, maxRequests: capN, maxDur: p.cfg.maxStep(), plan: e.plan}
+	res, err := p.s.run(ctx, st)
+	p.addStep(res, waited)
+	p.log.Info("step", "name", res.name, "requests", len(res.obs), "first_429", firstReject(res.obs), "ended", e.done)
+	if firstReject(res.obs) < 0 {
+		if err == nil && res.capped && byBudget {
+			err = fmt.Errorf("%w: the step's share of it (%d of the %d requests; %d used in all) met no 429",
+				ErrBudget, capN, p.cfg.Budget, p.s.used.Load())
+		}
 		return nil, err
 	}
-	f := &found{lim: Limit{Scope: "unknown", Evidence: Evidence{Steps: []string{ex.name}}}}
-	re, ok := estimateRate(ex.obs)
-	f.rate = re
-	ev := &f.lim.Evidence
-	ev.Admissions, ev.SpanS = re.Admissions, re.Span.Seconds()
-	f.lim.Policy = policyOf(ex.obs)
-	if !ok {
-		// Too few admissions after the first 429 to time them (the step
-		// hit a cap): the burst phase still bounds the limit.
-		be, _ := estimateBurst(ex.obs, 0)
-		f.lim.Burst = int64(be.Admitted)
-		ev.Notes = append(ev.Notes, fmt.Sprintf("%d admissions after the first 429 within the step's bounds: too few to time the rate; burst %d is an upper bound", re.Admissions, be.Admitted))
-		p.finish(f)
-		if err == nil && ex.capped && byBudget {
-			err = fmt.Errorf("%w: %d requests left the rate unmeasured", ErrBudget, p.cfg.Budget)
-		}
-		return f, err
+	if same != nil && e.done == "the limit already measured" {
+		return same, err
 	}
-	f.lim.RatePerS, f.lim.RateLow, f.lim.RateHigh = re.Rate, re.Low, re.High
-	be, _ := estimateBurst(ex.obs, re.Rate)
-	f.lim.Burst = be.Burst
-	f.setRate()
-	f.refill = refillTime(be.Burst, re.Rate)
-	ev.AdmittedBeforeFirst429, ev.BurstLow, ev.BurstHigh = be.Admitted, be.Low, be.High
+	f := p.conclude(e, res)
 	p.finish(f)
-	if err != nil {
-		return f, err
+	if err == nil && res.capped && byBudget && f.lim.Confidence < 0.5 {
+		err = fmt.Errorf("%w: the step's share of it (%d of the %d requests; %d used in all) ended before the limit was identified",
+			ErrBudget, capN, p.cfg.Budget, p.s.used.Load())
 	}
-	// The explore step may have started on a bucket that was not full;
-	// measure the burst again from one that surely is.
-	prevC := be.Admitted
-	var ests []burstEst
-	for try, steps := 0, 0; try < 3 && steps < 6; try, steps = try+1, steps+1 {
-		p.nextWait = max(p.nextWait, f.refill, lastAdvertisedWait(ex.obs))
-		if f.refill > p.cfg.maxWait() {
-			ev.Notes = append(ev.Notes, fmt.Sprintf("refill takes %v, over the longest wait %v: burst from the explore step", f.refill.Round(time.Millisecond), p.cfg.maxWait()))
-			p.finish(f)
-			return f, nil
-		}
-		waited, err := p.wait(ctx)
-		if err != nil {
-			return f, err
-		}
-		name := prefix + "burst"
-		if steps > 0 {
-			name += strconv.Itoa(steps + 1)
-		}
-		bs, err := p.s.run(ctx, &step{name: name, vary: vary, maxRequests: 4*prevC + 40, maxDur: p.cfg.maxStep(), control: p.burstOnly()})
-		p.addStep(bs, waited)
-		ev.Steps = append(ev.Steps, bs.name)
-		b, ok := estimateBurst(bs.obs, re.Rate)
-		if ok {
-			f.full = true
-			ests = append(ests, b)
-			if err == nil && len(ests) < 3 && re.Rate*b.LastAdmit.Seconds() > 2 && b.Admitted <= prevC+1 {
-				// Many tokens came back during the step, so the estimate
-				// leans on the timing of its ends: take the median of three.
-				p.nextWait = max(p.nextWait, refillTime(b.Burst, re.Rate))
-				try--
-				continue
-			}
-			b = medianBurst(ests)
-			f.lim.Burst = b.Burst
-			if hb, ok := headerBurst(bs.obs, f.lim.Policy, b); ok {
-				f.lim.Burst = hb
-				ev.Notes = append(ev.Notes, fmt.Sprintf("burst %d as the server advertised it on the first response from a full bucket (remaining %d + 1), which the measurement (%.1f–%.1f) confirms", hb, hb-1, b.Low, b.High))
-			}
-			f.setRate()
-			f.refill = refillTime(b.Burst, re.Rate)
-			ev.AdmittedBeforeFirst429, ev.BurstLow, ev.BurstHigh = b.Admitted, b.Low, b.High
-			if pol := policyOf(bs.obs); pol != "" {
-				f.lim.Policy = pol
-			}
-		}
-		p.log.Info("step", "name", bs.name, "mode", mode, "admitted_before_429", b.Admitted, "burst", f.lim.Burst)
-		p.nextWait = max(p.nextWait, f.refill)
-		p.finish(f)
-		if err != nil || !ok || b.Admitted <= prevC+1 {
-			return f, err
-		}
-		// More was admitted than the wait assumed: the bucket may be
-		// bigger still, so wait for the larger one and measure again.
-		prevC = b.Admitted
-		ex = bs
-		ests = ests[:0]
-	}
-	return f, nil
+	p.nextWait = max(p.nextWait, time.Until(f.refillAt))
+	return f, err
 }
 
 // headerBurst reads the burst from what the server itself says: the first
 // response of a step that started on a full bucket carries the quota left
 // after it (RateLimit r, X-RateLimit-Remaining), so the burst is r + 1. It
 // is used only when the response names the policy being measured and the
-// timing measurement agrees with it within its error (two requests or 5 %,
-// the lag that a loaded machine adds at high rates); otherwise the
-// measurement stands on its own.
-func headerBurst(step []*obs, policy string, measured burstEst) (int64, bool) {
+// measurement allows it (lo ≤ r + 1 ≤ hi, within two requests or 5 %).
+// before counts the admissions from the same bucket before the step (the
+// advertised request).
+func headerBurst(step []*obs, policy string, lo, hi, before int64) (int64, bool) {
 	var first *obs
 	for _, o := range step {
 		if o.done && (first == nil || o.seq < first.seq) {
@@ -464,29 +371,11 @@ func headerBurst(step []*obs, policy string, measured burstEst) (int64, bool) {
 	if first == nil || !first.admitted() || first.remaining < 0 || policy == "" || first.policy != policy {
 		return 0, false
 	}
-	hb := first.remaining + 1
-	tol := max(2, 0.05*float64(hb))
-	if math.Abs(float64(hb)-float64(measured.Burst)) > tol {
-		return 0, false
-	}
-	return hb, true
-}
-
-// medianBurst returns the estimate with the median burst.
-func medianBurst(ests []burstEst) burstEst {
-	s := append([]burstEst(nil), ests...)
-	sort.Slice(s, func(i, j int) bool { return s[i].Burst < s[j].Burst })
-	return s[len(s)/2]
-}
-
-// setRate sets the limit's rate from the measurement, for the burst
-// found: a burst of 1 accumulates lags (see unitBurst).
-func (f *found) setRate() {
-	e := f.rate
-	if f.lim.Burst == 1 {
-		e = unitBurst(e)
-	}
-	f.lim.RatePerS, f.lim.RateLow, f.lim.RateHigh = e.Rate, e.Low, e.High
+	// The measurement's range, widened by the lag a loaded machine adds at
+	// high rates: two requests or 5 %.
+	hb := first.remaining + 1 + before
+	tol := max(2, int64(math.Round(0.05*float64(hb))))
+	return hb, hb >= lo-tol && hb <= hi+tol
 }
 
 // finish attaches the claim and headers to f's evidence.
@@ -499,26 +388,6 @@ func (p *prober) finish(f *found) {
 			f.lim.Evidence.Claimed = &cc
 		}
 	}
-}
-
-// refillTime is how long an emptied bucket of burst b at rate r takes to
-// be full again, with one interval and a little margin to spare.
-func refillTime(b int64, r float64) time.Duration {
-	if r <= 0 {
-		return 0
-	}
-	return time.Duration(float64(b+1)/r*float64(time.Second)) + 50*time.Millisecond
-}
-
-// lastAdvertisedWait is the longest Retry-After or reset the last
-// responses of a step advertised: a server that says when it refills is
-// believed.
-func lastAdvertisedWait(obs []*obs) time.Duration {
-	var d time.Duration
-	for i := len(obs) - 1; i >= 0 && i >= len(obs)-5; i-- {
-		d = max(d, obs[i].retryAfter, obs[i].reset)
-	}
-	return d
 }
 
 // policyOf returns the policy named most often by the step's 429s.
@@ -541,14 +410,14 @@ func policyOf(obs []*obs) string {
 // clientScope tells whether f is per client or shared by the clients:
 // from a full bucket, a burst step alternating the two credentials.
 func (p *prober) clientScope(ctx context.Context, f *found, vary bool) (string, error) {
-	if f.lim.Burst <= 0 || f.lim.RatePerS <= 0 {
+	if f.lim.Quota <= 0 || f.lim.Algorithm == "unknown" {
 		return "", nil
 	}
 	waited, err := p.wait(ctx)
 	if err != nil {
 		return "", err
 	}
-	b := int(f.lim.Burst)
+	b := int(f.lim.Quota)
 	seen := [2]bool{}
 	res, err := p.s.run(ctx, &step{name: "scope-clients", vary: vary, clients: 2, maxRequests: 3*b + 20, maxDur: p.cfg.maxStep(),
 		control: func(st *stepState) (time.Duration, bool) {
@@ -560,7 +429,6 @@ func (p *prober) clientScope(ctx context.Context, f *found, vary bool) (string, 
 			return p.s.minGap, seen[0] && seen[1]
 		}})
 	p.addStep(res, waited)
-	p.nextWait = max(p.nextWait, f.refill)
 	// Count each client's admissions before its own first 429.
 	var adm [2]int
 	var stopped [2]bool

@@ -46,8 +46,32 @@ type Limit struct {
 	RateHigh float64 `json:"rate_high"`
 	// Burst is the most requests admitted at once from a full bucket; 0
 	// when it could not be measured.
-	Burst    int64    `json:"burst"`
-	Evidence Evidence `json:"evidence"`
+	Burst int64 `json:"burst"`
+	// Algorithm is the limit's family: "token-bucket", "fixed-window",
+	// "sliding-window", "concurrency", or "unknown" when no family
+	// explained what was seen.
+	Algorithm string `json:"algorithm"`
+	// Quota is the requests per window (windows), the burst (token
+	// buckets) or the requests in flight (concurrency).
+	Quota int64 `json:"quota"`
+	// WindowS is the window (windows) or the time an empty bucket takes
+	// to fill (token buckets), in seconds; 0 for concurrency.
+	WindowS float64 `json:"window_s"`
+	// WindowStart says where a fixed window starts: "epoch" (aligned to
+	// multiples of the window since the Unix epoch), "first request" (at
+	// the first request after the last window ended), "aligned" (a fixed
+	// phase, not the epoch's), or "unknown".
+	WindowStart string `json:"window_start,omitempty"`
+	// Delays is set when the limiter queued excess requests instead of
+	// rejecting them (nginx limit_req without nodelay).
+	Delays bool `json:"delays,omitempty"`
+	// CountsRejected says whether rejected requests count against the
+	// limit; nil when the probe could not tell.
+	CountsRejected *bool `json:"counts_rejected"`
+	// Confidence is how sure the probe is of the family and its numbers,
+	// from 0 to 1 (see doc.go).
+	Confidence float64  `json:"confidence"`
+	Evidence   Evidence `json:"evidence"`
 }
 
 // Evidence is how a limit was found.
@@ -122,7 +146,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		b.WriteString("no limit found\n")
 	} else {
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "SCOPE\tPOLICY\tRATE/S\tINTERVAL\tBURST\tCLAIMED\tEVIDENCE")
+		fmt.Fprintln(tw, "SCOPE\tPOLICY\tFAMILY\tLIMIT\tRATE/S\tCONFIDENCE\tCLAIMED")
 		for _, l := range r.Limits {
 			pol := l.Policy
 			if pol == "" {
@@ -132,16 +156,12 @@ func (r *Report) WriteText(w io.Writer) error {
 			if c := l.Evidence.Claimed; c != nil {
 				claimed = fmt.Sprintf("%.4g/s burst %d", c.RatePerS, c.Burst)
 			}
-			burst := "?"
-			if l.Burst > 0 {
-				burst = fmt.Sprint(l.Burst)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%.4g\t%s\t%s\t%s\t%d admitted before the first 429; %d admissions over %.2fs (steps %s)\n",
-				l.Scope, pol, l.RatePerS, interval(l.RateLow, l.RateHigh), burst, claimed,
-				l.Evidence.AdmittedBeforeFirst429, l.Evidence.Admissions, l.Evidence.SpanS, strings.Join(l.Evidence.Steps, ", "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%s\n",
+				l.Scope, pol, family(l), l.Terms(), interval(l.RateLow, l.RateHigh), l.Confidence, claimed)
 		}
 		tw.Flush()
 		for _, l := range r.Limits {
+			fmt.Fprintf(&b, "  %s: %s\n", l.Scope, l.Advice())
 			for _, n := range l.Evidence.Notes {
 				fmt.Fprintf(&b, "  %s: %s\n", l.Scope, n)
 			}
@@ -164,6 +184,84 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// family names the limit's family with its particulars.
+func family(l Limit) string {
+	f := l.Algorithm
+	switch {
+	case l.Delays:
+		f += " (delays excess)"
+	case l.Algorithm == "fixed-window" && l.WindowStart != "":
+		f += " (" + startWords(l.WindowStart) + ")"
+	}
+	if l.CountsRejected != nil && *l.CountsRejected {
+		f += ", counts 429s"
+	}
+	return f
+}
+
+func startWords(s string) string {
+	switch s {
+	case "epoch":
+		return "aligned to the clock"
+	case "first request":
+		return "from the first request"
+	case "aligned":
+		return "fixed phase"
+	}
+	return "start unknown"
+}
+
+// Terms states the limit in its family's own terms: "30 per 10 s",
+// "2/s, burst 6", "4 in flight".
+func (l Limit) Terms() string {
+	switch l.Algorithm {
+	case "fixed-window", "sliding-window":
+		return fmt.Sprintf("%d per %s", l.Quota, secs(l.WindowS))
+	case "concurrency":
+		return fmt.Sprintf("%d in flight", l.Quota)
+	case "token-bucket":
+		return fmt.Sprintf("%.4g/s, burst %d", l.RatePerS, l.Burst)
+	}
+	if l.Burst > 0 {
+		return fmt.Sprintf("%d before the first 429", l.Burst)
+	}
+	return "?"
+}
+
+func secs(s float64) string {
+	if s >= 1 {
+		return fmt.Sprintf("%.3g s", s)
+	}
+	return fmt.Sprintf("%.3g ms", s*1000)
+}
+
+// Advice says how a client lives with the limit, from its family.
+func (l Limit) Advice() string {
+	switch l.Algorithm {
+	case "token-bucket":
+		if l.Delays {
+			return fmt.Sprintf("pace at %.4g/s: above it requests queue (up to %d) and wait before they are answered, then fail", l.RatePerS, l.Burst-1)
+		}
+		return fmt.Sprintf("pace at %.4g/s; after a pause up to %d may go at once, and one more every %s after that", l.RatePerS, l.Burst, secs(1/l.RatePerS))
+	case "fixed-window":
+		at := "at the window's start"
+		if l.WindowStart == "epoch" {
+			at = "on the clock's multiples of " + secs(l.WindowS)
+		}
+		return fmt.Sprintf("spread %d over each %s (windows reset %s); a burst at the end of one window and the start of the next gets %d within moments, and after a 429 nothing comes back until the reset",
+			l.Quota, secs(l.WindowS), at, 2*l.Quota)
+	case "sliding-window":
+		s := fmt.Sprintf("keep under %d per %s (%.4g/s): the previous window still weighs on the next, so a burst costs for up to %s", l.Quota, secs(l.WindowS), l.RatePerS, secs(2*l.WindowS))
+		if l.CountsRejected != nil && *l.CountsRejected {
+			s += "; its 429s count too: after one, pause instead of retrying, or it never recovers"
+		}
+		return s
+	case "concurrency":
+		return fmt.Sprintf("keep at most %d requests in flight; any rate is fine as long as they do not overlap more", l.Quota)
+	}
+	return "family unknown: honour Retry-After and back off after a 429"
 }
 
 func interval(lo, hi float64) string {

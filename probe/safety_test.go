@@ -41,14 +41,14 @@ func TestProbeRefusesWithoutBounds(t *testing.T) {
 }
 
 func TestProbeBudgetIsHard(t *testing.T) {
-	// A slow limit: measuring it needs far more than 40 requests.
-	srv := newPlainServer(t, policy(t, "p", "1/s", 3), nil)
-	rep, err := probe.Run(context.Background(), plainConfig(t, srv, "100/s", 40))
+	// A slow limit with a large burst: its burst alone is more than 10.
+	srv := newPlainServer(t, policy(t, "p", "1/s", 30), nil)
+	rep, err := probe.Run(context.Background(), plainConfig(t, srv, "100/s", 10))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := srv.count.Load(); n > 40 || rep.RequestsUsed != n {
-		t.Errorf("server counted %d requests, report %d, budget 40", n, rep.RequestsUsed)
+	if n := srv.count.Load(); n > 10 || rep.RequestsUsed != n {
+		t.Errorf("server counted %d requests, report %d, budget 10", n, rep.RequestsUsed)
 	}
 	if !strings.Contains(rep.Stopped, "budget") {
 		t.Errorf("stopped %q, want the budget named", rep.Stopped)
@@ -91,9 +91,9 @@ func TestProbeStopsOnServerErrors(t *testing.T) {
 }
 
 func TestProbeInterruptReportsSoFar(t *testing.T) {
-	srv := newPlainServer(t, policy(t, "p", "5/s", 5), nil)
+	srv := newPlainServer(t, policy(t, "p", "1/s", 3), nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	// The explore step ends after about 1 s; the refill wait comes next.
+	// The probe is still measuring after 1.5 s.
 	time.AfterFunc(1500*time.Millisecond, cancel)
 	start := time.Now()
 	rep, err := probe.Run(ctx, plainConfig(t, srv, "100/s", 2000))
@@ -106,8 +106,10 @@ func TestProbeInterruptReportsSoFar(t *testing.T) {
 	if !strings.Contains(rep.Stopped, probe.ErrInterrupted.Error()) {
 		t.Errorf("stopped %q, want interrupted", rep.Stopped)
 	}
-	if len(rep.Limits) != 1 || rep.Limits[0].RatePerS < 4.75 || rep.Limits[0].RatePerS > 5.25 {
-		t.Errorf("limits %+v: want the rate learned before the interrupt", rep.Limits)
+	// What was learned so far: the family, and a rate interval that holds
+	// the true 1/s (not yet pinned to 5 %).
+	if len(rep.Limits) != 1 || rep.Limits[0].Algorithm != "token-bucket" || rep.Limits[0].RateLow > 1 || rep.Limits[0].RateHigh < 1 {
+		t.Errorf("limits %+v: want the token bucket learned before the interrupt", rep.Limits)
 	}
 }
 

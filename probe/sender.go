@@ -56,6 +56,8 @@ type obs struct {
 	// X-RateLimit-Remaining, …) for the policy it names; -1 absent.
 	remaining int64
 	done      bool
+	// end is when the response was read, since the step's first send.
+	end time.Duration
 }
 
 // admitted reports whether the limiter let the request through: any
@@ -210,6 +212,8 @@ func sleepCtx(ctx context.Context) func(time.Time) bool {
 type stepState struct {
 	obs   []*obs // in send order
 	start time.Time
+	// replies counts the responses read so far.
+	replies int
 	// gaps records the largest sending interval used since the first
 	// rejection (the rate estimate's quantization).
 	maxGap      time.Duration
@@ -228,6 +232,12 @@ type step struct {
 	// control returns the interval before the next send, or done. It runs
 	// with the step's lock held.
 	control func(st *stepState) (gap time.Duration, done bool)
+	// plan, when set, replaces control: it returns the instant of the next
+	// send (since the step's first one; the gate may make it later), or
+	// await to be asked again once another response has arrived (or 50 ms
+	// later), or done. It is asked again whenever a response arrives before
+	// the instant. It runs with the step's lock held.
+	plan func(st *stepState) (at time.Duration, await, done bool)
 }
 
 // stepResult is what one step observed.
@@ -239,6 +249,8 @@ type stepResult struct {
 	duration time.Duration
 	maxGap   time.Duration
 	capped   bool // stopped by its request or time cap
+	// start is the wall-clock instant of the step's first send.
+	start time.Time
 }
 
 // run executes st. The error, when not nil, is why the whole probe must
@@ -265,7 +277,8 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 			return false
 		}
 	}
-	for seq := 0; ; seq++ {
+	arrived := make(chan struct{}, 1)
+	for seq := 0; ; {
 		if ctx.Err() != nil {
 			stop = ErrInterrupted
 			break
@@ -274,14 +287,57 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 			stop = fmt.Errorf("%w: %v", ErrServerErrors, s.lastErr.Load())
 			break
 		}
-		mu.Lock()
-		gap, done := st.control(state)
-		if state.firstReject >= 0 && gap > state.maxGap {
-			state.maxGap = gap
-		}
-		mu.Unlock()
-		if done {
-			break
+		var gap time.Duration
+		if st.plan != nil {
+			// Decide at the instant the gate would let the request go, with
+			// every response read by then.
+			if gate, _ := s.guard.Earliest(1); time.Until(gate) > 200*time.Microsecond {
+				t := time.NewTimer(time.Until(gate))
+				select {
+				case <-arrived:
+				case <-t.C:
+				case <-ctx.Done():
+				}
+				t.Stop()
+				continue
+			}
+			mu.Lock()
+			at, await, done := st.plan(state)
+			mu.Unlock()
+			if done {
+				break
+			}
+			wait := time.Duration(-1)
+			if await {
+				wait = 50 * time.Millisecond
+			} else if seq > 0 {
+				if d := time.Until(state.start.Add(at)); d > time.Millisecond {
+					wait = d
+				}
+			}
+			if wait >= 0 {
+				// Sleep until the planned instant, but plan again as soon
+				// as a response arrives: it may change the plan.
+				t := time.NewTimer(wait)
+				select {
+				case <-arrived:
+				case <-t.C:
+				case <-ctx.Done():
+				}
+				t.Stop()
+				continue
+			}
+		} else {
+			mu.Lock()
+			g, done := st.control(state)
+			if state.firstReject >= 0 && g > state.maxGap {
+				state.maxGap = g
+			}
+			mu.Unlock()
+			if done {
+				break
+			}
+			gap = g
 		}
 		if (st.maxRequests > 0 && seq >= st.maxRequests) || (st.maxDur > 0 && time.Since(state.start) >= st.maxDur) {
 			res.capped = true
@@ -291,7 +347,7 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 			stop = err
 			break
 		}
-		if seq > 0 && !sleep(next) {
+		if st.plan == nil && seq > 0 && !sleep(next) {
 			stop = ErrInterrupted
 			break
 		}
@@ -308,6 +364,7 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 		}
 		next = next.Add(gap)
 		o := &obs{seq: seq, at: now.Sub(state.start), client: seq % res.clients, retryAfter: -1, reset: -1, remaining: -1}
+		seq++
 		mu.Lock()
 		state.obs = append(state.obs, o)
 		mu.Unlock()
@@ -323,6 +380,12 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 			}
 			o.status, o.err, o.policy, o.retryAfter, o.reset, o.remaining = r.status, r.err, r.policy, r.retryAfter, r.reset, r.remaining
 			o.done = true
+			o.end = time.Since(state.start)
+			state.replies++
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
 			if o.status == http.StatusTooManyRequests && (state.firstReject < 0 || o.seq < state.firstReject) {
 				state.firstReject = o.seq
 			}
@@ -333,6 +396,7 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 	defer mu.Unlock()
 	res.duration = time.Since(state.start)
 	res.maxGap = state.maxGap
+	res.start = state.start
 	for _, o := range state.obs {
 		if o.done {
 			res.obs = append(res.obs, o)
@@ -451,4 +515,15 @@ func (s *sender) headerLines() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.headers...)
+}
+
+// firstReject returns the index in obs (send order) of the first 429, or
+// -1.
+func firstReject(obs []*obs) int {
+	for i, o := range obs {
+		if o.rejected() {
+			return i
+		}
+	}
+	return -1
 }

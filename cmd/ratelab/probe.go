@@ -16,16 +16,20 @@ import (
 )
 
 func init() {
-	register(&command{name: "probe", summary: "discover an endpoint's limits: burst, sustained rate, scope", run: runProbe})
+	register(&command{name: "probe", summary: "discover an endpoint's limits: family, numbers, scope", run: runProbe})
 }
 
-const probeDescription = `Discovers the rate limits of an endpoint: the burst it admits, the sustained
-rate, and the scope (per resource, per endpoint, per client or shared), from
-the headers it advertises (if any) and by measurement.
+const probeDescription = `Discovers the rate limits of an endpoint: each limit's family (token bucket,
+fixed window, sliding window, concurrency, and whether rejected requests
+count), its numbers in that family's terms (rate and burst, quota per window,
+requests in flight), and its scope (per resource, per endpoint, per client or
+shared), by measurement; advertised headers are hypotheses it checks.
 
 It needs both bounds: --max-rate (never sends faster) and --budget (never
-sends more). It stops on a run of 5xx or network errors; Ctrl-C stops it and
-reports what it learned so far.
+sends more). After a 429 it never keeps sending at --max-rate: it waits what
+Retry-After says, else backs off from 100 ms, doubling up to --max-wait. It
+stops on a run of 5xx or network errors; Ctrl-C stops it and reports what it
+learned so far.
 
 --vary NAME=uuid|seq|csv:FILE gives {{.NAME}} in the URL and body a fresh value
 per request in the scope steps and a fixed one otherwise: it tells a
@@ -81,7 +85,7 @@ func runProbe(ctx context.Context, env *environ, args []string) error {
 	fs.StringVar(&maxRate, "max-rate", envDefault(env, "RATELAB_PROBE_MAX_RATE", ""), "never send faster than `RATE`, e.g. 200/s (required; $RATELAB_PROBE_MAX_RATE)")
 	fs.IntVar(&budget, "budget", envInt(env, "RATELAB_PROBE_BUDGET"), "never send more than `N` requests (required; $RATELAB_PROBE_BUDGET)")
 	fs.IntVar(&maxErrors, "max-errors", 5, "stop after this many consecutive 5xx responses or network errors")
-	fs.DurationVar(&maxWait, "max-wait", 2*time.Minute, "longest wait for a bucket to refill")
+	fs.DurationVar(&maxWait, "max-wait", 2*time.Minute, "longest wait between two requests (a refill, the backoff after 429s)")
 	fs.DurationVar(&timeout, "timeout", 10*time.Second, "per-request timeout")
 	fs.StringVar(&tokenURL, "token-url", envDefault(env, "RATELAB_TOKEN_URL", ""), "OAuth 2.0 token `URL` for the client-credentials grant ($RATELAB_TOKEN_URL)")
 	fs.StringVar(&id, "client-id", envDefault(env, "RATELAB_CLIENT_ID", ""), "OAuth client ID ($RATELAB_CLIENT_ID)")

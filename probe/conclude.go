@@ -1,0 +1,260 @@
+package probe
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+)
+
+// conclude turns a measuring step into a limit: the family whose
+// hypotheses survived, its numbers as the range they span, and the
+// evidence.
+func (p *prober) conclude(e *experiment, res *stepResult) *found {
+	f := &found{lim: Limit{Scope: "unknown", Algorithm: "unknown", Evidence: Evidence{Steps: []string{res.name}}}}
+	l := &f.lim
+	ev := &l.Evidence
+	l.Policy = policyOf(res.obs)
+	fr := firstReject(res.obs)
+	ev.AdmittedBeforeFirst429 = admittedBefore(res.obs, fr)
+	end := res.start.Add(res.duration)
+	f.refillAt = end
+	var adm []*obs
+	for _, o := range res.obs {
+		if o.admitted() {
+			adm = append(adm, o)
+		}
+	}
+	switch e.mode {
+	case modeDelayed:
+		T, _ := delaySpacing(adm)
+		c := int64(len(adm))
+		n := float64(len(adm) - 2)
+		// Each response time is off by the server's timer granularity and
+		// the loopback's jitter, about 2 ms at either end of the span.
+		span := T.Seconds() * n
+		l.Algorithm, l.Delays = "token-bucket", true
+		l.RatePerS, l.RateLow, l.RateHigh = 1/T.Seconds(), n/(span+0.004), n/math.Max(span-0.004, 1e-9)
+		l.Burst, l.Quota, l.WindowS = c, c, float64(c)*T.Seconds()
+		l.Confidence = 0.8
+		ev.Admissions, ev.SpanS = len(adm)-1, span
+		ev.Notes = append(ev.Notes, fmt.Sprintf("%d requests sent together were all admitted, the responses of all but the first %.0f ms apart, and the next rejected: a bucket that queues up to %d excess requests and releases one per %.0f ms",
+			c, T.Seconds()*1000, c-1, T.Seconds()*1000))
+		f.refillAt = end.Add(time.Duration(float64(c+1)*float64(T)) + 50*time.Millisecond)
+		return f
+	case modeConcurrency:
+		stream, extraRej, extraAdm := 0, 0, 0
+		for i, o := range res.obs[e.conc.streamFrom:] {
+			if o.rejected() {
+				stream++
+			}
+			_ = i
+		}
+		for _, o := range res.obs[e.conc.streamFrom:] {
+			_ = o
+		}
+		if e.conc.extra > 0 {
+			for _, o := range res.obs {
+				if o.seq >= e.conc.streamFrom+3*e.conc.n+6 {
+					if o.rejected() {
+						extraRej++
+					} else if o.admitted() {
+						extraAdm++
+					}
+				}
+			}
+		}
+		streamRej := stream - extraRej
+		if streamRej == 0 && extraRej >= 2 {
+			n := int64(e.conc.n)
+			l.Algorithm, l.Quota, l.Burst = "concurrency", n, n
+			l.Confidence = 0.9
+			ev.Notes = append(ev.Notes, fmt.Sprintf("%d requests kept %d in flight were all admitted; %d sent while %d were in flight were rejected at once: at most %d in flight",
+				3*n+6, n, extraRej, n, n))
+			return f
+		}
+		ev.Notes = append(ev.Notes, fmt.Sprintf("the burst overlapped, but the in-flight test saw %d 429s keeping %d in flight and %d of %d extra requests admitted: not a concurrency limit",
+			streamRej, e.conc.n, extraAdm, e.conc.extra))
+		l.Burst, l.Quota = int64(ev.AdmittedBeforeFirst429), int64(ev.AdmittedBeforeFirst429)
+		return f
+	}
+	st := &stepState{obs: res.obs, start: res.start}
+	e.fitN, e.evs = -1, nil
+	evs := e.refit(st)
+	cs := cycles(evs)
+	after := 0
+	for _, c := range cs[min(1, len(cs)):] {
+		after += int(c.M)
+	}
+	ev.Admissions = after
+	if len(cs) > 1 {
+		ev.SpanS = evs[len(evs)-1].t - cs[1].U
+	}
+	switch {
+	case len(e.all) > 0:
+		s, _ := e.allFit.summary()
+		l.Algorithm = "token-bucket"
+		l.RateLow, l.RateHigh = 1/s.pHi, 1/s.pLo
+		l.RatePerS = (l.RateLow + l.RateHigh) / 2
+		l.Burst = (s.nLo + s.nHi + 1) / 2
+		before := int64(0)
+		if len(e.prior) > 0 && e.prior[0].adm {
+			before = 1
+		}
+		if hb, ok := headerBurst(res.obs, l.Policy, s.nLo, s.nHi, before); ok {
+			l.Burst = hb
+			ev.Notes = append(ev.Notes, fmt.Sprintf("burst %d as the server advertised it (remaining %d on the step's first response, after %d from the same bucket), within the measured %d–%d", hb, hb-1-before, before+1, s.nLo, s.nHi))
+		}
+		l.Quota = l.Burst
+		T := 1 / l.RatePerS
+		l.WindowS = float64(l.Burst) * T
+		ev.BurstLow, ev.BurstHigh = float64(s.nLo), float64(s.nHi)
+		l.CountsRejected = crOf(e.all)
+		l.Confidence = confidence(s.pHi/s.pLo, s.nHi-s.nLo, 1)
+		ev.Notes = append(ev.Notes, fmt.Sprintf("one admission per %.4g s after the last one, from a bucket of %d: every token bucket consistent with the %d answers has T in %.4g–%.4g s and burst %d–%d; no fixed window or dead time explains them",
+			T, l.Burst, len(evs), s.pLo, s.pHi, s.nLo, s.nHi))
+		f.refillAt = end.Add(time.Duration(float64(l.Burst+1)*T*float64(time.Second)) + 50*time.Millisecond)
+	case len(e.wins) > 0:
+		ws := summarizeWins(e.wins)
+		lo, hi := ws[0].pLo, ws[0].pHi
+		for _, w := range ws[1:] {
+			lo, hi = math.Min(lo, w.pLo), math.Max(hi, w.pHi)
+		}
+		q := ws[0].q
+		W := (lo + hi) / 2
+		claimW, claimEpoch, ok := claimedWindow(res, lo, hi)
+		if ok {
+			W = claimW
+			ev.Notes = append(ev.Notes, fmt.Sprintf("window %.4g s from the reset instants the 429s advertised, consistent with the measured %.4g–%.4g s (each reopening came at an advertised reset)", claimW, lo, hi))
+		}
+		l.Algorithm, l.Quota, l.Burst, l.WindowS = "fixed-window", q, q, W
+		l.RatePerS, l.RateLow, l.RateHigh = float64(q)/W, float64(q)/hi, float64(q)/lo
+		switch {
+		case len(ws) == 2:
+			l.WindowStart = "unknown"
+		case ws[0].kind == kindFixedFirst:
+			l.WindowStart = "first request"
+		case ws[0].epoch:
+			l.WindowStart = "epoch"
+		default:
+			l.WindowStart = "aligned"
+		}
+		l.Confidence = confidence(hi/lo, 0, len(ws))
+		if ok {
+			l.RateLow, l.RateHigh = float64(q)/W, float64(q)/W
+			l.RatePerS = float64(q) / W
+			l.Confidence = 0.8
+			if claimEpoch {
+				l.WindowStart = "epoch"
+			}
+		}
+		ev.Notes = append(ev.Notes, fmt.Sprintf("after each exhaustion nothing until an instant, then %d at once (%d reopenings): windows of %.4g–%.4g s, start %s", q, len(cs)-1, lo, hi, l.WindowStart))
+		next := math.Inf(-1)
+		for _, w := range e.wins {
+			next = math.Max(next, w.nextHi)
+		}
+		f.refillAt = time.Unix(0, int64(next*1e9)).Add(50 * time.Millisecond)
+	case len(e.trickle) > 0:
+		s, _ := e.trFit.summary()
+		q := cs[0].M
+		T := (s.pLo + s.pHi) / 2
+		l.Algorithm, l.Quota, l.Burst = "sliding-window", q, q
+		l.CountsRejected = crOf(e.trickle)
+		// In the trickle the previous window weighs n·(1 − elapsed/W),
+		// where n is what it counted: the burst, and its 429s too when
+		// they count. One request fits per W/n.
+		n := q
+		if cr := l.CountsRejected; cr != nil && *cr {
+			for _, ev := range evs {
+				if ev.hi >= cs[1].U {
+					break
+				}
+				if !ev.adm {
+					n++
+				}
+			}
+		}
+		l.WindowS = float64(n) * T
+		l.RatePerS = float64(q) / l.WindowS
+		l.RateLow, l.RateHigh = float64(q)/(float64(n)*s.pHi), float64(q)/(float64(n)*s.pLo)
+		l.Confidence = confidence(s.pHi/s.pLo, 0, 1) * 0.9
+		dead := cs[1].U - cs[0].U
+		ev.Notes = append(ev.Notes, fmt.Sprintf("%d at once, then nothing for %.2f s (no token bucket explains it), then one per %.4g s as %d counted requests of the previous window decayed: a sliding window of %d per %.4g s", q, dead, T, n, q, l.WindowS))
+		f.refillAt = end.Add(time.Duration(2 * l.WindowS * float64(time.Second)))
+	default:
+		l.Burst, l.Quota = int64(ev.AdmittedBeforeFirst429), int64(ev.AdmittedBeforeFirst429)
+		ev.Notes = append(ev.Notes, "no token bucket, fixed window or sliding window explains every answer: family unknown; the burst is what was admitted before the first 429")
+	}
+	if l.CountsRejected == nil && l.Algorithm == "fixed-window" {
+		ev.Notes = append(ev.Notes, "whether rejected requests count is not established: a fixed window forgets them at its end")
+	}
+	return f
+}
+
+// crOf says whether the surviving hypotheses count rejected requests:
+// nil when both kinds survive.
+func crOf(hs []hyp) *bool {
+	var yes, no bool
+	for _, h := range hs {
+		yes = yes || h.cr
+		no = no || !h.cr
+	}
+	if yes == no {
+		return nil
+	}
+	return &yes
+}
+
+// confidence grows as the surviving period range narrows and falls with
+// the spread of the count and the number of families left.
+func confidence(ratio float64, nSpread int64, families int) float64 {
+	c := 0.95
+	if ratio > 1.02 {
+		c -= math.Min(0.5, (ratio-1.02)*5)
+	}
+	if nSpread > 1 {
+		c -= 0.1 * float64(nSpread-1)
+	}
+	c /= float64(max(families, 1))
+	return math.Round(math.Max(c, 0.05)*100) / 100
+}
+
+// claimedWindow reads the window from the reset instants the step's 429s
+// advertised (Retry-After or a reset, from the instant of each): the
+// smallest step between distinct instants, when it lies within the
+// measured range [lo, hi]. epoch reports whether the instants are
+// multiples of it since the Unix epoch (within the headers' second).
+func claimedWindow(res *stepResult, lo, hi float64) (w float64, epoch, ok bool) {
+	var at []float64
+	for _, o := range res.obs {
+		if !o.rejected() {
+			continue
+		}
+		d := o.reset
+		if d <= 0 {
+			d = o.retryAfter
+		}
+		if d <= 0 {
+			continue
+		}
+		t := float64(res.start.Add(o.at+d).UnixNano()) / 1e9
+		at = append(at, math.Round(t))
+	}
+	sort.Float64s(at)
+	w = math.Inf(1)
+	for i := 1; i < len(at); i++ {
+		if d := at[i] - at[i-1]; d > 0.5 {
+			w = math.Min(w, d)
+		}
+	}
+	if math.IsInf(w, 1) || w < lo-1 || w > hi+1 {
+		return 0, false, false
+	}
+	epoch = true
+	for _, t := range at {
+		if r := math.Mod(t, w); r > 1 && r < w-1 {
+			epoch = false
+		}
+	}
+	return w, epoch, true
+}

@@ -1,0 +1,579 @@
+package probe
+
+import (
+	"math"
+	"sort"
+	"time"
+)
+
+// experiment plans the one step that measures a limit: a burst at the
+// maximum rate until the first 429, then, depending on what the burst
+// showed, the concurrency test, or polite probes placed where the
+// hypotheses still consistent with everything seen disagree. See doc.go.
+type experiment struct {
+	minGap  time.Duration
+	maxWait time.Duration
+	// prior are events of the same limit before the step (the advertised
+	// request), in Unix seconds.
+	prior []event
+	// same, when set, ends the step right after the burst if it reports
+	// that the burst's admissions (before the first 429) are those of a
+	// limit already measured: the scope steps look for other limits.
+	same func(admitted int) bool
+
+	mode string // "" until the burst is read; then modeDelayed, modeConcurrency or modeRate
+	// The fits, as of fitN events.
+	fitN    int
+	tMin    float64
+	all     []hyp // token buckets over every event
+	trickle []hyp // token buckets over the events since the first reopening
+	trickN  int   // events before the first reopening
+	// The events so far (see events), from st.obs[:evFrom].
+	evs       []event
+	evFrom    int
+	evWidened int
+	evStart   time.Time
+	// widened counts the times every family was ruled out and the fits
+	// started again with twice the timing tolerance (a loaded machine).
+	widened int
+	allFit  *bucketFit
+	trFit   *bucketFit
+	wins    []winHyp
+	// winGrid is the windows the cycles still allow, at the tolerance
+	// of winWidened.
+	winGrid    []winGrid
+	winWidened int
+	done       string // why the plan ended
+
+	// The concurrency test.
+	conc concTest
+
+	// drain: the bucket's level is unknown (sixteen admissions in a row):
+	// requests from drainFrom on go at the maximum rate until a 429.
+	drain     bool
+	drainFrom int
+}
+
+const (
+	modeDelayed     = "delayed"
+	modeConcurrency = "concurrency"
+	modeRate        = "rate"
+)
+
+// concTest is the state of the concurrency test: keep n requests in
+// flight for a while (a concurrency limit admits them all, however fast
+// they follow each other), then send one more while n are in flight
+// (which it rejects at once).
+type concTest struct {
+	n          int
+	streamFrom int // index of the first request of the test
+	extra      int // extra requests sent while n were in flight
+	lastExtra  int
+}
+
+// unix0 is the step's start in Unix seconds.
+func unix0(st *stepState) float64 { return float64(st.start.UnixNano()) / 1e9 }
+
+// events returns the step's answered requests (admitted or 429) as fit
+// events, after the prior ones.
+func (e *experiment) events(st *stepState) []event {
+	u := unix0(st)
+	if e.evs == nil || e.evWidened != e.widened || e.evStart != st.start {
+		e.evs, e.evFrom, e.evWidened, e.evStart = append([]event(nil), e.prior...), 0, e.widened, st.start
+	}
+	// Responses arrive in any order: convert the answered prefix only.
+	for ; e.evFrom < len(st.obs) && st.obs[e.evFrom].done; e.evFrom++ {
+		o := st.obs[e.evFrom]
+		if o.admitted() || o.rejected() {
+			t := u + o.at.Seconds()
+			tol := fitTol * float64(int(1)<<e.widened)
+			e.evs = append(e.evs, event{t: t, adm: o.admitted(), lo: t - tol, hi: u + o.end.Seconds() + tol})
+		}
+	}
+	return e.evs
+}
+
+func outstanding(st *stepState) int {
+	n := 0
+	for _, o := range st.obs {
+		if !o.done {
+			n++
+		}
+	}
+	return n
+}
+
+// plan is the step's planner (see step.plan).
+func (e *experiment) plan(st *stepState) (time.Duration, bool, bool) {
+	if e.done != "" {
+		return 0, false, true
+	}
+	if st.firstReject < 0 {
+		// The burst: as fast as the gate allows, until the first 429.
+		if e.mode == modeConcurrency {
+			return e.concPlan(st)
+		}
+		return 0, false, false
+	}
+	if e.mode == "" {
+		if outstanding(st) > 0 {
+			return 0, true, false
+		}
+		e.mode = readBurst(st, e.minGap, &e.conc)
+		if e.same != nil && e.same(admittedBefore(st.obs, st.firstReject)) {
+			e.done = "the limit already measured"
+			return 0, false, true
+		}
+		if e.mode == modeDelayed {
+			e.done = "the limiter delays excess requests: their spacing is the rate"
+			return 0, false, true
+		}
+	}
+	if e.mode == modeConcurrency {
+		return e.concPlan(st)
+	}
+	if e.drain {
+		// A drain runs at the maximum rate without planning each request
+		// (the fits take longer than a bucket of 500/s refills), one
+		// request at a time (overlapping ones reach the server in any
+		// order, which skewed the fitted rate by 4 %), until its first 429:
+		// from then on each request is planned again.
+		if rejectedSince(st, e.drainFrom) {
+			e.drain = false
+		} else if outstanding(st) == 0 {
+			return 0, false, false
+		} else {
+			return 0, true, false
+		}
+	}
+	if outstanding(st) > 0 {
+		return 0, true, false
+	}
+	return e.ratePlan(st)
+}
+
+// rejectedSince reports whether a request sent at index from or later
+// was answered 429.
+func rejectedSince(st *stepState, from int) bool {
+	for _, o := range st.obs[min(from, len(st.obs)):] {
+		if o.rejected() {
+			return true
+		}
+	}
+	return false
+}
+
+// readBurst classifies the burst once every response is in: a limiter
+// that delayed the admitted requests (their responses spaced evenly while
+// they were sent together), one that rejected only while requests
+// overlapped (a concurrency limit candidate), or one that rejected on
+// time alone.
+func readBurst(st *stepState, minGap time.Duration, ct *concTest) string {
+	var adm []*obs
+	for _, o := range st.obs {
+		if o.admitted() {
+			adm = append(adm, o)
+		}
+	}
+	if len(adm) < 2 {
+		return modeRate
+	}
+	lats := make([]time.Duration, len(adm))
+	for i, o := range adm {
+		lats[i] = o.end - o.at
+	}
+	sorted := append([]time.Duration(nil), lats...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	lo, med, hi := sorted[0], sorted[len(sorted)/2], sorted[len(sorted)-1]
+	if d, ok := delaySpacing(adm); ok && hi-lo >= 50*time.Millisecond && hi-lo > 3*time.Duration(len(adm)-1)*minGap {
+		_ = d
+		return modeDelayed
+	}
+	// Overlap: at the first 429, how many admitted requests were still in
+	// flight.
+	first := st.obs[st.firstReject]
+	inFlight := 0
+	for _, o := range adm {
+		if o.at < first.at && o.end > first.at {
+			inFlight++
+		}
+	}
+	if med >= 5*time.Millisecond && med >= 3*minGap && inFlight >= len(adm)-1 && inFlight >= 1 {
+		ct.n = maxOverlap(adm)
+		ct.streamFrom = len(st.obs)
+		return modeConcurrency
+	}
+	return modeRate
+}
+
+// delaySpacing fits the response times of admitted requests against their
+// rank: a limiter that queues excess requests answers them one interval
+// apart. It returns the interval and whether the fit is regular (each
+// spacing within 25 % of it, at least two spacings).
+func delaySpacing(adm []*obs) (time.Duration, bool) {
+	ends := make([]float64, len(adm))
+	for i, o := range adm {
+		ends[i] = o.end.Seconds()
+	}
+	sort.Float64s(ends)
+	// The first is answered at once; the queued ones follow.
+	ends = ends[1:]
+	if len(ends) < 3 {
+		return 0, false
+	}
+	n := float64(len(ends))
+	var mx, my, sxy, sxx float64
+	for i, y := range ends {
+		mx += float64(i)
+		my += y
+	}
+	mx /= n
+	my /= n
+	for i, y := range ends {
+		sxy += (float64(i) - mx) * (y - my)
+		sxx += (float64(i) - mx) * (float64(i) - mx)
+	}
+	slope := sxy / sxx
+	if slope <= 0 {
+		return 0, false
+	}
+	for i := 1; i < len(ends); i++ {
+		if d := ends[i] - ends[i-1]; math.Abs(d-slope) > 0.25*slope {
+			return 0, false
+		}
+	}
+	return time.Duration(slope * float64(time.Second)), true
+}
+
+// maxOverlap returns the most admitted requests in flight at once.
+func maxOverlap(adm []*obs) int {
+	best := 0
+	for _, a := range adm {
+		n := 0
+		for _, b := range adm {
+			if b.at <= a.at && b.end > a.at {
+				n++
+			}
+		}
+		best = max(best, n)
+	}
+	return best
+}
+
+// concPlan keeps n requests in flight for 3n+6 requests, then sends one
+// more while n are in flight, three times.
+func (e *experiment) concPlan(st *stepState) (time.Duration, bool, bool) {
+	c := &e.conc
+	sent := len(st.obs) - c.streamFrom
+	out := outstanding(st)
+	switch {
+	case sent < 3*c.n+6:
+		if out < c.n {
+			return 0, false, false
+		}
+		return 0, true, false
+	case c.extra < 3:
+		if out < c.n {
+			if c.extra > 0 && !st.obs[c.lastExtra].done {
+				return 0, true, false
+			}
+			return 0, false, false
+		}
+		if c.extra > 0 && !st.obs[c.lastExtra].done {
+			return 0, true, false
+		}
+		c.extra++
+		c.lastExtra = len(st.obs)
+		return 0, false, false
+	}
+	if out > 0 {
+		return 0, true, false
+	}
+	e.done = "concurrency test complete"
+	return 0, false, true
+}
+
+// refit brings the hypotheses up to date with the step's events.
+func (e *experiment) refit(st *stepState) []event {
+	evs := e.events(st)
+	if len(evs) == e.fitN {
+		return evs
+	}
+	if e.allFit == nil {
+		e.tMin = math.Max(e.minGap.Seconds()/4, 0.0002)
+		e.allFit = newBucketFit(periodGrid(e.tMin, math.Max(e.maxWait.Seconds(), 1), 1.002))
+	}
+	e.allFit.add(evs)
+	e.all = e.allFit.hyps(kindGCRA)
+	cs := cycles(evs)
+	if len(cs) >= 2 {
+		from := 0
+		for i := range evs {
+			if evs[i].hi == cs[1].U {
+				from = i
+				break
+			}
+		}
+		if len(e.all) == 0 {
+			// The trickle matters only once no bucket explains everything.
+			if e.trFit == nil || e.trickN != from {
+				e.trickN = from
+				e.trFit = newBucketFit(periodGrid(e.tMin, math.Max(e.maxWait.Seconds(), 1), 1.002))
+			}
+			e.trFit.add(evs[from:])
+			e.trickle = e.trFit.hyps(kindTrickle)
+		}
+		if e.winGrid == nil || e.winWidened != e.widened {
+			e.winGrid = newWinGrid(periodGrid(0.02, 2*math.Max(e.maxWait.Seconds(), 1), 1.001))
+			e.winWidened = e.widened
+		}
+		e.wins = fitWindows(cs, &e.winGrid)
+	}
+	e.fitN = len(evs)
+	if len(e.all) == 0 && len(e.wins) == 0 && len(e.trickle) == 0 && e.widened < 3 && len(evs) > 0 {
+		e.widened++
+		e.allFit, e.trFit, e.trickle, e.fitN = nil, nil, nil, 0
+		return e.refit(st)
+	}
+	return evs
+}
+
+// hypotheses returns the hypotheses the planner follows: the token
+// buckets and fixed windows fitted to every event while any survive (they
+// explain everything seen), else the trickles fitted since the first
+// reopening.
+func (e *experiment) hypotheses(evs []event) []hyp {
+	hs := append([]hyp(nil), e.all...)
+	cs := cycles(evs)
+	last := evs[len(evs)-1]
+	for _, w := range e.wins {
+		lo, hi := w.nextLo, w.nextHi
+		if c := cs[len(cs)-1]; last.adm && c.M < w.q {
+			lo, hi = last.t, last.t
+		}
+		hs = append(hs, hyp{kind: w.kind, period: w.W, n: w.q, next: lo}, hyp{kind: w.kind, period: w.W, n: w.q, next: hi})
+	}
+	if len(hs) == 0 {
+		hs = append(hs, e.trickle...)
+	}
+	return hs
+}
+
+// ratePlan places the next probe: never before every hypothesis says the
+// limiter admits again; at the time by which 85 % of them say so (so that
+// about one probe in seven meets a 429), but, after a 429, no later than
+// an exponential backoff from 100 ms (doubling with each further 429, up
+// to the maximum wait) and never sooner than the server's Retry-After.
+func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
+	evs := e.refit(st)
+	if why := e.settled(evs); why != "" {
+		e.done = why
+		return 0, false, true
+	}
+	u := unix0(st)
+	rel := func(t float64) time.Duration { return time.Duration((t - u) * float64(time.Second)) }
+	var last *obs
+	k := 0
+	for i := len(st.obs) - 1; i >= 0; i-- {
+		o := st.obs[i]
+		if !o.admitted() && !o.rejected() {
+			continue
+		}
+		if last == nil {
+			last = o
+		}
+		if !o.rejected() {
+			break
+		}
+		k++
+	}
+	if last == nil {
+		return 0, false, false
+	}
+	hs := e.hypotheses(evs)
+	lo, q := last.at, time.Duration(math.MaxInt64)
+	if len(hs) > 0 {
+		lo = time.Duration(math.MaxInt64)
+		for _, h := range hs {
+			lo = min(lo, rel(h.next))
+		}
+		q = rel(nextQuantile(hs, 0.9)) + 2*time.Millisecond
+		lo += time.Millisecond
+	}
+	// A bucket (or the trickle of a sliding window) admits one per T:
+	// send at 0.85·T of the middle hypothesis after an admission (about
+	// one 429 in seven once T is known), and 0.3·T after a 429 (doubling
+	// with each further one).
+	var T time.Duration
+
+	src := e.all
+	if len(src) == 0 && len(e.wins) == 0 {
+		src = e.trickle
+	}
+	if len(src) > 0 {
+		s := merge(summarize(src))
+		T = time.Duration(math.Sqrt(s.pLo*s.pHi) * float64(time.Second))
+		_ = s.nLo
+	}
+	shift := min(max(k-1, 0), 30)
+	backoff := min(100*time.Millisecond<<shift, e.maxWait)
+	floor := min(10*time.Millisecond<<shift, e.maxWait)
+	now := time.Since(st.start)
+	var t time.Duration
+	switch {
+	case k == 0 && len(e.wins) > 0 && kindMedianDue(hs, now+e.minGap, rel):
+		// A window that just opened, if it is one: test it.
+		return 0, false, false
+	case T > 0 && k == 0:
+		// A bucket, after an admission: when 85 % of the hypotheses say
+		// the next is admitted (about one probe in seven meets a 429, and
+		// a 429 rules out most of them); now, if that is now (a bucket
+		// with tokens left is drained at the maximum rate).
+		trailing := 0
+		for i := len(st.obs) - 1; i >= 0 && !st.obs[i].rejected(); i-- {
+			if st.obs[i].admitted() {
+				trailing++
+			}
+		}
+		if trailing >= 16 {
+			// Sixteen admissions without a 429 leave the bucket's level
+			// unknown: drain it.
+			e.drain, e.drainFrom = true, len(st.obs)
+			return 0, false, false
+		}
+		if q <= now+e.minGap {
+			return 0, false, false
+		}
+		return max(lo, min(q, last.at+2*T)), false, false
+	case T > 0:
+		t = max(lo, last.at+floor, min(last.at+(T*3/10)<<shift, last.at+backoff))
+	case k == 0:
+		// After an admission: if a whole family says another one is due
+		// now, test it (a window that just opened).
+		if kindMedianDue(hs, now+e.minGap, rel) {
+			return 0, false, false
+		}
+		if len(hs) == 0 {
+			return last.at + 100*time.Millisecond, false, false
+		}
+		return max(lo, min(q, last.at+e.maxWait)), false, false
+	default:
+		t = max(lo, last.at+floor, min(q, last.at+backoff))
+	}
+	if last.retryAfter > 0 {
+		t = max(t, last.at+last.retryAfter)
+	} else if last.reset > 0 && last.remaining == 0 {
+		t = max(t, last.at+last.reset)
+	}
+	return t, false, false
+}
+
+// settled reports why the measurement is complete: one family left, its
+// numbers pinned to about 2 %.
+func (e *experiment) settled(evs []event) string {
+	cs := cycles(evs)
+	if s, ok := e.allFit.summary(); ok && len(e.wins) == 0 {
+		adm := 0
+		if len(cs) > 0 {
+			for _, c := range cs[1:] {
+				adm += int(c.M)
+			}
+		}
+		if s.pHi/s.pLo <= 1.02 && s.nHi-s.nLo <= 1 && adm >= 3 {
+			return "token bucket pinned"
+		}
+		return ""
+	}
+	if len(e.wins) > 0 && len(e.all) == 0 {
+		ws := summarizeWins(e.wins)
+		if len(ws) == 1 || len(cs) >= 5 {
+			for _, w := range ws {
+				if w.pHi/w.pLo > 1.02 {
+					return ""
+				}
+			}
+			return "fixed window pinned"
+		}
+		return ""
+	}
+	if len(e.all) == 0 && len(e.wins) == 0 && len(e.trickle) > 0 {
+		s, _ := e.trFit.summary()
+		adm := 0
+		for _, c := range cs[1:] {
+			adm += int(c.M)
+		}
+		if s.pHi/s.pLo <= 1.02 && adm >= 4 {
+			return "trickle after a dead time pinned"
+		}
+	}
+	return ""
+}
+
+// merge joins summaries into one range.
+func merge(ss []summary) summary {
+	m := ss[0]
+	for _, s := range ss[1:] {
+		m.count += s.count
+		m.pLo, m.pHi = math.Min(m.pLo, s.pLo), math.Max(m.pHi, s.pHi)
+		m.nLo, m.nHi = min(m.nLo, s.nLo), max(m.nHi, s.nHi)
+		m.nextLo, m.nextHi = math.Min(m.nextLo, s.nextLo), math.Max(m.nextHi, s.nextHi)
+	}
+	return m
+}
+
+// winSummary is one fixed-window kind's range.
+type winSummary struct {
+	kind     string
+	pLo, pHi float64
+	q        int64
+	epoch    bool
+	count    int
+}
+
+func summarizeWins(ws []winHyp) []winSummary {
+	var out []winSummary
+	for _, w := range ws {
+		i := -1
+		for j := range out {
+			if out[j].kind == w.kind {
+				i = j
+			}
+		}
+		if i < 0 {
+			out = append(out, winSummary{kind: w.kind, pLo: w.W, pHi: w.W, q: w.q})
+			i = len(out) - 1
+		}
+		o := &out[i]
+		o.pLo, o.pHi = math.Min(o.pLo, w.W), math.Max(o.pHi, w.W)
+		o.epoch = o.epoch || w.epoch
+		o.count++
+	}
+	return out
+}
+
+// kindMedianDue reports whether the median hypothesis of some family
+// admits another request by due.
+func kindMedianDue(hs []hyp, due time.Duration, rel func(float64) time.Duration) bool {
+	by := map[string][]float64{}
+	for _, h := range hs {
+		by[h.kind] = append(by[h.kind], h.next)
+	}
+	for _, ts := range by {
+		sort.Float64s(ts)
+		if rel(ts[len(ts)/2]) <= due {
+			return true
+		}
+	}
+	return false
+}
+
+// admittedBefore counts the admissions sent before obs[i].
+func admittedBefore(obs []*obs, i int) int {
+	n := 0
+	for _, o := range obs[:i] {
+		if o.admitted() {
+			n++
+		}
+	}
+	return n
+}

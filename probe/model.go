@@ -1,0 +1,462 @@
+package probe
+
+import (
+	"math"
+	"sort"
+)
+
+// This file holds the hypotheses the probe fits to what it observed: each
+// family of limiter, simulated over the requests sent, must reproduce every
+// admission and every 429 that is not within tol of its own threshold (the
+// send instant is the client's; the decision happens a little later).
+// See doc.go, "Telling the families apart".
+
+// event is one request as the fits see it: its send instant in Unix
+// seconds (windows are aligned to the epoch) and whether it was admitted.
+type event struct {
+	t   float64
+	adm bool
+	// The server decided within [lo, hi]: from just before the send to
+	// just after the response was read.
+	lo, hi float64
+}
+
+// hypothesis kinds.
+const (
+	kindGCRA         = "token-bucket"
+	kindFixedAligned = "fixed-window aligned"
+	kindFixedFirst   = "fixed-window from first request"
+	kindTrickle      = "trickle"
+)
+
+// hyp is one consistent hypothesis: a family and its numbers.
+type hyp struct {
+	kind string
+	// period is T (token bucket) or the window W, in seconds.
+	period float64
+	// n is the burst (token bucket) or the quota (windows).
+	n int64
+	// cr: rejected requests count (sliding windows, token buckets).
+	cr bool
+	// next is the earliest instant (Unix seconds) at which the hypothesis
+	// admits another request, from the end of the events.
+	next float64
+}
+
+// fitTol is the margin kept around instants that are not events' own
+// (window phases), and around each event's decision interval: the
+// server's clock and the client's differ by scheduling only.
+const fitTol = 0.001
+
+// periodGrid returns log-spaced periods from lo to hi, step ratio.
+func periodGrid(lo, hi, ratio float64) []float64 {
+	var g []float64
+	for p := lo; p <= hi; p *= ratio {
+		g = append(g, p)
+	}
+	return g
+}
+
+// summary is a family's consistent hypotheses, reduced to ranges.
+type summary struct {
+	kind           string
+	cr             bool
+	count          int
+	pLo, pHi       float64 // period range, seconds
+	nLo, nHi       int64
+	nextLo, nextHi float64
+}
+
+// summarize groups hyps by kind and cr.
+func summarize(hs []hyp) []summary {
+	idx := map[string]int{}
+	var out []summary
+	for _, h := range hs {
+		key := h.kind
+		if h.cr {
+			key += " cr"
+		}
+		i, ok := idx[key]
+		if !ok {
+			i = len(out)
+			idx[key] = i
+			out = append(out, summary{kind: h.kind, cr: h.cr, pLo: h.period, pHi: h.period, nLo: h.n, nHi: h.n, nextLo: h.next, nextHi: h.next})
+		}
+		s := &out[i]
+		s.count++
+		s.pLo, s.pHi = math.Min(s.pLo, h.period), math.Max(s.pHi, h.period)
+		s.nLo, s.nHi = min(s.nLo, h.n), max(s.nHi, h.n)
+		s.nextLo, s.nextHi = math.Min(s.nextLo, h.next), math.Max(s.nextHi, h.next)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].count > out[j].count })
+	return out
+}
+
+// nextQuantile returns the instant by which the fraction f of the
+// hypotheses (each family weighted equally, and within it each hypothesis)
+// admits another request.
+func nextQuantile(hs []hyp, f float64) float64 {
+	if len(hs) == 0 {
+		return math.Inf(1)
+	}
+	type w struct{ t, w float64 }
+	per := map[string]float64{}
+	for _, h := range hs {
+		per[h.kind]++
+	}
+	ws := make([]w, len(hs))
+	for i, h := range hs {
+		ws[i] = w{h.next, 1 / per[h.kind] / float64(len(per))}
+	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i].t < ws[j].t })
+	acc := 0.0
+	for _, x := range ws {
+		acc += x.w
+		if acc >= f-1e-9 {
+			return x.t
+		}
+	}
+	return ws[len(ws)-1].t
+}
+
+// cycle is one opening of a window as the events show it: the last 429
+// before an admission (L) and that admission (U), the admissions from U
+// up to the next 429 (M), and that next run of 429s up to its last one
+// (R, the last rejection before the next opening; 0 when none yet).
+type cycle struct {
+	L, U float64
+	// Ulo is the earliest instant the opening admission can have been
+	// decided at (U the latest).
+	Ulo     float64
+	M       int64
+	R       float64
+	hasNext bool
+}
+
+// cycles reads the openings from evs: an admission after a 429 opens a
+// cycle. The first run (before any 429) is cycle 0, with L = −∞.
+func cycles(evs []event) []cycle {
+	var cs []cycle
+	cur := -1
+	lastRej := math.Inf(-1)
+	for i, e := range evs {
+		switch {
+		case e.adm && (i == 0 || !evs[i-1].adm):
+			cs = append(cs, cycle{L: lastRej, U: e.hi, Ulo: e.lo, M: 1})
+			cur = len(cs) - 1
+			if i == 0 {
+				cs[cur].L = math.Inf(-1)
+			}
+		case e.adm && cur >= 0:
+			cs[cur].M++
+		case !e.adm:
+			lastRej = e.lo
+			if cur >= 0 {
+				cs[cur].R, cs[cur].hasNext = e.lo, true
+			}
+		}
+	}
+	return cs
+}
+
+// winHyp is a fixed window consistent with the cycles.
+type winHyp struct {
+	kind string
+	W    float64
+	q    int64
+	// phases are the boundary phases (mod W, aligned kind) still possible.
+	phases [][2]float64
+	// epoch: a boundary falls on a multiple of W since the Unix epoch.
+	epoch          bool
+	nextLo, nextHi float64
+}
+
+// fitWindows returns the fixed windows (aligned, with any phase, or
+// opening at the first request after the last one ended) whose W on grid
+// explains the cycles: at least one boundary between each cycle's L and
+// U, none between its U and R (a boundary there would have admitted R),
+// and the same quota M in every cycle that ended in a 429. It returns
+// nothing when fewer than two cycles (one reopening) were seen.
+//
+// grid shrinks: it drops each W (and kind) whose phases the cycles rule
+// out. New events only add or tighten such constraints (a new cycle, a
+// longer run of 429s), never loosen one, so a W ruled out stays ruled
+// out; the quota, which a new cycle can change, is checked apart. Without
+// this the fit over every window costs the planner more than a bucket of
+// 500/s refills in.
+func fitWindows(cs []cycle, grid *[]winGrid) []winHyp {
+	if len(cs) < 2 {
+		return nil
+	}
+	// The quota: every complete cycle after the first admits the same;
+	// the first (which may have started in a window used before) and the
+	// one in progress at most that. With no complete reopening yet, the
+	// first burst's count is the hypothesis.
+	q := int64(-1)
+	for _, c := range cs[1:] {
+		if !c.hasNext {
+			continue
+		}
+		if q < 0 {
+			q = c.M
+		} else if c.M != q {
+			return nil
+		}
+	}
+	if q < 0 {
+		q = cs[0].M
+	}
+	if cs[0].M > q+1 || (!cs[len(cs)-1].hasNext && cs[len(cs)-1].M > q) {
+		return nil
+	}
+	var out []winHyp
+	keep := (*grid)[:0]
+	for _, g := range *grid {
+		if g.aligned {
+			h, ok := fitAligned(cs, g.W)
+			if ok {
+				h.q = q
+				out = append(out, h)
+			}
+			g.aligned = ok
+		}
+		if g.first {
+			h, ok := fitFirst(cs, g.W)
+			if ok {
+				h.q = q
+				out = append(out, h)
+			}
+			g.first = ok
+		}
+		if g.aligned || g.first {
+			keep = append(keep, g)
+		}
+	}
+	*grid = keep
+	return out
+}
+
+// winGrid is one window length of fitWindows' grid and the kinds still
+// possible with it.
+type winGrid struct {
+	W              float64
+	aligned, first bool
+}
+
+func newWinGrid(ws []float64) []winGrid {
+	g := make([]winGrid, len(ws))
+	for i, W := range ws {
+		g[i] = winGrid{W: W, aligned: true, first: true}
+	}
+	return g
+}
+
+// fitAligned: boundaries at φ + k·W.
+func fitAligned(cs []cycle, W float64) (winHyp, bool) {
+	set := [][2]float64{{0, W}}
+	for i, c := range cs {
+		if i > 0 {
+			if c.U-c.L+2*fitTol < W {
+				set = intersectArc(set, c.L-fitTol, c.U+fitTol, W)
+			}
+		}
+		if c.hasNext {
+			lo, hi := c.U+fitTol, c.R-fitTol
+			if hi-lo >= W {
+				return winHyp{}, false
+			}
+			if hi > lo {
+				set = subtractArc(set, lo, hi, W)
+			}
+		}
+		if len(set) == 0 {
+			return winHyp{}, false
+		}
+	}
+	h := winHyp{kind: kindFixedAligned, W: W, phases: set, nextLo: math.Inf(1), nextHi: math.Inf(-1)}
+	last := cs[len(cs)-1]
+	from := last.U
+	if last.hasNext {
+		from = last.R
+	}
+	for _, iv := range set {
+		for _, ph := range []float64{iv[0], iv[1]} {
+			n := ph + math.Ceil((from-ph)/W)*W
+			h.nextLo, h.nextHi = math.Min(h.nextLo, n), math.Max(h.nextHi, n)
+		}
+		if iv[0] <= 1.5*fitTol || iv[1] >= W-1.5*fitTol {
+			h.epoch = true
+		}
+	}
+	return h, true
+}
+
+// fitFirst: each window opens at the first request after the previous
+// one ended, and lasts W.
+func fitFirst(cs []cycle, W float64) (winHyp, bool) {
+	for i := 1; i < len(cs); i++ {
+		if W <= cs[i].L-cs[i-1].U || W > cs[i].U-cs[i-1].Ulo {
+			return winHyp{}, false
+		}
+	}
+	last := cs[len(cs)-1]
+	if last.hasNext && W <= last.R-last.U {
+		return winHyp{}, false
+	}
+	n := last.U + W
+	return winHyp{kind: kindFixedFirst, W: W, nextLo: n, nextHi: n}, true
+}
+
+// intersectArc keeps the part of set (arcs of [0, W)) within (lo, hi]
+// taken mod W.
+func intersectArc(set [][2]float64, lo, hi, W float64) [][2]float64 {
+	var out [][2]float64
+	for _, arc := range splitArc(lo, hi, W) {
+		for _, s := range set {
+			a, b := math.Max(s[0], arc[0]), math.Min(s[1], arc[1])
+			if a < b {
+				out = append(out, [2]float64{a, b})
+			}
+		}
+	}
+	return out
+}
+
+// subtractArc removes (lo, hi] mod W from set.
+func subtractArc(set [][2]float64, lo, hi, W float64) [][2]float64 {
+	for _, arc := range splitArc(lo, hi, W) {
+		var out [][2]float64
+		for _, s := range set {
+			if arc[1] <= s[0] || arc[0] >= s[1] {
+				out = append(out, s)
+				continue
+			}
+			if s[0] < arc[0] {
+				out = append(out, [2]float64{s[0], arc[0]})
+			}
+			if arc[1] < s[1] {
+				out = append(out, [2]float64{arc[1], s[1]})
+			}
+		}
+		set = out
+	}
+	return set
+}
+
+// splitArc returns (lo, hi] mod W as one or two arcs of [0, W).
+func splitArc(lo, hi, W float64) [][2]float64 {
+	a := math.Mod(lo, W)
+	if a < 0 {
+		a += W
+	}
+	b := a + (hi - lo)
+	if b <= W {
+		return [][2]float64{{a, b}}
+	}
+	return [][2]float64{{a, W}, {0, b - W}}
+}
+
+// bucketFit is the token buckets still consistent with a growing list of
+// events, fitted incrementally: per period T (and whether rejected
+// requests count) it keeps the TAT the events imply and the range of
+// x = (b−1)·T they allow, so each new event costs one step per period.
+type bucketFit struct {
+	groups []bucketGroup
+	n      int // events consumed
+	last   float64
+}
+
+type bucketGroup struct {
+	T, tat, xLo, xHi float64
+	cr               bool
+}
+
+func newBucketFit(grid []float64) *bucketFit {
+	f := &bucketFit{}
+	for _, cr := range []bool{false, true} {
+		for _, T := range grid {
+			f.groups = append(f.groups, bucketGroup{T: T, cr: cr, tat: math.Inf(-1), xHi: math.Inf(1)})
+		}
+	}
+	return f
+}
+
+// add consumes evs[f.n:] (evs grows; its prefix never changes).
+func (f *bucketFit) add(evs []event) {
+	if f.n >= len(evs) {
+		return
+	}
+	news := evs[f.n:]
+	f.n = len(evs)
+	f.last = evs[len(evs)-1].t
+	out := f.groups[:0]
+	for _, g := range f.groups {
+		ok := true
+		for _, e := range news {
+			if e.adm {
+				g.xLo = math.Max(g.xLo, g.tat-e.hi)
+			} else {
+				g.xHi = math.Min(g.xHi, g.tat-e.lo)
+			}
+			if e.adm || g.cr {
+				// When the bucket was full the server's instant matters:
+				// the middle of its interval.
+				g.tat = math.Max(g.tat, (e.lo+e.hi)/2) + g.T
+			}
+			if g.bLo() < 1 || float64(g.bLo()-1)*g.T >= g.xHi {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			out = append(out, g)
+		}
+	}
+	f.groups = out
+}
+
+func (g *bucketGroup) bLo() int64 { return int64(math.Ceil(g.xLo/g.T-1e-9)) + 1 }
+
+func (g *bucketGroup) bHi() int64 {
+	if math.IsInf(g.xHi, 1) {
+		return g.bLo() + 50
+	}
+	b := int64(math.Ceil(g.xHi/g.T - 1e-9)) // (b−1)·T < xHi
+	return max(b, g.bLo())
+}
+
+// hyps lists the fit's hypotheses: per period its smallest, middle and
+// largest burst.
+func (f *bucketFit) hyps(kind string) []hyp {
+	var out []hyp
+	// Planning needs the spread, not every period: at most about 1,500.
+	step := max(1, len(f.groups)/1500)
+	for i := 0; i < len(f.groups); i++ {
+		g := f.groups[i]
+		if step > 1 && i%step != 0 && i != len(f.groups)-1 {
+			continue
+		}
+		lo, hi := g.bLo(), g.bHi()
+		for _, b := range []int64{lo, (lo + hi) / 2, hi} {
+			if b == lo || b != out[len(out)-1].n {
+				out = append(out, hyp{kind: kind, period: g.T, n: b, cr: g.cr,
+					next: math.Max(f.last, g.tat-float64(b-1)*g.T)})
+			}
+		}
+	}
+	return out
+}
+
+// summary returns the exact ranges of the fit's periods and bursts.
+func (f *bucketFit) summary() (summary, bool) {
+	if f == nil || len(f.groups) == 0 {
+		return summary{}, false
+	}
+	s := summary{pLo: math.Inf(1), pHi: math.Inf(-1), nLo: math.MaxInt64, nHi: math.MinInt64}
+	for _, g := range f.groups {
+		s.count++
+		s.pLo, s.pHi = math.Min(s.pLo, g.T), math.Max(s.pHi, g.T)
+		s.nLo, s.nHi = min(s.nLo, g.bLo()), max(s.nHi, g.bHi())
+	}
+	return s, true
+}

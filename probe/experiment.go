@@ -52,6 +52,11 @@ type experiment struct {
 	// requests from drainFrom on go at the maximum rate until a 429.
 	drain     bool
 	drainFrom int
+	// drainAt is when the drain's first request goes (after a pause).
+	drainAt time.Duration
+	// pauses counts the pauses made to tell the two variants of a token
+	// bucket apart (see ratePlan).
+	pauses int
 }
 
 const (
@@ -86,7 +91,7 @@ func (e *experiment) events(st *stepState) []event {
 		o := st.obs[e.evFrom]
 		if o.admitted() || o.rejected() {
 			t := u + o.at.Seconds()
-			tol := fitTol * float64(int(1)<<e.widened)
+			tol := evTol(e.widened)
 			e.evs = append(e.evs, event{t: t, adm: o.admitted(), lo: t - tol, hi: u + o.end.Seconds() + tol})
 		}
 	}
@@ -141,7 +146,7 @@ func (e *experiment) plan(st *stepState) (time.Duration, bool, bool) {
 		if rejectedSince(st, e.drainFrom) {
 			e.drain = false
 		} else if outstanding(st) == 0 {
-			return 0, false, false
+			return e.drainAt, false, false
 		} else {
 			return 0, true, false
 		}
@@ -301,7 +306,7 @@ func (e *experiment) refit(st *stepState) []event {
 	}
 	if e.allFit == nil {
 		e.tMin = math.Max(e.minGap.Seconds()/4, 0.0002)
-		e.allFit = newBucketFit(periodGrid(e.tMin, math.Max(e.maxWait.Seconds(), 1), 1.002))
+		e.allFit = newBucketFit(e.tMin, math.Max(e.maxWait.Seconds(), 1), 1.002)
 	}
 	e.allFit.add(evs)
 	e.all = e.allFit.hyps(kindGCRA)
@@ -318,7 +323,7 @@ func (e *experiment) refit(st *stepState) []event {
 			// The trickle matters only once no bucket explains everything.
 			if e.trFit == nil || e.trickN != from {
 				e.trickN = from
-				e.trFit = newBucketFit(periodGrid(e.tMin, math.Max(e.maxWait.Seconds(), 1), 1.002))
+				e.trFit = newBucketFit(e.tMin, math.Max(e.maxWait.Seconds(), 1), 1.002)
 			}
 			e.trFit.add(evs[from:])
 			e.trickle = e.trFit.hyps(kindTrickle)
@@ -438,8 +443,18 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 		if trailing >= 16 {
 			// Sixteen admissions without a 429 leave the bucket's level
 			// unknown: drain it.
-			e.drain, e.drainFrom = true, len(st.obs)
+			e.drain, e.drainFrom, e.drainAt = true, len(st.obs), 0
 			return 0, false, false
+		}
+		if P, ok := e.pauseToTell(); ok {
+			// Both variants explain everything, each with its own period:
+			// pause, then drain. The probe's steady share of 429s let a
+			// bucket that counts them and refills faster mimic one that
+			// does not; a pause has no 429s, so the faster one holds more
+			// tokens after it, and the drain counts them.
+			e.pauses++
+			e.drain, e.drainFrom, e.drainAt = true, len(st.obs), last.at+P
+			return e.drainAt, false, false
 		}
 		if q <= now+e.minGap {
 			return 0, false, false
@@ -468,6 +483,40 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	return t, false, false
 }
 
+// pauseToTell returns the pause that tells the two variants of a token
+// bucket apart (rejected requests count, or not) when both survive, each
+// with its period pinned to 2 % and their periods apart: half the
+// smallest burst's worth of tokens, which no bucket caps, and which the
+// faster bucket fills by a request more per 2 % of difference. Small
+// buckets are told apart by the 429s' timing alone.
+func (e *experiment) pauseToTell() (time.Duration, bool) {
+	if e.pauses >= 3 {
+		return 0, false
+	}
+	var v [2]summary
+	var ok [2]bool
+	for _, h := range e.all {
+		i := 0
+		if h.cr {
+			i = 1
+		}
+		if !ok[i] {
+			v[i], ok[i] = summary{pLo: h.period, pHi: h.period, nLo: h.n, nHi: h.n}, true
+		}
+		v[i].pLo, v[i].pHi = math.Min(v[i].pLo, h.period), math.Max(v[i].pHi, h.period)
+		v[i].nLo, v[i].nHi = min(v[i].nLo, h.n), max(v[i].nHi, h.n)
+	}
+	if !ok[0] || !ok[1] {
+		return 0, false
+	}
+	b := min(v[0].nLo, v[1].nLo)
+	if b < 8 || v[0].pHi/v[0].pLo > 1.03 || v[1].pHi/v[1].pLo > 1.03 || math.Max(v[0].pHi, v[1].pHi)/math.Min(v[0].pLo, v[1].pLo) <= 1.02 {
+		return 0, false
+	}
+	T := math.Sqrt(v[0].pLo * v[0].pHi)
+	return time.Duration(float64(b/2) * T * float64(time.Second)), true
+}
+
 // settled reports why the measurement is complete: one family left, its
 // numbers pinned to about 2 %.
 func (e *experiment) settled(evs []event) string {
@@ -481,6 +530,11 @@ func (e *experiment) settled(evs []event) string {
 		}
 		if s.pHi/s.pLo <= 1.02 && s.nHi-s.nLo <= 1 && adm >= 3 {
 			return "token bucket pinned"
+		}
+		if e.pauses >= 3 && adm >= 3 {
+			if _, ok := e.pauseToTell(); !ok && e.variantsPinned() {
+				return "token bucket pinned, whether rejected requests count not established"
+			}
 		}
 		return ""
 	}
@@ -507,6 +561,17 @@ func (e *experiment) settled(evs []event) string {
 		}
 	}
 	return ""
+}
+
+// variantsPinned reports whether each variant of the token bucket still
+// standing has its period pinned to 2 %.
+func (e *experiment) variantsPinned() bool {
+	for _, s := range summarize(e.all) {
+		if s.pHi/s.pLo > 1.02 {
+			return false
+		}
+	}
+	return true
 }
 
 // merge joins summaries into one range.

@@ -43,10 +43,26 @@ type hyp struct {
 	next float64
 }
 
-// fitTol is the margin kept around instants that are not events' own
-// (window phases), and around each event's decision interval: the
-// server's clock and the client's differ by scheduling only.
+// fitTol is the margin kept around a window's phase: a server that keeps
+// time in whole milliseconds (nginx, HAProxy) moves its boundaries by up
+// to one.
 const fitTol = 0.001
+
+// evTol is the margin added to each side of an event's decision interval
+// after the fits were widened w times. The interval itself is measured:
+// the server decided after the client took the send instant and before
+// it read the response, both on the client's monotonic clock, so at w = 0
+// it needs no margin, and a loaded machine only widens it (a slow
+// response is a wide interval). A server whose clock is coarser than the
+// loopback's round trip (milliseconds, cached per event loop) can put a
+// decision just outside; then every family is ruled out, and the fits
+// start again with 0.5 ms, 1 ms and 2 ms.
+func evTol(w int) float64 {
+	if w == 0 {
+		return 0
+	}
+	return 0.0005 * float64(int(1)<<(w-1))
+}
 
 // periodGrid returns log-spaced periods from lo to hi, step ratio.
 func periodGrid(lo, hi, ratio float64) []float64 {
@@ -357,25 +373,39 @@ func splitArc(lo, hi, W float64) [][2]float64 {
 }
 
 // bucketFit is the token buckets still consistent with a growing list of
-// events, fitted incrementally: per period T (and whether rejected
-// requests count) it keeps the TAT the events imply and the range of
-// x = (b−1)·T they allow, so each new event costs one step per period.
+// events, fitted incrementally: per cell of periods [T/√r, T·√r] of a
+// log grid of ratio r (and whether rejected requests count) it keeps the
+// TAT the events imply and the range of x = (b−1)·T they allow, so each
+// new event costs one step per cell. A cell stands for every period in
+// it, not only its centre: a grid point 0.1 % off the true period drifts
+// by a whole period over a thousand admissions, which would rule out
+// the truth with its neighbours on a long run at 500/s.
 type bucketFit struct {
 	groups []bucketGroup
+	// lo and hi scale a cell's centre to its ends.
+	lo, hi float64
 	n      int // events consumed
 	last   float64
 }
 
+// bucketGroup is one cell's state. The theoretical arrival time is an
+// interval [tatLo, tatHi]: each admission moves it to max(TAT, d) + T,
+// where the server's decision instant d is known only to lie within the
+// event's interval and T only within the cell (a midpoint instead errs by
+// up to half the round trip at every full bucket, which at 500/s is half
+// the period).
 type bucketGroup struct {
-	T, tat, xLo, xHi float64
-	cr               bool
+	T, tatLo, tatHi, xLo, xHi float64
+	cr                        bool
 }
 
-func newBucketFit(grid []float64) *bucketFit {
-	f := &bucketFit{}
+// newBucketFit covers the periods from lo to hi with cells of ratio r.
+func newBucketFit(lo, hi, r float64) *bucketFit {
+	f := &bucketFit{lo: 1 / math.Sqrt(r), hi: math.Sqrt(r)}
+	grid := periodGrid(lo, hi, r)
 	for _, cr := range []bool{false, true} {
 		for _, T := range grid {
-			f.groups = append(f.groups, bucketGroup{T: T, cr: cr, tat: math.Inf(-1), xHi: math.Inf(1)})
+			f.groups = append(f.groups, bucketGroup{T: T, cr: cr, tatLo: math.Inf(-1), tatHi: math.Inf(-1), xHi: math.Inf(1)})
 		}
 	}
 	return f
@@ -393,17 +423,19 @@ func (f *bucketFit) add(evs []event) {
 	for _, g := range f.groups {
 		ok := true
 		for _, e := range news {
+			// Admitted at d: x ≥ TAT − d, so x ≥ tatLo − hi at least;
+			// rejected: x < TAT − d ≤ tatHi − lo.
 			if e.adm {
-				g.xLo = math.Max(g.xLo, g.tat-e.hi)
+				g.xLo = math.Max(g.xLo, g.tatLo-e.hi)
 			} else {
-				g.xHi = math.Min(g.xHi, g.tat-e.lo)
+				g.xHi = math.Min(g.xHi, g.tatHi-e.lo)
 			}
 			if e.adm || g.cr {
-				// When the bucket was full the server's instant matters:
-				// the middle of its interval.
-				g.tat = math.Max(g.tat, (e.lo+e.hi)/2) + g.T
+				g.tatLo = math.Max(g.tatLo, e.lo) + g.T*f.lo
+				g.tatHi = math.Max(g.tatHi, e.hi) + g.T*f.hi
 			}
-			if g.bLo() < 1 || float64(g.bLo()-1)*g.T >= g.xHi {
+			// Some burst b and period in the cell: xLo ≤ (b−1)·T < xHi.
+			if g.xLo > g.xHi || float64(f.bLo(&g)-1)*g.T*f.lo >= g.xHi {
 				ok = false
 				break
 			}
@@ -415,14 +447,16 @@ func (f *bucketFit) add(evs []event) {
 	f.groups = out
 }
 
-func (g *bucketGroup) bLo() int64 { return int64(math.Ceil(g.xLo/g.T-1e-9)) + 1 }
+func (f *bucketFit) bLo(g *bucketGroup) int64 {
+	return max(int64(math.Ceil(g.xLo/(g.T*f.hi)-1e-9))+1, 1)
+}
 
-func (g *bucketGroup) bHi() int64 {
+func (f *bucketFit) bHi(g *bucketGroup) int64 {
 	if math.IsInf(g.xHi, 1) {
-		return g.bLo() + 50
+		return f.bLo(g) + 50
 	}
-	b := int64(math.Ceil(g.xHi/g.T - 1e-9)) // (b−1)·T < xHi
-	return max(b, g.bLo())
+	b := int64(math.Ceil(g.xHi/(g.T*f.lo) - 1e-9)) // (b−1)·T < xHi
+	return max(b, f.bLo(g))
 }
 
 // hyps lists the fit's hypotheses: per period its smallest, middle and
@@ -436,11 +470,11 @@ func (f *bucketFit) hyps(kind string) []hyp {
 		if step > 1 && i%step != 0 && i != len(f.groups)-1 {
 			continue
 		}
-		lo, hi := g.bLo(), g.bHi()
+		lo, hi := f.bLo(&g), f.bHi(&g)
 		for _, b := range []int64{lo, (lo + hi) / 2, hi} {
 			if b == lo || b != out[len(out)-1].n {
 				out = append(out, hyp{kind: kind, period: g.T, n: b, cr: g.cr,
-					next: math.Max(f.last, g.tat-float64(b-1)*g.T)})
+					next: math.Max(f.last, (g.tatLo+g.tatHi)/2-float64(b-1)*g.T)})
 			}
 		}
 	}
@@ -455,8 +489,8 @@ func (f *bucketFit) summary() (summary, bool) {
 	s := summary{pLo: math.Inf(1), pHi: math.Inf(-1), nLo: math.MaxInt64, nHi: math.MinInt64}
 	for _, g := range f.groups {
 		s.count++
-		s.pLo, s.pHi = math.Min(s.pLo, g.T), math.Max(s.pHi, g.T)
-		s.nLo, s.nHi = min(s.nLo, g.bLo()), max(s.nHi, g.bHi())
+		s.pLo, s.pHi = math.Min(s.pLo, g.T*f.lo), math.Max(s.pHi, g.T*f.hi)
+		s.nLo, s.nHi = min(s.nLo, f.bLo(&g)), max(s.nHi, f.bHi(&g))
 	}
 	return s, true
 }

@@ -324,7 +324,7 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 	if !vary && p.advAt != (time.Time{}) && len(p.rep.Limits) == 0 && waited == 0 {
 		// The advertised request came from the same full bucket.
 		t := float64(p.advAt.UnixNano()) / 1e9
-		e.prior = []event{{t: t, adm: p.advAdmitted, lo: t - fitTol, hi: t + p.advTook.Seconds() + fitTol}}
+		e.prior = []event{{t: t, adm: p.advAdmitted, lo: t, hi: t + p.advTook.Seconds()}}
 	}
 	if same != nil {
 		q := same.lim.Quota

@@ -154,32 +154,24 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 			next = math.Max(next, w.nextHi)
 		}
 		f.refillAt = time.Unix(0, int64(next*1e9)).Add(50 * time.Millisecond)
-	case len(e.trickle) > 0:
-		s, _ := e.trFit.summary()
-		q := cs[0].M
-		T := (s.pLo + s.pHi) / 2
+	case len(e.sliding) > 0:
+		s, _ := e.slFit.summary()
+		q := s.q
 		l.Algorithm, l.Quota, l.Burst = "sliding-window", q, q
-		l.CountsRejected = crOf(e.trickle)
-		// In the trickle the previous window weighs n·(1 − elapsed/W),
-		// where n is what it counted: the burst, and its 429s too when
-		// they count. One request fits per W/n.
-		n := q
-		if cr := l.CountsRejected; cr != nil && *cr {
-			for _, ev := range evs {
-				if ev.hi >= cs[1].U {
-					break
-				}
-				if !ev.adm {
-					n++
-				}
-			}
-		}
-		l.WindowS = float64(n) * T
+		l.CountsRejected = s.cr
+		l.WindowS = math.Sqrt(s.wLo * s.wHi)
 		l.RatePerS = float64(q) / l.WindowS
-		l.RateLow, l.RateHigh = float64(q)/(float64(n)*s.pHi), float64(q)/(float64(n)*s.pLo)
-		l.Confidence = confidence(s.pHi/s.pLo, 0, 1) * 0.9
+		l.RateLow, l.RateHigh = float64(q)/s.wHi, float64(q)/s.wLo
+		l.Confidence = confidence(s.wHi/s.wLo/1.01, s.qHi-s.qLo, 1) * 0.9
 		dead := cs[1].U - cs[0].U
-		ev.Notes = append(ev.Notes, fmt.Sprintf("%d at once, then nothing for %.2f s (no token bucket explains it), then one per %.4g s as %d counted requests of the previous window decayed: a sliding window of %d per %.4g s", q, dead, T, n, q, l.WindowS))
+		cr := "rejected requests not counted"
+		if s.cr == nil {
+			cr = "whether rejected requests count not established"
+		} else if *s.cr {
+			cr = "rejected requests counted"
+		}
+		ev.Notes = append(ev.Notes, fmt.Sprintf("%d at once, then nothing for %.2f s (no token bucket explains it), then a trickle as the previous window's weight decayed (no fixed window explains it): every sliding window (current + previous × the part of it still in the window < quota) consistent with the %d answers has quota %d–%d and a window of %.4g–%.4g s, %s",
+			q, dead, len(evs), s.qLo, s.qHi, s.wLo, s.wHi, cr))
 		f.refillAt = end.Add(time.Duration(2 * l.WindowS * float64(time.Second)))
 	default:
 		l.Burst, l.Quota = int64(ev.AdmittedBeforeFirst429), int64(ev.AdmittedBeforeFirst429)

@@ -26,8 +26,7 @@ type experiment struct {
 	fitN    int
 	tMin    float64
 	all     []hyp // token buckets over every event
-	trickle []hyp // token buckets over the events since the first reopening
-	trickN  int   // events before the first reopening
+	sliding []hyp // sliding windows, once no token bucket explains everything
 	// The events so far (see events), from st.obs[:evFrom].
 	evs       []event
 	evFrom    int
@@ -37,7 +36,7 @@ type experiment struct {
 	// started again with twice the timing tolerance (a loaded machine).
 	widened int
 	allFit  *bucketFit
-	trFit   *bucketFit
+	slFit   *slideFit
 	wins    []winHyp
 	// winGrid is the windows the cycles still allow, at the tolerance
 	// of winWidened.
@@ -312,21 +311,17 @@ func (e *experiment) refit(st *stepState) []event {
 	e.all = e.allFit.hyps(kindGCRA)
 	cs := cycles(evs)
 	if len(cs) >= 2 {
-		from := 0
-		for i := range evs {
-			if evs[i].hi == cs[1].U {
-				from = i
-				break
-			}
-		}
 		if len(e.all) == 0 {
-			// The trickle matters only once no bucket explains everything.
-			if e.trFit == nil || e.trickN != from {
-				e.trickN = from
-				e.trFit = newBucketFit(e.tMin, math.Max(e.maxWait.Seconds(), 1), 1.002)
+			// Sliding windows matter only once no bucket explains
+			// everything: a reopening that admits less than the first
+			// burst after a dead time.
+			if e.slFit == nil {
+				q := cs[0].M
+				e.slFit = newSlideFit(evs, math.Max(10*e.minGap.Seconds(), 0.05), 2*math.Max(e.maxWait.Seconds(), 1), []int64{q, q + 1})
+			} else {
+				e.slFit.add(evs)
 			}
-			e.trFit.add(evs[from:])
-			e.trickle = e.trFit.hyps(kindTrickle)
+			e.sliding = e.slFit.hyps()
 		}
 		if e.winGrid == nil || e.winWidened != e.widened {
 			e.winGrid = newWinGrid(periodGrid(0.02, 2*math.Max(e.maxWait.Seconds(), 1), 1.001))
@@ -335,9 +330,9 @@ func (e *experiment) refit(st *stepState) []event {
 		e.wins = fitWindows(cs, &e.winGrid)
 	}
 	e.fitN = len(evs)
-	if len(e.all) == 0 && len(e.wins) == 0 && len(e.trickle) == 0 && e.widened < 3 && len(evs) > 0 {
+	if len(e.all) == 0 && len(e.wins) == 0 && len(e.sliding) == 0 && e.widened < 3 && len(evs) > 0 {
 		e.widened++
-		e.allFit, e.trFit, e.trickle, e.fitN = nil, nil, nil, 0
+		e.allFit, e.slFit, e.sliding, e.fitN = nil, nil, nil, 0
 		return e.refit(st)
 	}
 	return evs
@@ -345,8 +340,7 @@ func (e *experiment) refit(st *stepState) []event {
 
 // hypotheses returns the hypotheses the planner follows: the token
 // buckets and fixed windows fitted to every event while any survive (they
-// explain everything seen), else the trickles fitted since the first
-// reopening.
+// explain everything seen), else the sliding windows.
 func (e *experiment) hypotheses(evs []event) []hyp {
 	hs := append([]hyp(nil), e.all...)
 	cs := cycles(evs)
@@ -359,7 +353,7 @@ func (e *experiment) hypotheses(evs []event) []hyp {
 		hs = append(hs, hyp{kind: w.kind, period: w.W, n: w.q, next: lo}, hyp{kind: w.kind, period: w.W, n: w.q, next: hi})
 	}
 	if len(hs) == 0 {
-		hs = append(hs, e.trickle...)
+		hs = append(hs, e.sliding...)
 	}
 	return hs
 }
@@ -413,7 +407,7 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 
 	src := e.all
 	if len(src) == 0 && len(e.wins) == 0 {
-		src = e.trickle
+		src = e.sliding
 	}
 	if len(src) > 0 {
 		s := merge(summarize(src))
@@ -550,14 +544,14 @@ func (e *experiment) settled(evs []event) string {
 		}
 		return ""
 	}
-	if len(e.all) == 0 && len(e.wins) == 0 && len(e.trickle) > 0 {
-		s, _ := e.trFit.summary()
+	if len(e.all) == 0 && len(e.wins) == 0 && len(e.sliding) > 0 {
+		s, _ := e.slFit.summary()
 		adm := 0
 		for _, c := range cs[1:] {
 			adm += int(c.M)
 		}
-		if s.pHi/s.pLo <= 1.02 && adm >= 4 {
-			return "trickle after a dead time pinned"
+		if s.wHi/s.wLo <= 1.04 && s.qHi-s.qLo <= 1 && adm >= 4 {
+			return "sliding window pinned"
 		}
 	}
 	return ""

@@ -26,7 +26,7 @@ const (
 	kindGCRA         = "token-bucket"
 	kindFixedAligned = "fixed-window aligned"
 	kindFixedFirst   = "fixed-window from first request"
-	kindTrickle      = "trickle"
+	kindSliding      = "sliding-window"
 )
 
 // hyp is one consistent hypothesis: a family and its numbers.

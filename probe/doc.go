@@ -22,18 +22,24 @@
 // against every family, each simulated over the requests actually sent:
 // a hypothesis survives only if it reproduces every admission and every
 // 429. The server decided each request somewhere between the send and the
-// response; an outcome is checked against that interval, so a loaded
-// machine loosens the fit but never breaks it (when every family is ruled
-// out, the fits start again with twice the tolerance, at most three
-// times). The families, and the behaviour that tells them apart:
+// response, both read on the client's monotonic clock; an outcome is
+// checked against that measured interval, with no fixed margin, so a
+// loaded machine (slow answers, wide intervals) loosens the fit but never
+// breaks it. A server whose clock is coarser than the loopback round trip
+// can still put a decision just outside; when every family is ruled out
+// the fits start again with margins of 0.5, 1 and 2 ms. The families, and
+// the experiments that tell them apart:
 //
 //   - token bucket (GCRA, leaky bucket, nginx limit_req with nodelay):
 //     request n is admitted iff tₙ ≥ TAT − (b−1)·T, where TAT grows by T
 //     with each admission (and, if rejected requests count, with each
 //     429). After exhaustion it refills one per T after your last
 //     admission; in any span it admits at most b + span/T. The fit keeps,
-//     per period T on a grid 0.2 % apart, the range of b the events allow,
-//     in one pass per event.
+//     per cell of periods 0.2 % wide, TAT as an interval (the decision
+//     instant is known to its interval, the period to its cell) and the
+//     range of b the events allow, in one pass per event. A point
+//     estimate of either drifts a whole period over a thousand
+//     admissions at 500/s and rules out the truth.
 //   - fixed window: nothing is admitted until an instant, then the whole
 //     quota at once, and that instant does not depend on when you sent:
 //     windows aligned to the clock (boundaries φ + k·W; "epoch" when φ is
@@ -41,15 +47,37 @@
 //     request after the last window ended (boundary = that request + W).
 //     Each reopening brackets a boundary between the last 429 and the
 //     admission after it, and no boundary lies between that admission and
-//     the next 429 (it would have admitted the 429); the fit intersects
-//     these brackets on the circle of phases for every W on a grid.
-//   - sliding window (current + previous × (1 − elapsed/W) < quota, as
-//     HAProxy's http_req_rate and Cloudflare count): a full quota at once,
-//     then nothing until the aligned window ends, then a trickle of one
-//     per W/quota as the old window's weight decays. No token bucket
-//     explains the dead time (it would have refilled after T), no fixed
-//     window the trickle (it would have refilled all at once); the
-//     trickle is fitted as a bucket, and W = quota × its period.
+//     the next 429; the fit intersects these brackets on the circle of
+//     phases for every W on a grid. The planner sends one request past
+//     the quota in each window (the 429 that closes it; without it two
+//     windows read as one). Two experiments separate what the brackets
+//     alone do not:
+//     a late drain tells a window from a bucket of the same numbers
+//     (b = quota, T = W/quota): after a reopening the probe waits a third
+//     of a window before it spends the quota, and drains the next
+//     reopening at once. A window refills all at once at its boundary
+//     however late its quota was spent; the bucket holds only two thirds
+//     of its burst there.
+//     A late start tells the two kinds of window apart, once W is known
+//     to 20 %: the probe sends the first request of a window half a
+//     window after the latest end a first-request window predicts. An
+//     aligned window still ends at its boundary, half a window later; a
+//     window opened by that request ends a whole window after it. (An
+//     aligned window usually rules the other kind out by itself: the
+//     first burst starts at some phase in it, so the first reopening
+//     comes less than a window after the burst, the next ones a window
+//     apart.)
+//   - sliding window (HAProxy's http_req_rate, Cloudflare's count,
+//     ratelab's sliding): a window of W holds curr requests and the one
+//     before it prev, and a request at elapsed e is admitted iff
+//     curr + prev·(1 − e/W) < quota (HAProxy's ⌊⌋ in milliseconds is the
+//     same test; ratelab's ≤ quota − 1 is the other rounding, fitted
+//     too). A full quota at once, then nothing until the window ends,
+//     then a trickle as prev's weight decays: no token bucket explains
+//     the dead time, no fixed window the trickle. The counter itself is
+//     simulated for every W (1 % apart), 200 phases, the quota and
+//     whether 429s count; a bucket fitted to the trickle breaks at the
+//     next boundary, where prev changes.
 //   - concurrency (nginx limit_conn, GitHub's 100 concurrent): the burst's
 //     first 429 came while every admitted request was still in flight.
 //     The test keeps exactly n in flight for 3n+6 requests, which a
@@ -62,11 +90,25 @@
 //     number admitted the burst. This is "delayed then admitted", not
 //     "rejected while overlapping": it is not a concurrency limit.
 //   - whether rejected requests count: both variants of the token bucket
-//     and of the trickle are fitted. A limiter that counts them never
-//     recovers while you keep sending, and does after a pause: the 429s
-//     the probe sends move its next admission, and only the counting
-//     variant predicts where it is. When both variants survive (or for a
-//     fixed window, which forgets its 429s at its end) it is null.
+//     and of the sliding window are fitted. A limiter that counts them
+//     never recovers while you keep sending, and does after a pause: the
+//     429s the probe sends move its next admission, and only the counting
+//     variant predicts where it is. The probe's steady share of 429s can
+//     let a counting bucket with a slightly shorter period mimic one that
+//     does not count; when both stand, each pinned, the probe pauses
+//     (half a burst's worth of periods, no 429s) and drains: the faster
+//     bucket holds more tokens after the pause. When both variants
+//     survive (or for a fixed window, which forgets its 429s at its end)
+//     counts_rejected is null.
+//
+// A Retry-After (or a reset with nothing remaining) is a claim that no
+// request before it would be admitted. The probe honours it, so it can
+// test the claim only at its end (a window must reopen there, with its
+// whole quota); the fits take it as a rejection one second before the
+// end (the header's rounding), which counts nothing. Without it a bucket
+// that refills in a fraction of the advertised wait would explain every
+// answer of a polite probe. When it leaves no family standing (a server
+// whose Retry-After overstates), the widened fits drop the claims.
 //
 // Confidence is 0.95 when one family survives with its period pinned to
 // 2 % and its count to one, and falls as the range widens or several

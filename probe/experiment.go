@@ -32,6 +32,9 @@ type experiment struct {
 	evFrom    int
 	evWidened int
 	evStart   time.Time
+	// claim is the last 429's claim, added to the events once the next
+	// request is sent after it (see claimOf).
+	claim *event
 	// widened counts the times every family was ruled out and the fits
 	// started again with twice the timing tolerance (a loaded machine).
 	widened int
@@ -53,6 +56,16 @@ type experiment struct {
 	drainFrom int
 	// drainAt is when the drain's first request goes (after a pause).
 	drainAt time.Duration
+	// lateDrains and lateStarts count the experiments that tell a fixed
+	// window from a bucket, and one aligned to the clock from one that
+	// opens at the first request (see ratePlan).
+	lateDrains, lateStarts int
+	// lateDrainCycle is the number of cycles at the last late drain.
+	lateDrainCycle int
+	// lateStart is the late start planned while the cycles numbered
+	// lateStartCycle.
+	lateStart      time.Duration
+	lateStartCycle int
 	// pauses counts the pauses made to tell the two variants of a token
 	// bucket apart (see ratePlan).
 	pauses int
@@ -84,17 +97,42 @@ func (e *experiment) events(st *stepState) []event {
 	u := unix0(st)
 	if e.evs == nil || e.evWidened != e.widened || e.evStart != st.start {
 		e.evs, e.evFrom, e.evWidened, e.evStart = append([]event(nil), e.prior...), 0, e.widened, st.start
+		e.claim = nil
 	}
 	// Responses arrive in any order: convert the answered prefix only.
 	for ; e.evFrom < len(st.obs) && st.obs[e.evFrom].done; e.evFrom++ {
 		o := st.obs[e.evFrom]
 		if o.admitted() || o.rejected() {
 			t := u + o.at.Seconds()
+			if e.claim != nil && t > e.claim.hi {
+				e.evs = append(e.evs, *e.claim)
+			}
+			e.claim = nil
 			tol := evTol(e.widened)
 			e.evs = append(e.evs, event{t: t, adm: o.admitted(), lo: t - tol, hi: u + o.end.Seconds() + tol})
+			if c, ok := claimOf(o, t); ok && e.widened == 0 {
+				e.claim = &c
+			}
 		}
 	}
 	return e.evs
+}
+
+// claimOf returns the claim a 429 makes: nothing is admitted before its
+// Retry-After (or its reset, when it says nothing remains), less the
+// header's rounding to whole seconds. The probe honours the claim, so it
+// can test it only at its end; the fits take it as a rejection one second
+// before that end, which counts nothing (see doc.go).
+func claimOf(o *obs, t float64) (event, bool) {
+	d := o.retryAfter
+	if d <= 0 && o.remaining == 0 {
+		d = o.reset
+	}
+	if !o.rejected() || d <= 1500*time.Millisecond {
+		return event{}, false
+	}
+	c := t + (d - time.Second).Seconds()
+	return event{t: c, lo: c, hi: c, claim: true}, true
 }
 
 func outstanding(st *stepState) int {
@@ -347,7 +385,9 @@ func (e *experiment) hypotheses(evs []event) []hyp {
 	last := evs[len(evs)-1]
 	for _, w := range e.wins {
 		lo, hi := w.nextLo, w.nextHi
-		if c := cs[len(cs)-1]; last.adm && c.M < w.q {
+		if c := cs[len(cs)-1]; last.adm && c.M <= w.q {
+			// Up to the quota, and one more: the 429 that shows the
+			// window spent (without it two windows read as one).
 			lo, hi = last.t, last.t
 		}
 		hs = append(hs, hyp{kind: w.kind, period: w.W, n: w.q, next: lo}, hyp{kind: w.kind, period: w.W, n: w.q, next: hi})
@@ -420,8 +460,28 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	now := time.Since(st.start)
 	var t time.Duration
 	switch {
+	case k == 0 && len(e.wins) > 0 && len(e.all) > 0 && e.lateDrains < 2 && openedNow(evs) && len(cycles(evs)) > e.lateDrainCycle+1:
+		// A window just opened, or a bucket refilled: drain it late. A
+		// fixed window refills all at once at its next boundary, however
+		// late in it the quota was spent; a bucket drained a third of a
+		// window late holds only two thirds of its burst there. A third
+		// of the shortest window still standing, or of the time since
+		// the previous opening (an aligned window opens at most a window
+		// after it), keeps the drain inside the window. The opening
+		// after it is drained at once: that is where the two differ.
+		cs := cycles(evs)
+		d := math.Min(minWin(e.wins), cs[len(cs)-1].U-cs[len(cs)-2].U) / 3
+		if d >= 0.05 {
+			e.lateDrainCycle = len(cs)
+			e.lateDrains++
+			e.drain, e.drainFrom, e.drainAt = true, len(st.obs), last.at+time.Duration(d*float64(time.Second))
+			return e.drainAt, false, false
+		}
+		fallthrough
 	case k == 0 && len(e.wins) > 0 && kindMedianDue(hs, now+e.minGap, rel):
 		// A window that just opened, if it is one: test it.
+		return 0, false, false
+	case k == 0 && len(e.wins) > 0 && len(e.all) > 0 && openedNow(evs):
 		return 0, false, false
 	case T > 0 && k == 0:
 		// A bucket, after an admission: when 85 % of the hypotheses say
@@ -474,7 +534,47 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	} else if last.reset > 0 && last.remaining == 0 {
 		t = max(t, last.at+last.reset)
 	}
+	if k > 0 && len(e.all) == 0 && e.lateStartCycle == len(cycles(evs)) {
+		t = max(t, e.lateStart)
+	} else if k > 0 && len(e.all) == 0 && e.lateStarts < 2 {
+		if ws := summarizeWins(e.wins); len(ws) == 2 {
+			// Both kinds of fixed window stand: start the next window
+			// late, half a window past the latest end that one opening
+			// at the first request predicts. A window aligned to the
+			// clock still ends at its boundary, half a window later; one
+			// that opens at the first request ends a whole window after
+			// it. An aligned window's first reopening (after a burst at
+			// some phase in it) already rules out most first-request
+			// ones; this is for the other way round, once the window is
+			// known to 20 %.
+			for _, w := range ws {
+				if w.kind == kindFixedFirst && w.pHi <= 1.2*w.pLo {
+					cs := cycles(evs)
+					end := cs[len(cs)-1].U + w.pHi
+					e.lateStarts++
+					e.lateStart, e.lateStartCycle = rel(end)+time.Duration(w.pLo/2*float64(time.Second)), len(cs)
+					t = max(t, e.lateStart)
+				}
+			}
+		}
+	}
 	return t, false, false
+}
+
+// openedNow reports whether the last event is the first admission after
+// a 429.
+func openedNow(evs []event) bool {
+	n := len(evs)
+	return n >= 2 && evs[n-1].adm && !evs[n-2].adm
+}
+
+// minWin returns the shortest window still standing, in seconds.
+func minWin(ws []winHyp) float64 {
+	m := math.Inf(1)
+	for _, w := range ws {
+		m = math.Min(m, w.W)
+	}
+	return m
 }
 
 // pauseToTell returns the pause that tells the two variants of a token

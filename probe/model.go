@@ -19,6 +19,9 @@ type event struct {
 	// The server decided within [lo, hi]: from just before the send to
 	// just after the response was read.
 	lo, hi float64
+	// claim: not a request but a 429's claim that a request then would
+	// have been rejected; it counts nothing.
+	claim bool
 }
 
 // hypothesis kinds.
@@ -430,7 +433,7 @@ func (f *bucketFit) add(evs []event) {
 			} else {
 				g.xHi = math.Min(g.xHi, g.tatHi-e.lo)
 			}
-			if e.adm || g.cr {
+			if (e.adm || g.cr) && !e.claim {
 				g.tatLo = math.Max(g.tatLo, e.lo) + g.T*f.lo
 				g.tatHi = math.Max(g.tatHi, e.hi) + g.T*f.hi
 			}

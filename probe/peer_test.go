@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -340,19 +341,26 @@ func windowServer(t *testing.T, pol *limit.Policy, headers bool) string {
 	return srv.URL
 }
 
+// TestProbeFixedWindow probes fixed windows of our own server (aligned to
+// the epoch, or opening at the first request; with GitHub's headers or
+// none). The cases wait most of the time, so they run in parallel. Only
+// the case the probe passes reliably is listed: without headers, and for
+// a window opening at the first request, the probe's numbers are not yet
+// within bounds in every run (bench/RESULTS.md, issue 13).
 func TestProbeFixedWindow(t *testing.T) {
 	skipTimingUnderRace(t)
 	for _, c := range []struct {
 		name    string
-		align   bool
+		first   bool
 		headers bool
-		start   string
+		start   []string
 	}{
-		{"30 per 10 s aligned, GitHub headers", false, true, "epoch"},
+		{"30 per 10 s aligned, GitHub headers", false, true, []string{"epoch"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			pol := &limit.Policy{Name: "w", Algorithm: limit.FixedWindow, Rate: limit.Per(30, 10*time.Second), AlignFirst: c.align}
-			if c.align {
+			t.Parallel()
+			pol := &limit.Policy{Name: "w", Algorithm: limit.FixedWindow, Rate: limit.Per(30, 10*time.Second), AlignFirst: c.first}
+			if c.first {
 				pol.Rate = limit.Per(20, 5*time.Second)
 			}
 			if err := pol.Validate(); err != nil {
@@ -363,7 +371,7 @@ func TestProbeFixedWindow(t *testing.T) {
 			q, w := pol.Rate.Count, pol.Rate.Period.Seconds()
 			rep := runPeerCaseReport(t, "own fixed window "+c.name, cfg,
 				want{scope: "endpoint", algorithm: "fixed-window", quota: q, windowS: w, rate: float64(q) / w})
-			if len(rep.Limits) == 1 && rep.Limits[0].WindowStart != c.start {
+			if len(rep.Limits) == 1 && !slices.Contains(c.start, rep.Limits[0].WindowStart) {
 				t.Errorf("window start %q, want %q", rep.Limits[0].WindowStart, c.start)
 			}
 		})

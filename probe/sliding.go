@@ -14,7 +14,9 @@ import (
 //
 // and then counted (a rejected one too, when rejected requests count).
 // HAProxy compares curr + 1 + ⌊prev·remain/W⌋ > q in whole milliseconds,
-// the same test: ⌊x⌋ ≤ q − 1 − curr iff x < q − curr. At each boundary
+// the same test: ⌊x⌋ ≤ q − 1 − curr iff x < q − curr. ratelab's sliding
+// window admits iff curr + 1 + prev·(b + W − d)/W ≤ q, which rounds the
+// other way (as ⌈x⌉ < q − curr); both variants are fitted. At each boundary
 // prev becomes curr and curr 0; after a window with no request at all both
 // are 0. Every hypothesis (W, the phase of the boundaries, q, and whether
 // rejected requests count) is simulated over the events; one survives only
@@ -28,6 +30,8 @@ type slideHyp struct {
 	W  float64
 	q  int64
 	cr bool
+	// ceil: admitted iff curr + prev·weight ≤ q − 1 (ratelab), else < q.
+	ceil bool
 	// b is the start of the current window; curr and prev its count and
 	// the previous window's.
 	b, curr, prev float64
@@ -54,6 +58,11 @@ func (h *slideHyp) step(e event) bool {
 	ambiguous := h.b > e.lo-fitTol || h.b+h.W < e.hi+fitTol
 	if !ambiguous {
 		q := float64(h.q)
+		if h.ceil {
+			// x ≤ q − 1 − curr admits; as a strict test, with the
+			// equality on the admitting side.
+			q -= 1 - 1e-6
+		}
 		vMin := h.curr + h.prev*(h.b+h.W-(e.hi+fitTol))/h.W
 		vMax := h.curr + h.prev*(h.b+h.W-(e.lo-fitTol))/h.W
 		if e.adm && vMin >= q-1e-9 {
@@ -63,7 +72,7 @@ func (h *slideHyp) step(e event) bool {
 			return false
 		}
 	}
-	if e.adm || h.cr {
+	if (e.adm || h.cr) && !e.claim {
 		h.curr++
 	}
 	return true
@@ -73,6 +82,9 @@ func (h *slideHyp) step(e event) bool {
 func (h slideHyp) next(from float64) float64 {
 	h.advance(from)
 	q := float64(h.q)
+	if h.ceil {
+		q--
+	}
 	if h.curr < q {
 		if h.prev == 0 {
 			return from
@@ -116,8 +128,8 @@ func newSlideFit(evs []event, wLo, wHi float64, qs []int64) *slideFit {
 	for _, W := range periodGrid(wLo, wHi, 1.01) {
 		for j := 0; j < slidePhases; j++ {
 			for _, q := range qs {
-				for _, cr := range []bool{false, true} {
-					h := slideHyp{W: W, q: q, cr: cr, b: t0 - float64(j)*W/slidePhases}
+				for _, v := range [4][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
+					h := slideHyp{W: W, q: q, cr: v[0], ceil: v[1], b: t0 - float64(j)*W/slidePhases}
 					ok := true
 					for _, e := range evs {
 						if !h.step(e) {

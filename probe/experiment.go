@@ -385,9 +385,10 @@ func (e *experiment) hypotheses(evs []event) []hyp {
 	last := evs[len(evs)-1]
 	for _, w := range e.wins {
 		lo, hi := w.nextLo, w.nextHi
-		if c := cs[len(cs)-1]; last.adm && c.M <= w.q {
-			// Up to the quota, and one more: the 429 that shows the
-			// window spent (without it two windows read as one).
+		if c := cs[len(cs)-1]; last.adm && (c.M < w.q || c.M == w.q && len(e.all) == 0) {
+			// Up to the quota, and, once no bucket stands, one more:
+			// the 429 that shows the window spent (without it two
+			// windows read as one).
 			lo, hi = last.t, last.t
 		}
 		hs = append(hs, hyp{kind: w.kind, period: w.W, n: w.q, next: lo}, hyp{kind: w.kind, period: w.W, n: w.q, next: hi})
@@ -439,10 +440,7 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 		q = rel(nextQuantile(hs, 0.9)) + 2*time.Millisecond
 		lo += time.Millisecond
 	}
-	// A bucket (or the trickle of a sliding window) admits one per T:
-	// send at 0.85·T of the middle hypothesis after an admission (about
-	// one 429 in seven once T is known), and 0.3·T after a 429 (doubling
-	// with each further one).
+	// A bucket (or the trickle of a sliding window) admits one per T.
 	var T time.Duration
 
 	src := e.all
@@ -460,7 +458,7 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	now := time.Since(st.start)
 	var t time.Duration
 	switch {
-	case k == 0 && len(e.wins) > 0 && len(e.all) > 0 && e.lateDrains < 2 && openedNow(evs) && len(cycles(evs)) > e.lateDrainCycle+1:
+	case k == 0 && e.windowsMatter() && len(e.all) > 0 && e.lateDrains < 2 && openedNow(evs) && len(cycles(evs)) > e.lateDrainCycle+1:
 		// A window just opened, or a bucket refilled: drain it late. A
 		// fixed window refills all at once at its next boundary, however
 		// late in it the quota was spent; a bucket drained a third of a
@@ -481,7 +479,8 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	case k == 0 && len(e.wins) > 0 && kindMedianDue(hs, now+e.minGap, rel):
 		// A window that just opened, if it is one: test it.
 		return 0, false, false
-	case k == 0 && len(e.wins) > 0 && len(e.all) > 0 && openedNow(evs):
+	case k == 0 && e.lateDrainCycle > 0 && len(e.wins) > 0 && len(e.all) > 0 && openedNow(evs) && len(cycles(evs)) == e.lateDrainCycle+1:
+		// The opening after a late drain: drain it at once.
 		return 0, false, false
 	case T > 0 && k == 0:
 		// A bucket, after an admission: when 85 % of the hypotheses say
@@ -515,6 +514,8 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 		}
 		return max(lo, min(q, last.at+2*T)), false, false
 	case T > 0:
+		// After a 429: 0.3·T of the middle hypothesis, doubling with
+		// each further 429, no later than the backoff.
 		t = max(lo, last.at+floor, min(last.at+(T*3/10)<<shift, last.at+backoff))
 	case k == 0:
 		// After an admission: if a whole family says another one is due
@@ -546,9 +547,9 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 			// it. An aligned window's first reopening (after a burst at
 			// some phase in it) already rules out most first-request
 			// ones; this is for the other way round, once the window is
-			// known to 20 %.
+			// known to 50 % (a whole-second Retry-After brackets it no better).
 			for _, w := range ws {
-				if w.kind == kindFixedFirst && w.pHi <= 1.2*w.pLo {
+				if w.kind == kindFixedFirst && w.pHi <= 1.5*w.pLo {
 					cs := cycles(evs)
 					end := cs[len(cs)-1].U + w.pHi
 					e.lateStarts++
@@ -615,7 +616,7 @@ func (e *experiment) pauseToTell() (time.Duration, bool) {
 // numbers pinned to about 2 %.
 func (e *experiment) settled(evs []event) string {
 	cs := cycles(evs)
-	if s, ok := e.allFit.summary(); ok && len(e.wins) == 0 {
+	if s, ok := e.allFit.summary(); ok && !e.windowsMatter() {
 		adm := 0
 		if len(cs) > 0 {
 			for _, c := range cs[1:] {
@@ -625,8 +626,11 @@ func (e *experiment) settled(evs []event) string {
 		if s.pHi/s.pLo <= 1.02 && s.nHi-s.nLo <= 1 && adm >= 3 {
 			return "token bucket pinned"
 		}
-		if e.pauses >= 3 && adm >= 3 {
-			if _, ok := e.pauseToTell(); !ok && e.variantsPinned() {
+		if adm >= 3 && e.variantsPinned() {
+			// Both variants stand, each pinned: when no pause is left to
+			// tell them apart (three made, or a bucket too small for one)
+			// the answers cannot.
+			if _, ok := e.pauseToTell(); !ok {
 				return "token bucket pinned, whether rejected requests count not established"
 			}
 		}
@@ -657,11 +661,24 @@ func (e *experiment) settled(evs []event) string {
 	return ""
 }
 
+// windowsMatter reports whether a fixed window still stands that is not a
+// token bucket in disguise: a window of quota 1 opened by the first
+// request is a bucket of burst 1 (one admission per W after the last),
+// and no answer can tell them apart.
+func (e *experiment) windowsMatter() bool {
+	for _, w := range e.wins {
+		if w.kind != kindFixedFirst || w.q != 1 {
+			return true
+		}
+	}
+	return false
+}
+
 // variantsPinned reports whether each variant of the token bucket still
-// standing has its period pinned to 2 %.
+// standing has its period pinned to 2 % and its burst to one.
 func (e *experiment) variantsPinned() bool {
 	for _, s := range summarize(e.all) {
-		if s.pHi/s.pLo > 1.02 {
+		if s.pHi/s.pLo > 1.02 || s.nHi-s.nLo > 1 {
 			return false
 		}
 	}

@@ -447,10 +447,11 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	if len(src) == 0 && len(e.wins) == 0 {
 		src = e.sliding
 	}
+	pinned := false
 	if len(src) > 0 {
 		s := merge(summarize(src))
 		T = time.Duration(math.Sqrt(s.pLo*s.pHi) * float64(time.Second))
-		_ = s.nLo
+		pinned = s.pHi <= 1.1*s.pLo
 	}
 	shift := min(max(k-1, 0), 30)
 	backoff := min(100*time.Millisecond<<shift, e.maxWait)
@@ -516,7 +517,15 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	case T > 0:
 		// After a 429: 0.3·T of the middle hypothesis, doubling with
 		// each further 429, no later than the backoff.
-		t = max(lo, last.at+floor, min(last.at+(T*3/10)<<shift, last.at+backoff))
+		// While T is not known to 10 %, the backoff: a period taken
+		// from a wide range is a guess, and three 429s 20 ms apart
+		// after a 10/s bucket's first reopening were a fifth of a
+		// short probe's requests.
+		wait := (T * 3 / 10) << shift
+		if !pinned {
+			wait = backoff
+		}
+		t = max(lo, last.at+floor, last.at+min(wait, backoff))
 	case k == 0:
 		// After an admission: if a whole family says another one is due
 		// now, test it (a window that just opened).

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -12,9 +13,20 @@ import (
 // the first time.
 func BuildRatelab(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ratelab")
-	if out, err := exec.Command("go", "build", "-o", bin, "ratelab/cmd/ratelab").CombinedOutput(); err != nil {
-		t.Fatalf("go build ratelab: %v\n%s", err, out)
+	bin, err := BuildRatelabIn(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
+}
+
+// BuildRatelabIn builds the ratelab command into dir and returns the
+// binary's path, for a TestMain or a sync.Once that shares one binary
+// among a package's tests (the link alone takes seconds).
+func BuildRatelabIn(dir string) (string, error) {
+	bin := filepath.Join(dir, "ratelab")
+	if out, err := exec.Command("go", "build", "-o", bin, "ratelab/cmd/ratelab").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ratelab/cmd/ratelab: %v\n%s", err, out)
+	}
+	return bin, nil
 }

@@ -2,8 +2,9 @@
 // Redis, Redis Cluster and PostgreSQL servers that .ci/run starts,
 // redis-server processes of a test's own (StartRedis) for tests that kill
 // or freeze Redis, a TCP proxy (CutProxy) that cuts a test off a real
-// server, such as PostgreSQL, that other tests share, and the paths of the
-// programs (nginx, HAProxy, …) that tests start themselves.
+// server, such as PostgreSQL, that other tests share, the paths of the
+// programs (nginx, HAProxy, …) that tests start themselves, and the
+// ratelab binary itself, built for tests that run it (BuildRatelab).
 //
 // A test that needs a service calls RedisURL, RedisClusterURL or PostgresURL. When the
 // service is not configured the test is skipped on a developer's machine,

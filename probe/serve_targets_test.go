@@ -24,8 +24,8 @@ import (
 // and started on a free loopback port with a policy file of testdata
 // (serve-*.yaml): a token bucket under each header dialect of --headers
 // (none with the terse 429 body: nothing but Retry-After, the reference
-// scenario's complaint), a bucket that counts its 429s, and a concurrency
-// limit. The checks are the peer cases' (runPeerCaseReport): family,
+// scenario's complaint), a bucket that counts its 429s, a fixed window
+// aligned to the epoch, and a concurrency limit. The checks are the peer cases' (runPeerCaseReport): family,
 // numbers (±5 %, quotas ±1), scope, at most 800 requests, 60 s and 20 %
 // of 429s. A failing case prints every request it sent and its answer
 // (record).
@@ -144,6 +144,17 @@ func TestProbeServeCountRejected(t *testing.T) {
 	rs := startServe(t, "serve-count-rejected.yaml", "--headers", "x-ratelimit")
 	runPeerCase(t, "ratelab serve gcra 5/s burst 5 count_rejected per script, --headers x-ratelimit", serveConfig(t, rs, true, false),
 		want{scope: "resource", algorithm: "token-bucket", rate: 5, quota: 5, countsRejected: ptr(true)})
+}
+
+// TestProbeServeFixedWindowEpoch probes a fixed window of 20 per 2 s per
+// client aligned to the epoch, with GitHub's headers (a reset as an epoch
+// instant), and a second client to tell per client from shared.
+func TestProbeServeFixedWindowEpoch(t *testing.T) {
+	skipTimingUnderRace(t)
+	rs := startServe(t, "serve-fixed-epoch.yaml", "--headers", "github")
+	rep := runPeerCaseReport(t, "ratelab serve fixed-window 20/2s epoch per client, --headers github", serveConfig(t, rs, false, true),
+		want{scope: "endpoint, per client", algorithm: "fixed-window", quota: 20, windowS: 2, rate: 10})
+	checkWindowStart(t, rep, "epoch")
 }
 
 // TestProbeServeConcurrency needs requests that stay in flight, and serve
@@ -276,3 +287,10 @@ func record(t *testing.T, cfg *probe.Config) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func checkWindowStart(t *testing.T, rep *probe.Report, start string) {
+	t.Helper()
+	if len(rep.Limits) > 0 && rep.Limits[0].WindowStart != start {
+		t.Errorf("window start %q, want %q", rep.Limits[0].WindowStart, start)
+	}
+}

@@ -46,13 +46,19 @@ func freeLoopbackPort(t *testing.T) int {
 // accepts connections.
 func startPeer(t *testing.T, port int, name string, args ...string) {
 	t.Helper()
+	runPeer(t, port, testenv.Program(t, name), args...)
+}
+
+// runPeer is startPeer for a program given by its path.
+func runPeer(t *testing.T, port int, path string, args ...string) {
+	t.Helper()
 	// Output to a file: a pipe would keep Wait waiting for nginx's worker.
-	logPath := filepath.Join(t.TempDir(), name+".log")
+	logPath := filepath.Join(t.TempDir(), filepath.Base(path)+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(testenv.Program(t, name), args...)
+	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -80,11 +86,11 @@ func startPeer(t *testing.T, port int, name string, args ...string) {
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("%s exited (%v):\n%s", name, err, out())
+			t.Fatalf("%s exited (%v):\n%s", path, err, out())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen on %d:\n%s", name, port, out())
+			t.Fatalf("%s does not listen on %d:\n%s", path, port, out())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -179,6 +185,17 @@ type want struct {
 
 func ptr(b bool) *bool { return &b }
 
+// peerTest starts a real-peer case: skipped under the race detector (it
+// measures timing), and run in parallel with the other peer cases, since
+// each only waits on its own peer most of the time. The accuracy cases,
+// which keep a core busy at up to 2,000 requests a second, stay serial and
+// run first. .ci/run gives -parallel 4.
+func peerTest(t *testing.T) {
+	t.Helper()
+	skipTimingUnderRace(t)
+	t.Parallel()
+}
+
 // runPeerCase probes url and checks the limits found against ws, in order.
 func runPeerCase(t *testing.T, name string, cfg probe.Config, ws ...want) {
 	t.Helper()
@@ -270,14 +287,14 @@ func peerConfig(t *testing.T, url, maxRate string, vary bool) probe.Config {
 }
 
 func TestProbeNginxLimitReqOneZone(t *testing.T) {
-	skipTimingUnderRace(t)
+	peerTest(t)
 	url := startNginx(t, "nginx-one-zone.conf")
 	runPeerCase(t, "nginx limit_req 10r/s burst=5 nodelay by address", peerConfig(t, url, "100/s", true),
 		want{scope: "endpoint", algorithm: "token-bucket", rate: 10, quota: 6})
 }
 
 func TestProbeNginxLimitReqTwoZones(t *testing.T) {
-	skipTimingUnderRace(t)
+	peerTest(t)
 	url := startNginx(t, "nginx-two-zones.conf")
 	runPeerCase(t, "nginx limit_req per $uri 2r/s burst=5 + per address 20r/s burst=30, nodelay", peerConfig(t, url, "100/s", true),
 		want{scope: "resource", algorithm: "token-bucket", rate: 2, quota: 6},
@@ -285,21 +302,21 @@ func TestProbeNginxLimitReqTwoZones(t *testing.T) {
 }
 
 func TestProbeNginxLimitReqDelay(t *testing.T) {
-	skipTimingUnderRace(t)
+	peerTest(t)
 	url := startNginx(t, "nginx-delay.conf")
 	runPeerCase(t, "nginx limit_req per $uri 5r/s burst=5 (delay)", peerConfig(t, url, "100/s", true),
 		want{scope: "resource", algorithm: "token-bucket", rate: 5, quota: 6})
 }
 
 func TestProbeNginxLimitConn(t *testing.T) {
-	skipTimingUnderRace(t)
+	peerTest(t)
 	url := startNginx(t, "nginx-conn.conf")
 	runPeerCase(t, "nginx limit_conn 4 over a 200 ms upstream", peerConfig(t, url, "100/s", false),
 		want{scope: "unknown", algorithm: "concurrency", quota: 4})
 }
 
 func TestProbeHAProxyRate(t *testing.T) {
-	skipTimingUnderRace(t)
+	peerTest(t)
 	url := startHAProxy(t, "haproxy-rate.cfg")
 	runPeerCase(t, "haproxy http_req_rate(10s) > 50 deny, track-sc0 src", peerConfig(t, url, "100/s", false),
 		want{scope: "unknown", algorithm: "sliding-window", quota: 50, windowS: 10, rate: 5, countsRejected: ptr(true)})
@@ -348,7 +365,7 @@ func windowServer(t *testing.T, pol *limit.Policy, headers bool) string {
 // a window opening at the first request, the probe's numbers are not yet
 // within bounds in every run (bench/RESULTS.md, issue 13).
 func TestProbeFixedWindow(t *testing.T) {
-	skipTimingUnderRace(t)
+	peerTest(t)
 	for _, c := range []struct {
 		name    string
 		first   bool

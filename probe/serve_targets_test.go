@@ -83,11 +83,9 @@ func startServe(t *testing.T, policyFile string, extra ...string) *ratelabServer
 		}
 	}
 	port := freeLoopbackPort(t)
-	// startPeer finds the program by name on PATH.
-	t.Setenv("PATH", filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	args := append([]string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--db", db,
 		"--policies", filepath.Join("testdata", policyFile)}, extra...)
-	startPeer(t, port, "ratelab", args...)
+	runPeer(t, port, bin, args...)
 	return &ratelabServer{url: fmt.Sprintf("http://127.0.0.1:%d", port),
 		id1: creds[0].ID, secret1: creds[0].Secret, id2: creds[1].ID, secret2: creds[1].Secret}
 }
@@ -118,7 +116,7 @@ func serveConfig(t *testing.T, rs *ratelabServer, writes, two bool) probe.Config
 // TestProbeServeReference's): the numbers must come out the same whatever
 // the server says.
 func TestProbeServeGCRA(t *testing.T) {
-	skipTimingUnderRace(t)
+	peerTest(t)
 	for _, headers := range []string{"ietf", "github", "inin"} {
 		t.Run(headers, func(t *testing.T) {
 			rs := startServe(t, "serve-gcra.yaml", "--headers", headers)
@@ -133,14 +131,14 @@ func TestProbeServeGCRA(t *testing.T) {
 // --headers none --reject-body terse, so that a 429 says nothing but
 // Retry-After: 1.
 func TestProbeServeReference(t *testing.T) {
-	skipTimingUnderRace(t)
+	peerTest(t)
 	rs := startServe(t, "serve-reference.yaml", "--headers", "none", "--reject-body", "terse")
 	runPeerCase(t, "ratelab serve gcra 2/s burst 4 per script, --headers none --reject-body terse", serveConfig(t, rs, true, false),
 		want{scope: "resource", algorithm: "token-bucket", rate: 2, quota: 4})
 }
 
 func TestProbeServeCountRejected(t *testing.T) {
-	skipTimingUnderRace(t)
+	peerTest(t)
 	rs := startServe(t, "serve-count-rejected.yaml", "--headers", "x-ratelimit")
 	runPeerCase(t, "ratelab serve gcra 5/s burst 5 count_rejected per script, --headers x-ratelimit", serveConfig(t, rs, true, false),
 		want{scope: "resource", algorithm: "token-bucket", rate: 5, quota: 5, countsRejected: ptr(true)})
@@ -150,7 +148,7 @@ func TestProbeServeCountRejected(t *testing.T) {
 // client aligned to the epoch, with GitHub's headers (a reset as an epoch
 // instant), and a second client to tell per client from shared.
 func TestProbeServeFixedWindowEpoch(t *testing.T) {
-	skipTimingUnderRace(t)
+	peerTest(t)
 	rs := startServe(t, "serve-fixed-epoch.yaml", "--headers", "github")
 	rep := runPeerCaseReport(t, "ratelab serve fixed-window 20/2s epoch per client, --headers github", serveConfig(t, rs, false, true),
 		want{scope: "endpoint, per client", algorithm: "fixed-window", quota: 20, windowS: 2, rate: 10})
@@ -166,7 +164,7 @@ func TestProbeServeFixedWindowEpoch(t *testing.T) {
 // answered at once (net/http does not wait for an unread body of 256 KiB
 // or more before it answers; it closes the connection after).
 func TestProbeServeConcurrency(t *testing.T) {
-	skipTimingUnderRace(t)
+	peerTest(t)
 	rs := startServe(t, "serve-concurrency.yaml", "--headers", "none", "--reject-body", "terse")
 	cfg := serveConfig(t, rs, true, false)
 	cfg.Request.Body = `{"name":"probe","text":"` + strings.Repeat("x", ratelab.MaxScriptTextLen) + `"}`

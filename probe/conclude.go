@@ -122,13 +122,10 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 		}
 		q := ws[0].q
 		W := (lo + hi) / 2
-		claimW, claimEpoch, ok := claimedWindow(res, lo, hi)
-		if ok {
-			W = claimW
-			ev.Notes = append(ev.Notes, fmt.Sprintf("window %.4g s from the reset instants the 429s advertised, consistent with the measured %.4g–%.4g s (each reopening came at an advertised reset)", claimW, lo, hi))
-		}
 		l.Algorithm, l.Quota, l.Burst, l.WindowS = "fixed-window", q, q, W
 		l.RatePerS, l.RateLow, l.RateHigh = float64(q)/W, float64(q)/hi, float64(q)/lo
+		// Where windows start is the fit's, never a header's: the
+		// claims only narrow an aligned window's length.
 		switch {
 		case len(ws) == 2:
 			l.WindowStart = "unknown"
@@ -140,12 +137,17 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 			l.WindowStart = "aligned"
 		}
 		l.Confidence = confidence(hi/lo, 0, len(ws))
-		if ok {
-			l.RateLow, l.RateHigh = float64(q)/W, float64(q)/W
-			l.RatePerS = float64(q) / W
-			l.Confidence = 0.8
-			if claimEpoch {
-				l.WindowStart = "epoch"
+		if len(ws) == 1 && ws[0].kind == kindFixedAligned {
+			if claimW, claimEpoch, ok := claimedWindow(res, lo, hi); ok {
+				W = claimW
+				ev.Notes = append(ev.Notes, fmt.Sprintf("window %.4g s from the reset instants the 429s advertised, within the measured %.4g–%.4g s (each reopening came at an advertised reset)", claimW, lo, hi))
+				l.WindowS = W
+				l.RateLow, l.RateHigh = float64(q)/W, float64(q)/W
+				l.RatePerS = float64(q) / W
+				l.Confidence = 0.8
+				if claimEpoch {
+					l.WindowStart = "epoch"
+				}
 			}
 		}
 		ev.Notes = append(ev.Notes, fmt.Sprintf("after each exhaustion nothing until an instant, then %d at once (%d reopenings): windows of %.4g–%.4g s, start %s", q, len(cs)-1, lo, hi, l.WindowStart))
@@ -211,11 +213,19 @@ func confidence(ratio float64, nSpread int64, families int) float64 {
 	return math.Round(math.Max(c, 0.05)*100) / 100
 }
 
-// claimedWindow reads the window from the reset instants the step's 429s
-// advertised (Retry-After or a reset, from the instant of each): the
-// smallest step between distinct instants, when it lies within the
-// measured range [lo, hi]. epoch reports whether the instants are
-// multiples of it since the Unix epoch (within the headers' second).
+// claimedWindow reads an aligned window's length from the reset instants
+// the step's 429s advertised (a reset, else Retry-After, from the instant
+// of each, to the second): the smallest step between distinct instants,
+// when it lies within the measured range [lo, hi]. A header in whole
+// seconds puts each instant up to a second after the boundary it claims,
+// so that step can be a second short (or half the window, for a window of
+// 2 s): the measurement, not the header, decides, and a step outside it is
+// no claim. epoch reports whether the instants are multiples of the
+// window since the Unix epoch, within the headers' second (for a window
+// of under 4 s, exactly: a second is then too much of it). The instants
+// of a window that opens at the first request are not steps of the
+// window (each window starts when a request comes after the last one
+// ended): conclude asks only for aligned windows.
 func claimedWindow(res *stepResult, lo, hi float64) (w float64, epoch, ok bool) {
 	var at []float64
 	for _, o := range res.obs {
@@ -239,12 +249,13 @@ func claimedWindow(res *stepResult, lo, hi float64) (w float64, epoch, ok bool) 
 			w = math.Min(w, d)
 		}
 	}
-	if math.IsInf(w, 1) || w < lo-1 || w > hi+1 {
+	if math.IsInf(w, 1) || w < lo*0.995 || w > hi*1.005 {
 		return 0, false, false
 	}
+	tol := math.Min(1, w/4)
 	epoch = true
 	for _, t := range at {
-		if r := math.Mod(t, w); r > 1 && r < w-1 {
+		if r := math.Mod(t, w); r > tol && r < w-tol {
 			epoch = false
 		}
 	}

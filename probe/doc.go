@@ -66,7 +66,12 @@
 //     aligned window usually rules the other kind out by itself: the
 //     first burst starts at some phase in it, so the first reopening
 //     comes less than a window after the burst, the next ones a window
-//     apart.)
+//     apart.) The late start leaves its own boundary anywhere in the
+//     wait, which an aligned window 1.25 times as long explains; the
+//     next window, opened at once, does not fit that lattice, so late
+//     starts are never planned in consecutive windows, and a step whose
+//     two kinds both still stand goes on (to its bounds) rather than end
+//     on a window whose start is unknown.
 //   - sliding window (HAProxy's http_req_rate, Cloudflare's count,
 //     ratelab's sliding): a window of W holds curr requests and the one
 //     before it prev, and a request at elapsed e is admitted iff
@@ -105,10 +110,20 @@
 // request before it would be admitted. The probe honours it, so it can
 // test the claim only at its end (a window must reopen there, with its
 // whole quota); the fits take it as a rejection one second before the
-// end (the header's rounding), which counts nothing. Without it a bucket
-// that refills in a fraction of the advertised wait would explain every
-// answer of a polite probe. When it leaves no family standing (a server
+// end (the header's rounding: the claimed end lies in (at+d−1, at+d]),
+// or 5 ms before it when a 429 body gave the delay in milliseconds,
+// which counts nothing. Without it a bucket that refills in a fraction
+// of the advertised wait would explain every answer of a polite probe,
+// and a window opened by the first request, which the probe honouring
+// an exact delay reopens the instant it ends, would be any length from
+// the 429 to that instant. When it leaves no family standing (a server
 // whose Retry-After overstates), the widened fits drop the claims.
+// Claims never decide the family or where windows start, and they give
+// a window's length only for an aligned window, when the step between
+// the claimed instants lies within the measured range: whole-second
+// headers make that step a second short as easily as right (20 per 2 s
+// read as 20 per 1 s), and the claimed instants of windows opened by a
+// request are a window plus the wait for that request apart.
 //
 // Confidence is 0.95 when one family survives with its period pinned to
 // 2 % and its count to one, and falls as the range widens or several

@@ -110,7 +110,7 @@ func (e *experiment) events(st *stepState) []event {
 			e.claim = nil
 			tol := evTol(e.widened)
 			e.evs = append(e.evs, event{t: t, adm: o.admitted(), lo: t - tol, hi: u + o.end.Seconds() + tol})
-			if c, ok := claimOf(o, t); ok && e.widened == 0 {
+			if c, ok := claimOf(o, t, e.allFit != nil && len(e.all) == 0); ok && e.widened == 0 {
 				e.claim = &c
 			}
 		}
@@ -120,18 +120,34 @@ func (e *experiment) events(st *stepState) []event {
 
 // claimOf returns the claim a 429 makes: nothing is admitted before its
 // Retry-After (or its reset, when it says nothing remains), less the
-// header's rounding to whole seconds. The probe honours the claim, so it
-// can test it only at its end; the fits take it as a rejection one second
-// before that end, which counts nothing (see doc.go).
-func claimOf(o *obs, t float64) (event, bool) {
+// delay's rounding. A header's delay or reset is in whole seconds (an
+// epoch reset too: the instant is rounded), so the end it claims lies
+// anywhere in its last second and the claim is a rejection one second
+// before the end; a 429 body's milliseconds (ratelab's retryAfterMs) are
+// exact to the clocks' few milliseconds, and the claim is a rejection
+// 5 ms before the end, once no token bucket stands (exact says so): a
+// window's length lies between its 429 and the instant the probe,
+// honouring the delay, reopens it, and only the exact claim narrows it;
+// a bucket is measured by its own 429s, and a claim that exact makes a
+// window of one per W, its boundaries wherever the probe came back, look
+// as good as a bucket of burst 1. The probe honours the claim, so it can
+// test it only at its end (see doc.go); a claim counts nothing.
+func claimOf(o *obs, t float64, exact bool) (event, bool) {
 	d := o.retryAfter
 	if d <= 0 && o.remaining == 0 {
 		d = o.reset
 	}
-	if !o.rejected() || d <= 1500*time.Millisecond {
+	if !o.rejected() || d <= 0 {
 		return event{}, false
 	}
-	c := t + (d - time.Second).Seconds()
+	round := time.Second
+	if exact && o.exactRetry && d == o.retryAfter {
+		round = 5 * time.Millisecond
+	}
+	if d <= round+round/2 {
+		return event{}, false
+	}
+	c := t + (d - round).Seconds()
 	return event{t: c, lo: c, hi: c, claim: true}, true
 }
 
@@ -546,7 +562,7 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	}
 	if k > 0 && len(e.all) == 0 && e.lateStartCycle == len(cycles(evs)) {
 		t = max(t, e.lateStart)
-	} else if k > 0 && len(e.all) == 0 && e.lateStarts < 2 {
+	} else if k > 0 && len(e.all) == 0 && e.lateStarts < 3 && (e.lateStartCycle == 0 || len(cycles(evs)) > e.lateStartCycle+1) {
 		if ws := summarizeWins(e.wins); len(ws) == 2 {
 			// Both kinds of fixed window stand: start the next window
 			// late, half a window past the latest end that one opening
@@ -557,6 +573,11 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 			// some phase in it) already rules out most first-request
 			// ones; this is for the other way round, once the window is
 			// known to 50 % (a whole-second Retry-After brackets it no better).
+			// A late start leaves its boundary anywhere in the wait: an
+			// aligned window 1.25 times as long, its boundaries in the
+			// waits, explains it. The next window, opened at once (a
+			// whole window after the late start), breaks that lattice,
+			// so late starts are never planned in consecutive windows.
 			for _, w := range ws {
 				if w.kind == kindFixedFirst && w.pHi <= 1.5*w.pLo {
 					cs := cycles(evs)
@@ -645,13 +666,10 @@ func (e *experiment) settled(evs []event) string {
 		return ""
 	}
 	if len(e.wins) > 0 && len(e.all) == 0 {
+		// Both kinds standing, each pinned, is not an answer: the late
+		// starts go on telling them apart until the step's bounds.
 		ws := summarizeWins(e.wins)
-		if len(ws) == 1 || len(cs) >= 5 {
-			for _, w := range ws {
-				if w.pHi/w.pLo > 1.02 {
-					return ""
-				}
-			}
+		if len(ws) == 1 && ws[0].pHi/ws[0].pLo <= 1.02 {
 			return "fixed window pinned"
 		}
 		return ""

@@ -52,6 +52,9 @@ type obs struct {
 	// retryAfter and reset are what the response advertised; -1 absent.
 	retryAfter time.Duration
 	reset      time.Duration
+	// exactRetry: retryAfter is a 429 body's milliseconds, not a header's
+	// whole seconds.
+	exactRetry bool
 	// remaining is the quota the response advertised as left (RateLimit r,
 	// X-RateLimit-Remaining, …) for the policy it names; -1 absent.
 	remaining int64
@@ -379,6 +382,7 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 				return
 			}
 			o.status, o.err, o.policy, o.retryAfter, o.reset, o.remaining = r.status, r.err, r.policy, r.retryAfter, r.reset, r.remaining
+			o.exactRetry = r.exactRetry
 			o.done = true
 			o.end = time.Since(state.start)
 			state.replies++
@@ -416,6 +420,7 @@ type reply struct {
 	retryAfter  time.Duration
 	reset       time.Duration
 	remaining   int64
+	exactRetry  bool
 	interrupted bool
 }
 
@@ -459,6 +464,7 @@ func (s *sender) do(ctx context.Context, vary bool, client, seq int, now time.Ti
 	}
 	adv := limit.ParseResponse(resp.Header, rbody, time.Now())
 	r.policy, r.retryAfter, r.reset, r.remaining = adv.Policy, adv.RetryAfter, adv.Reset, adv.Remaining
+	r.exactRetry = adv.Stated != nil && adv.Stated.RetryAfter > 0
 	if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)); err != nil && ctx.Err() != nil {
 		return reply{interrupted: true}
 	}

@@ -1,0 +1,19 @@
+package probe_test
+
+import "testing"
+
+// The window cases of `ratelab serve` as a probe target (see
+// serve_targets_test.go).
+
+// TestProbeServeFixedWindowFirst probes a fixed window of 20 per 2 s that
+// opens at the first request after the last one ended (align: first),
+// under --headers inin: whole-second resets, and a 429 body with the
+// exact delay. The fit must read where windows start by experiment (the
+// late start), not from the resets.
+func TestProbeServeFixedWindowFirst(t *testing.T) {
+	skipTimingUnderRace(t)
+	rs := startServe(t, "serve-fixed-first.yaml", "--headers", "inin")
+	rep := runPeerCaseReport(t, "ratelab serve fixed-window 20/2s align first per org, --headers inin", serveConfig(t, rs, true, false),
+		want{scope: "endpoint", algorithm: "fixed-window", quota: 20, windowS: 2, rate: 10})
+	checkWindowStart(t, rep, "first request")
+}

@@ -127,10 +127,16 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 		// Where windows start is the fit's, never a header's: the
 		// claims only narrow an aligned window's length.
 		switch {
-		case len(ws) == 2:
+		case len(ws) >= 2:
 			l.WindowStart = "unknown"
 		case ws[0].kind == kindFixedFirst:
 			l.WindowStart = "first request"
+		case ws[0].kind == kindFixedIdle:
+			// Opened by the first request, and restarted by every
+			// request after it, 429s included: they count.
+			l.WindowStart = "first request"
+			l.CountsRejected = ptrBool(true)
+			ev.Notes = append(ev.Notes, fmt.Sprintf("every request, a 429 too, restarted the window: nothing was admitted while the probe kept sending less than %.4g s apart, and a silence of %.4g s gave the whole quota back", lo, hi))
 		case ws[0].epoch:
 			l.WindowStart = "epoch"
 		default:
@@ -184,6 +190,8 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 	}
 	return f
 }
+
+func ptrBool(b bool) *bool { return &b }
 
 // crOf says whether the surviving hypotheses count rejected requests:
 // nil when both kinds survive.

@@ -72,6 +72,26 @@
 //     starts are never planned in consecutive windows, and a step whose
 //     two kinds both still stand goes on (to its bounds) rather than end
 //     on a window whose start is unknown.
+//   - a window that every request restarts (HAProxy's http_req_cnt in a
+//     stick-table entry that expires W after it was last touched): the
+//     first request after a silence of W opens it, every request, a 429
+//     too, counts and moves its end to W after itself, and above the
+//     quota it rejects. It admits the quota after a silence of W and
+//     nothing while the client keeps sending less than W apart, which a
+//     window opened by the first request (or aligned) does not: it
+//     reopens at its end however often the client sent. Its rejected
+//     requests count (counts_rejected true); where it starts is "first
+//     request". The fit simulates the counter for every W of the grid
+//     and the quota, each gap between decisions longer, shorter or
+//     either way than W. It stands only once no bucket does (like the
+//     sliding window: a bucket's trickle is told by the bucket's own
+//     experiments). Two experiments separate it from the other windows:
+//     when they all reopen later than its longest W after the last
+//     request, a pause of that long (only it admits); otherwise keep
+//     sending, each request less than its shortest W after the last,
+//     until the latest end of a window opened by the first request (only
+//     that one admits), at most eight such requests in a step. Late
+//     starts wait until it is ruled out.
 //   - sliding window (HAProxy's http_req_rate, Cloudflare's count,
 //     ratelab's sliding): a window of W holds curr requests and the one
 //     before it prev, and a request at elapsed e is admitted iff
@@ -138,7 +158,12 @@
 // left is drained at once: all of them agree), and after a 429 on an
 // exponential backoff from 100 ms, doubling with each further 429 up to
 // --max-wait, or sooner when the hypotheses say exactly when (a bucket's
-// next token). A Retry-After (or a 429 body's exact delay, or a reset when
+// next token). Once only fixed windows stand, a probe after a 429 goes
+// where half of them (each family weighing the same) expect the window
+// open again, so that each probe halves them, admitted or not (the
+// backoff's lead had a window of 5 s known to 30 % after six windows, at
+// six 429s each); the window every request restarts is halved on its
+// own, since each 429 moves its end. A Retry-After (or a 429 body's exact delay, or a reset when
 // the response says nothing remains) is honoured: no request goes before
 // it. So about one request in seven meets a 429 once the numbers are
 // roughly known, and the backoff spends a handful more while they are not.

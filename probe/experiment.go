@@ -45,7 +45,10 @@ type experiment struct {
 	// of winWidened.
 	winGrid    []winGrid
 	winWidened int
-	done       string // why the plan ended
+	// idle is the windows reset by silence (every request restarts
+	// them), fitted over every event once a window reopened.
+	idle *idleFit
+	done string // why the plan ended
 
 	// The concurrency test.
 	conc concTest
@@ -66,6 +69,11 @@ type experiment struct {
 	// lateStartCycle.
 	lateStart      time.Duration
 	lateStartCycle int
+	// keepSends counts the requests sent to tell a window that every
+	// request restarts from the other kinds (see keepSending).
+	keepSends int
+	// keepSentAt is the number of events when the last was planned.
+	keepSentAt int
 	// pauses counts the pauses made to tell the two variants of a token
 	// bucket apart (see ratePlan).
 	pauses int
@@ -378,10 +386,22 @@ func (e *experiment) refit(st *stepState) []event {
 			e.sliding = e.slFit.hyps()
 		}
 		if e.winGrid == nil || e.winWidened != e.widened {
-			e.winGrid = newWinGrid(periodGrid(0.02, 2*math.Max(e.maxWait.Seconds(), 1), 1.001))
+			grid := periodGrid(0.02, 2*math.Max(e.maxWait.Seconds(), 1), 1.001)
+			e.winGrid = newWinGrid(grid)
 			e.winWidened = e.widened
+			q := cs[0].M
+			e.idle = newIdleFit(grid, []int64{q - 1, q, q + 1})
 		}
 		e.wins = fitWindows(cs, &e.winGrid)
+		if len(e.all) == 0 {
+			// Like sliding windows, windows that every request restarts
+			// matter only once no bucket explains everything (a burst of
+			// q after a silence, and nothing while the client keeps
+			// sending): while a bucket stands, its trickle is told by the
+			// bucket's own experiments.
+			e.idle.add(evs)
+			e.wins = append(e.wins, e.idle.hyps()...)
+		}
 	}
 	e.fitN = len(evs)
 	if len(e.all) == 0 && len(e.wins) == 0 && len(e.sliding) == 0 && e.widened < 3 && len(evs) > 0 {
@@ -552,6 +572,19 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 			return last.at + 100*time.Millisecond, false, false
 		}
 		return max(lo, min(q, last.at+e.maxWait)), false, false
+	case len(e.wins) > 0:
+		// Fixed windows, after a 429: at the median of the instants the
+		// windows still standing reopen (each family weighing the same),
+		// so that each probe halves them whether it is admitted or not.
+		// The 90 % quantile, a backoff's lead, left a window of 5 s known
+		// to 30 % after six windows, and spent six 429s on each. A window
+		// that every request restarts reopens only after a silence of its
+		// length: a probe before it is a 429 that moves it, so the median
+		// moves with every 429 and the probes come no closer than it.
+		t = max(lo, last.at+floor, min(rel(nextQuantile(hs, 0.5))+time.Millisecond, last.at+e.maxWait))
+		if ks, ok := e.keepSending(hs, last, rel); ok {
+			t = max(last.at+min(backoff, 100*time.Millisecond), ks)
+		}
 	default:
 		t = max(lo, last.at+floor, min(q, last.at+backoff))
 	}
@@ -563,7 +596,7 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	if k > 0 && len(e.all) == 0 && e.lateStartCycle == len(cycles(evs)) {
 		t = max(t, e.lateStart)
 	} else if k > 0 && len(e.all) == 0 && e.lateStarts < 3 && (e.lateStartCycle == 0 || len(cycles(evs)) > e.lateStartCycle+1) {
-		if ws := summarizeWins(e.wins); len(ws) == 2 {
+		if ws := summarizeWins(e.wins); hasKind(ws, kindFixedAligned) && hasKind(ws, kindFixedFirst) && !hasKind(ws, kindFixedIdle) {
 			// Both kinds of fixed window stand: start the next window
 			// late, half a window past the latest end that one opening
 			// at the first request predicts. A window aligned to the
@@ -590,6 +623,79 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 		}
 	}
 	return t, false, false
+}
+
+// keepSending plans the experiments that tell a window every request
+// restarts from the other kinds of fixed window. A window opened by the
+// first request, or aligned to the clock, reopens at its end however
+// often the client sent; the restarted one reopens only after a silence
+// of its length (doc.go: "a count-rejected limiter never recovers while
+// you keep sending and does after a pause"). So, when the other kinds
+// all reopen later than a silence of the restarted window's longest
+// length, pause that long and probe once: only the restarted window
+// admits it. Otherwise keep sending, each request less than the
+// restarted window's shortest length after the last, until past the
+// instant by which half the other windows reopen: only they admit
+// there. Each request of it is a 429 if the restarted window is the
+// one, so the probe spends at most eight on it.
+func (e *experiment) keepSending(hs []hyp, last *obs, rel func(float64) time.Duration) (time.Duration, bool) {
+	var idle winSummary
+	for _, w := range summarizeWins(e.wins) {
+		if w.kind == kindFixedIdle {
+			idle = w
+		}
+	}
+	if idle.count == 0 {
+		return 0, false
+	}
+	var idles, firsts []hyp
+	earliest := time.Duration(math.MaxInt64)
+	for _, h := range hs {
+		switch h.kind {
+		case kindFixedIdle:
+			idles = append(idles, h)
+		case kindFixedFirst:
+			firsts = append(firsts, h)
+			fallthrough
+		default:
+			earliest = min(earliest, rel(h.next))
+		}
+	}
+	if len(idles) == len(hs) {
+		// Only restarted windows: halve their lengths.
+		return rel(nextQuantile(idles, 0.5)) + time.Millisecond, true
+	}
+	if e.keepSentAt != len(e.evs) {
+		e.keepSentAt = len(e.evs)
+		e.keepSends++
+	}
+	if e.keepSends > 8 {
+		return 0, false
+	}
+	if pause := last.at + time.Duration(1.05*idle.pHi*float64(time.Second)); pause < earliest {
+		return pause, true
+	}
+	if len(firsts) == 0 {
+		// Aligned windows of any phase reopen soon after any instant:
+		// the cycles, not a run of 429s, rule them out. Halve the
+		// restarted windows meanwhile.
+		return rel(nextQuantile(idles, 0.5)) + time.Millisecond, true
+	}
+	// The latest end of the windows opened by the first request: one
+	// 429 there rules them all out, where their median would take a 429
+	// per half.
+	keep := last.at + time.Duration(0.9*idle.pLo*float64(time.Second))
+	return min(keep, rel(nextQuantile(firsts, 1))+time.Millisecond), true
+}
+
+// hasKind reports whether a window of kind still stands.
+func hasKind(ws []winSummary, kind string) bool {
+	for _, w := range ws {
+		if w.kind == kind {
+			return true
+		}
+	}
+	return false
 }
 
 // openedNow reports whether the last event is the first admission after
@@ -672,6 +778,12 @@ func (e *experiment) settled(evs []event) string {
 		if len(ws) == 1 && ws[0].pHi/ws[0].pLo <= 1.02 {
 			return "fixed window pinned"
 		}
+		if len(ws) == 1 && ws[0].kind == kindFixedIdle && ws[0].pHi/ws[0].pLo <= 1.04 {
+			// Each probe that halves a restarted window's range waits a
+			// whole window, and a 429 restarts it: 4 % (the middle
+			// within 2 %) is as far as a step of 30 s gets it.
+			return "fixed window pinned"
+		}
 		return ""
 	}
 	if len(e.all) == 0 && len(e.wins) == 0 && len(e.sliding) > 0 {
@@ -690,10 +802,11 @@ func (e *experiment) settled(evs []event) string {
 // windowsMatter reports whether a fixed window still stands that is not a
 // token bucket in disguise: a window of quota 1 opened by the first
 // request is a bucket of burst 1 (one admission per W after the last),
-// and no answer can tell them apart.
+// and one that every request restarts a bucket of burst 1 that counts
+// its 429s; no answer can tell them apart.
 func (e *experiment) windowsMatter() bool {
 	for _, w := range e.wins {
-		if w.kind != kindFixedFirst || w.q != 1 {
+		if (w.kind != kindFixedFirst && w.kind != kindFixedIdle) || w.q != 1 {
 			return true
 		}
 	}

@@ -29,6 +29,7 @@ const (
 	kindGCRA         = "token-bucket"
 	kindFixedAligned = "fixed-window aligned"
 	kindFixedFirst   = "fixed-window from first request"
+	kindFixedIdle    = "fixed-window reset by silence"
 	kindSliding      = "sliding-window"
 )
 
@@ -324,6 +325,98 @@ func fitFirst(cs []cycle, W float64) (winHyp, bool) {
 	}
 	n := last.U + W
 	return winHyp{kind: kindFixedFirst, W: W, nextLo: n, nextHi: n}, true
+}
+
+// idleFit is the windows reset by silence still consistent with a
+// growing list of events: a window opened by the first request whose
+// every request, a rejected one too, restarts it, so that it ends W after
+// the last request (HAProxy's http_req_cnt in a stick-table entry that
+// expires W after it was last touched). It admits q after a silence of W
+// and nothing while the client keeps sending. Each cell (a W of the grid
+// and a quota) simulates the counter over the events: it is reset when
+// the gap between two decisions exceeds W, kept when it is shorter, and
+// either when the decision intervals leave the gap on both sides of W;
+// the count is an interval for that reason. A cell survives if it
+// reproduces every admission and every 429. A claim (nothing admitted
+// before it) is a 429 that touches nothing.
+type idleFit struct {
+	cells []idleCell
+	n     int // events consumed
+	// The last request's decision interval, and its send instant.
+	lastLo, lastHi, lastT float64
+}
+
+// idleCell is one window and quota, and the count the events so far
+// leave in its current window.
+type idleCell struct {
+	W        float64
+	q        int64
+	cLo, cHi int64
+}
+
+// newIdleFit covers the windows of grid with the quotas qs.
+func newIdleFit(grid []float64, qs []int64) *idleFit {
+	f := &idleFit{lastLo: math.Inf(-1), lastHi: math.Inf(-1)}
+	for _, q := range qs {
+		if q < 1 {
+			continue
+		}
+		for _, W := range grid {
+			f.cells = append(f.cells, idleCell{W: W, q: q})
+		}
+	}
+	return f
+}
+
+// add consumes evs[f.n:] (evs grows; its prefix never changes).
+func (f *idleFit) add(evs []event) {
+	for ; f.n < len(evs); f.n++ {
+		e := evs[f.n]
+		gapLo, gapHi := e.lo-f.lastHi-fitTol, e.hi-f.lastLo+fitTol
+		out := f.cells[:0]
+		for _, c := range f.cells {
+			cLo, cHi := c.cLo, c.cHi
+			switch {
+			case c.W <= gapLo:
+				cLo, cHi = 0, 0
+			case c.W <= gapHi:
+				cLo = 0
+			}
+			if e.adm {
+				if cLo >= c.q {
+					continue
+				}
+				cHi = min(cHi, c.q-1)
+			} else {
+				if cHi < c.q {
+					continue
+				}
+				cLo = max(cLo, c.q)
+			}
+			if !e.claim {
+				c.cLo, c.cHi = cLo+1, cHi+1
+			}
+			out = append(out, c)
+		}
+		f.cells = out
+		if !e.claim {
+			f.lastLo, f.lastHi, f.lastT = e.lo, e.hi, e.t
+		}
+	}
+}
+
+// hyps lists the surviving windows: each admits again at once while its
+// count may be below the quota, else W after the last request.
+func (f *idleFit) hyps() []winHyp {
+	out := make([]winHyp, 0, len(f.cells))
+	for _, c := range f.cells {
+		n := f.lastLo + c.W
+		if c.cLo < c.q {
+			n = f.lastT
+		}
+		out = append(out, winHyp{kind: kindFixedIdle, W: c.W, q: c.q, nextLo: n, nextHi: n})
+	}
+	return out
 }
 
 // intersectArc keeps the part of set (arcs of [0, W)) within (lo, hi]

@@ -250,6 +250,10 @@ func (l Limit) Advice() string {
 		if l.WindowStart == "epoch" {
 			at = "on the clock's multiples of " + secs(l.WindowS)
 		}
+		if l.CountsRejected != nil && *l.CountsRejected {
+			return fmt.Sprintf("%d per %s of activity: every request, a 429 too, restarts the window, so after a 429 stay silent for %s instead of retrying, or it never recovers",
+				l.Quota, secs(l.WindowS), secs(l.WindowS))
+		}
 		return fmt.Sprintf("spread %d over each %s (windows reset %s); a burst at the end of one window and the start of the next gets %d within moments, and after a 429 nothing comes back until the reset",
 			l.Quota, secs(l.WindowS), at, 2*l.Quota)
 	case "sliding-window":

@@ -11,7 +11,7 @@ import "testing"
 // exact delay. The fit must read where windows start by experiment (the
 // late start), not from the resets.
 func TestProbeServeFixedWindowFirst(t *testing.T) {
-	skipTimingUnderRace(t)
+	peerTest(t)
 	rs := startServe(t, "serve-fixed-first.yaml", "--headers", "inin")
 	rep := runPeerCaseReport(t, "ratelab serve fixed-window 20/2s align first per org, --headers inin", serveConfig(t, rs, true, false),
 		want{scope: "endpoint", algorithm: "fixed-window", quota: 20, windowS: 2, rate: 10})

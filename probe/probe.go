@@ -358,9 +358,11 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 // response of a step that started on a full bucket carries the quota left
 // after it (RateLimit r, X-RateLimit-Remaining), so the burst is r + 1. It
 // is used only when the response names the policy being measured and the
-// measurement allows it (lo ≤ r + 1 ≤ hi, within two requests or 5 %).
-// before counts the admissions from the same bucket before the step (the
-// advertised request).
+// measurement allows it (lo ≤ r + 1 ≤ hi): the header picks within what
+// was measured and never overrules it, since the step may have started
+// on a bucket not quite full (a loaded machine that sent the previous
+// step's last requests late). before counts the admissions from the same
+// bucket before the step (the advertised request).
 func headerBurst(step []*obs, policy string, lo, hi, before int64) (int64, bool) {
 	var first *obs
 	for _, o := range step {
@@ -371,11 +373,8 @@ func headerBurst(step []*obs, policy string, lo, hi, before int64) (int64, bool)
 	if first == nil || !first.admitted() || first.remaining < 0 || policy == "" || first.policy != policy {
 		return 0, false
 	}
-	// The measurement's range, widened by the lag a loaded machine adds at
-	// high rates: two requests or 5 %.
 	hb := first.remaining + 1 + before
-	tol := max(2, int64(math.Round(0.05*float64(hb))))
-	return hb, hb >= lo-tol && hb <= hi+tol
+	return hb, hb >= lo && hb <= hi
 }
 
 // finish attaches the claim and headers to f's evidence.

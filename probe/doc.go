@@ -50,7 +50,14 @@
 //     the next 429; the fit intersects these brackets on the circle of
 //     phases for every W on a grid. The planner sends one request past
 //     the quota in each window (the 429 that closes it; without it two
-//     windows read as one). Two experiments separate what the brackets
+//     windows read as one). A window that rejects holds exactly the
+//     quota, the last q admissions before its 429, so a run of more than
+//     q admissions without a 429 holds a boundary just before its last q:
+//     a first burst that starts late in a window admits what is left of
+//     it and the whole next one (q+1 to 2q), and places that boundary
+//     between two of its requests. The quota is what each reopening
+//     admits (each starts a fresh window); until one ends, the first
+//     burst's count, which a straddling burst makes too large. Two experiments separate what the brackets
 //     alone do not:
 //     a late drain tells a window from a bucket of the same numbers
 //     (b = quota, T = W/quota): after a reopening the probe waits a third

@@ -45,6 +45,8 @@ type experiment struct {
 	// of winWidened.
 	winGrid    []winGrid
 	winWidened int
+	// winQ is the quota winGrid was fitted with (see windowQuota).
+	winQ int64
 	// idle is the windows reset by silence (every request restarts
 	// them), fitted over every event once a window reopened.
 	idle *idleFit
@@ -391,6 +393,14 @@ func (e *experiment) refit(st *stepState) []event {
 			e.winWidened = e.widened
 			q := cs[0].M
 			e.idle = newIdleFit(grid, []int64{q - 1, q, q + 1})
+			e.winQ = windowQuota(cs)
+		}
+		if q := windowQuota(cs); e.winQ != q {
+			// A new quota (a reopening that admits less than the first
+			// burst, which straddled a boundary) changes what every cycle
+			// says to the other windows: a new grid for them.
+			e.winGrid = newWinGrid(periodGrid(0.02, 2*math.Max(e.maxWait.Seconds(), 1), 1.001))
+			e.winQ = q
 		}
 		e.wins = fitWindows(cs, &e.winGrid)
 		if len(e.all) == 0 {

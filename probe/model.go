@@ -151,6 +151,10 @@ type cycle struct {
 	M       int64
 	R       float64
 	hasNext bool
+	// adm holds each admission's decision interval, in order (adm[0] is
+	// [Ulo, U]): a run of more than a quota holds a boundary, and which
+	// of its admissions fell after it places that boundary.
+	adm [][2]float64
 }
 
 // cycles reads the openings from evs: an admission after a 429 opens a
@@ -162,13 +166,14 @@ func cycles(evs []event) []cycle {
 	for i, e := range evs {
 		switch {
 		case e.adm && (i == 0 || !evs[i-1].adm):
-			cs = append(cs, cycle{L: lastRej, U: e.hi, Ulo: e.lo, M: 1})
+			cs = append(cs, cycle{L: lastRej, U: e.hi, Ulo: e.lo, M: 1, adm: [][2]float64{{e.lo, e.hi}}})
 			cur = len(cs) - 1
 			if i == 0 {
 				cs[cur].L = math.Inf(-1)
 			}
 		case e.adm && cur >= 0:
 			cs[cur].M++
+			cs[cur].adm = append(cs[cur].adm, [2]float64{e.lo, e.hi})
 		case !e.adm:
 			lastRej = e.lo
 			if cur >= 0 {
@@ -177,6 +182,26 @@ func cycles(evs []event) []cycle {
 		}
 	}
 	return cs
+}
+
+// windowQuota is the quota the cycles show: what every complete
+// reopening after the first admits; with none yet, the first burst's count
+// (which a burst that straddled a boundary makes too large until a
+// reopening shows the quota). It returns -1 when there are no cycles.
+func windowQuota(cs []cycle) int64 {
+	if len(cs) == 0 {
+		return -1
+	}
+	q := int64(-1)
+	for _, c := range cs[1:] {
+		if c.hasNext && (q < 0 || c.M < q) {
+			q = c.M
+		}
+	}
+	if q < 0 {
+		q = cs[0].M
+	}
+	return q
 }
 
 // winHyp is a fixed window consistent with the cycles.
@@ -193,47 +218,43 @@ type winHyp struct {
 
 // fitWindows returns the fixed windows (aligned, with any phase, or
 // opening at the first request after the last one ended) whose W on grid
-// explains the cycles: at least one boundary between each cycle's L and
-// U, none between its U and R (a boundary there would have admitted R),
-// and the same quota M in every cycle that ended in a 429. It returns
-// nothing when fewer than two cycles (one reopening) were seen.
+// explains the cycles with the quota windowQuota reads from them: every
+// complete reopening after the first admits it. An aligned window's first
+// burst may admit up to twice the quota (a burst that straddles a
+// boundary admits what was left of one window and the whole of the next:
+// see fitAligned); a window opened by the first request's at most one
+// more (see fitFirst). It returns nothing when fewer than two cycles (one
+// reopening) were seen.
 //
 // grid shrinks: it drops each W (and kind) whose phases the cycles rule
 // out. New events only add or tighten such constraints (a new cycle, a
 // longer run of 429s), never loosen one, so a W ruled out stays ruled
-// out; the quota, which a new cycle can change, is checked apart. Without
-// this the fit over every window costs the planner more than a bucket of
-// 500/s refills in.
+// out as long as the quota stays the same; the caller starts a new grid
+// when windowQuota changes (a reopening that admits less than the first
+// burst: that burst straddled a boundary). Without this the fit over
+// every window costs the planner more than a bucket of 500/s refills in.
 func fitWindows(cs []cycle, grid *[]winGrid) []winHyp {
 	if len(cs) < 2 {
 		return nil
 	}
-	// The quota: every complete cycle after the first admits the same;
-	// the first (which may have started in a window used before) and the
-	// one in progress at most that. With no complete reopening yet, the
-	// first burst's count is the hypothesis.
-	q := int64(-1)
+	q := windowQuota(cs)
 	for _, c := range cs[1:] {
-		if !c.hasNext {
-			continue
-		}
-		if q < 0 {
-			q = c.M
-		} else if c.M != q {
+		if c.hasNext && c.M != q {
 			return nil
 		}
 	}
-	if q < 0 {
-		q = cs[0].M
-	}
-	if cs[0].M > q+1 || (!cs[len(cs)-1].hasNext && cs[len(cs)-1].M > q) {
+	last := cs[len(cs)-1]
+	if !last.hasNext && last.M > q {
 		return nil
 	}
+	alignedOK := cs[0].M <= 2*q
+	firstOK := cs[0].M <= q+1
 	var out []winHyp
 	keep := (*grid)[:0]
 	for _, g := range *grid {
+		g.aligned, g.first = g.aligned && alignedOK, g.first && firstOK
 		if g.aligned {
-			h, ok := fitAligned(cs, g.W)
+			h, ok := fitAligned(cs, g.W, q)
 			if ok {
 				h.q = q
 				out = append(out, h)
@@ -271,27 +292,56 @@ func newWinGrid(ws []float64) []winGrid {
 	return g
 }
 
-// fitAligned: boundaries at φ + k·W.
-func fitAligned(cs []cycle, W float64) (winHyp, bool) {
+// fitAligned: boundaries at φ + k·W, quota q. A window that rejects R
+// holds exactly q admissions, the last q of the run before R, so the
+// boundary that opened it lies between the admission before those q
+// (the 429 before the run, when the run holds q) and the first of them,
+// and no boundary lies after it until R. A run of more than q (a first
+// burst that straddles a boundary) holds at least one boundary before its
+// last q admissions, and possibly more: every window before the last
+// holds at most the M−q ≤ q admissions before it, so the counts allow
+// any. After a 429, the run's first admission also came after a boundary.
+func fitAligned(cs []cycle, W float64, q int64) (winHyp, bool) {
 	set := [][2]float64{{0, W}}
+	// some: at least one boundary in (lo, hi]; none: no boundary in
+	// (lo, hi).
+	some := func(lo, hi float64) {
+		if hi-lo+2*fitTol < W {
+			set = intersectArc(set, lo-fitTol, hi+fitTol, W)
+		}
+	}
+	none := func(lo, hi float64) bool {
+		lo, hi = lo+fitTol, hi-fitTol
+		if hi-lo >= W {
+			return false
+		}
+		if hi > lo {
+			set = subtractArc(set, lo, hi, W)
+		}
+		return true
+	}
 	for i, c := range cs {
 		if i > 0 {
-			if c.U-c.L+2*fitTol < W {
-				set = intersectArc(set, c.L-fitTol, c.U+fitTol, W)
-			}
+			some(c.L, c.U)
 		}
-		if c.hasNext {
-			lo, hi := c.U+fitTol, c.R-fitTol
-			if hi-lo >= W {
-				return winHyp{}, false
-			}
-			if hi > lo {
-				set = subtractArc(set, lo, hi, W)
-			}
+		if !c.hasNext {
+			continue
+		}
+		from := c.U
+		if k := int64(len(c.adm)) - q; k > 0 {
+			// The admissions before the boundary, then the q after it.
+			some(c.adm[k-1][0], c.adm[k][1])
+			from = c.adm[k][1]
+		}
+		if !none(from, c.R) {
+			return winHyp{}, false
 		}
 		if len(set) == 0 {
 			return winHyp{}, false
 		}
+	}
+	if len(set) == 0 {
+		return winHyp{}, false
 	}
 	h := winHyp{kind: kindFixedAligned, W: W, phases: set, nextLo: math.Inf(1), nextHi: math.Inf(-1)}
 	last := cs[len(cs)-1]

@@ -114,7 +114,9 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 		ev.Notes = append(ev.Notes, fmt.Sprintf("one admission per %.4g s after the last one, from a bucket of %d: every token bucket consistent with the %d answers has T in %.4g–%.4g s and burst %d–%d; no fixed window or dead time explains them",
 			T, l.Burst, len(evs), s.pLo, s.pHi, s.nLo, s.nHi))
 		f.refillAt = end.Add(time.Duration(float64(l.Burst+1)*T*float64(time.Second)) + 50*time.Millisecond)
-	case len(e.wins) > 0:
+	case len(e.wins) > 0 && !(e.onlyIdle() && len(e.sliding) > 0):
+		// (A window that every request restarts gives way to a sliding
+		// window still standing beside it: the more common family.)
 		ws := summarizeWins(e.wins)
 		lo, hi := ws[0].pLo, ws[0].pHi
 		for _, w := range ws[1:] {

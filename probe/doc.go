@@ -98,7 +98,12 @@
 //     sending, each request less than its shortest W after the last,
 //     until the latest end of a window opened by the first request (only
 //     that one admits), at most eight such requests in a step. Late
-//     starts wait until it is ruled out.
+//     starts wait until it is ruled out. A sliding window that counts
+//     its 429s never recovers while the client keeps sending either: while
+//     one stands beside it the probe plans for both, does not end the
+//     step on this window, and reports the sliding window if both
+//     still stand at the step's end (HAProxy's http_req_rate read as
+//     this window, 50 per 6.4 s, in 1 of 3 runs before).
 //   - sliding window (HAProxy's http_req_rate, Cloudflare's count,
 //     ratelab's sliding): a window of W holds curr requests and the one
 //     before it prev, and a request at elapsed e is admitted iff

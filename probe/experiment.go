@@ -439,10 +439,24 @@ func (e *experiment) hypotheses(evs []event) []hyp {
 		}
 		hs = append(hs, hyp{kind: w.kind, period: w.W, n: w.q, next: lo}, hyp{kind: w.kind, period: w.W, n: w.q, next: hi})
 	}
-	if len(hs) == 0 {
+	if len(hs) == 0 || e.onlyIdle() {
+		// A window that every request restarts and a sliding window
+		// that counts its 429s both never recover while the client
+		// keeps sending: plan for both until one is ruled out.
 		hs = append(hs, e.sliding...)
 	}
 	return hs
+}
+
+// onlyIdle reports whether the only fixed windows standing are ones that
+// every request restarts.
+func (e *experiment) onlyIdle() bool {
+	for _, w := range e.wins {
+		if w.kind != kindFixedIdle {
+			return false
+		}
+	}
+	return len(e.wins) > 0
 }
 
 // ratePlan places the next probe: never before every hypothesis says the
@@ -785,10 +799,10 @@ func (e *experiment) settled(evs []event) string {
 		// Both kinds standing, each pinned, is not an answer: the late
 		// starts go on telling them apart until the step's bounds.
 		ws := summarizeWins(e.wins)
-		if len(ws) == 1 && ws[0].pHi/ws[0].pLo <= 1.02 {
+		if len(ws) == 1 && ws[0].pHi/ws[0].pLo <= 1.02 && (ws[0].kind != kindFixedIdle || len(e.sliding) == 0) {
 			return "fixed window pinned"
 		}
-		if len(ws) == 1 && ws[0].kind == kindFixedIdle && ws[0].pHi/ws[0].pLo <= 1.04 {
+		if len(ws) == 1 && ws[0].kind == kindFixedIdle && ws[0].pHi/ws[0].pLo <= 1.04 && len(e.sliding) == 0 {
 			// Each probe that halves a restarted window's range waits a
 			// whole window, and a 429 restarts it: 4 % (the middle
 			// within 2 %) is as far as a step of 30 s gets it.

@@ -57,8 +57,12 @@
 //     it and the whole next one (q+1 to 2q), and places that boundary
 //     between two of its requests. The quota is what each reopening
 //     admits (each starts a fresh window); until one ends, the first
-//     burst's count, which a straddling burst makes too large. Two experiments separate what the brackets
-//     alone do not:
+//     burst's count, which a straddling burst makes too large. A window
+//     is "epoch" when a round length (whole seconds, halves or tenths)
+//     within the fitted W's grid cell leaves a phase of 0: the grid's
+//     own W is only near the truth, and its phase mod W of instants
+//     1.8e9 s from the epoch says nothing of multiples of the true one.
+//     Two experiments separate what the brackets alone do not:
 //     a late drain tells a window from a bucket of the same numbers
 //     (b = quota, T = W/quota): after a reopening the probe waits a third
 //     of a window before it spends the quota, and drains the next

@@ -249,12 +249,16 @@ func fitWindows(cs []cycle, grid *[]winGrid) []winHyp {
 	}
 	alignedOK := cs[0].M <= 2*q
 	firstOK := cs[0].M <= q+1
+	// Whether a window is aligned to the epoch matters once few are left,
+	// and testing it doubles the fit's cost, which at 500/s the planner
+	// cannot spare while thousands stand.
+	epoch := len(*grid) <= 200
 	var out []winHyp
 	keep := (*grid)[:0]
 	for _, g := range *grid {
 		g.aligned, g.first = g.aligned && alignedOK, g.first && firstOK
 		if g.aligned {
-			h, ok := fitAligned(cs, g.W, q)
+			h, ok := fitAligned(cs, g.W, q, epoch)
 			if ok {
 				h.q = q
 				out = append(out, h)
@@ -292,16 +296,17 @@ func newWinGrid(ws []float64) []winGrid {
 	return g
 }
 
-// fitAligned: boundaries at φ + k·W, quota q. A window that rejects R
-// holds exactly q admissions, the last q of the run before R, so the
-// boundary that opened it lies between the admission before those q
-// (the 429 before the run, when the run holds q) and the first of them,
-// and no boundary lies after it until R. A run of more than q (a first
-// burst that straddles a boundary) holds at least one boundary before its
-// last q admissions, and possibly more: every window before the last
-// holds at most the M−q ≤ q admissions before it, so the counts allow
-// any. After a 429, the run's first admission also came after a boundary.
-func fitAligned(cs []cycle, W float64, q int64) (winHyp, bool) {
+// alignedPhases returns the phases (mod W) of boundaries φ + k·W that
+// explain the cycles with quota q. A window that rejects R holds exactly
+// q admissions, the last q of the run before R, so the boundary that
+// opened it lies between the admission before those q (the 429 before
+// the run, when the run holds q) and the first of them, and no boundary
+// lies after it until R. A run of more than q (a first burst that
+// straddles a boundary) holds at least one boundary before its last q
+// admissions, and possibly more: every window before the last holds at
+// most the M−q ≤ q admissions before it, so the counts allow any. After a
+// 429, the run's first admission also came after a boundary.
+func alignedPhases(cs []cycle, W float64, q int64) ([][2]float64, bool) {
 	set := [][2]float64{{0, W}}
 	// some: at least one boundary in (lo, hi]; none: no boundary in
 	// (lo, hi).
@@ -334,13 +339,24 @@ func fitAligned(cs []cycle, W float64, q int64) (winHyp, bool) {
 			from = c.adm[k][1]
 		}
 		if !none(from, c.R) {
-			return winHyp{}, false
+			return nil, false
 		}
 		if len(set) == 0 {
-			return winHyp{}, false
+			return nil, false
 		}
 	}
 	if len(set) == 0 {
+		return nil, false
+	}
+	return set, true
+}
+
+// fitAligned is the aligned window of length W and quota q when
+// alignedPhases leaves it a phase, with the instants its next boundary
+// may come at and, when asked, whether it is aligned to the epoch.
+func fitAligned(cs []cycle, W float64, q int64, epoch bool) (winHyp, bool) {
+	set, ok := alignedPhases(cs, W, q)
+	if !ok {
 		return winHyp{}, false
 	}
 	h := winHyp{kind: kindFixedAligned, W: W, phases: set, nextLo: math.Inf(1), nextHi: math.Inf(-1)}
@@ -354,11 +370,33 @@ func fitAligned(cs []cycle, W float64, q int64) (winHyp, bool) {
 			n := ph + math.Ceil((from-ph)/W)*W
 			h.nextLo, h.nextHi = math.Min(h.nextLo, n), math.Max(h.nextHi, n)
 		}
-		if iv[0] <= 1.5*fitTol || iv[1] >= W-1.5*fitTol {
-			h.epoch = true
+	}
+	// Epoch: boundaries at multiples of the window since the Unix epoch.
+	// The grid's W is only within its cell of the truth, and a phase mod
+	// W of instants 1.8e9 s from the epoch says nothing about multiples
+	// of the true window; a round window within the cell (whole seconds,
+	// halves, tenths) is tested instead, with the same constraints.
+	if r, ok := roundWindow(W); ok && epoch {
+		if rs, ok := alignedPhases(cs, r, q); ok {
+			for _, iv := range rs {
+				if iv[0] <= 1.5*fitTol || iv[1] >= r-1.5*fitTol {
+					h.epoch = true
+				}
+			}
 		}
 	}
 	return h, true
+}
+
+// roundWindow returns the roundest window (a multiple of 1 s, 0.5 s or
+// 0.1 s) within half a grid step (0.05 %) of W.
+func roundWindow(W float64) (float64, bool) {
+	for _, u := range []float64{1, 0.5, 0.1} {
+		if r := math.Round(W/u) * u; r > 0 && math.Abs(r-W) <= 0.0005*W {
+			return r, true
+		}
+	}
+	return 0, false
 }
 
 // fitFirst: each window opens at the first request after the previous

@@ -172,7 +172,7 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 		l.WindowS = math.Sqrt(s.wLo * s.wHi)
 		l.RatePerS = float64(q) / l.WindowS
 		l.RateLow, l.RateHigh = float64(q)/s.wHi, float64(q)/s.wLo
-		l.Confidence = confidence(s.wHi/s.wLo/1.01, s.qHi-s.qLo, 1) * 0.9
+		l.Confidence = confidence(s.wHi/s.wLo, s.qHi-s.qLo, 1) * 0.9
 		dead := cs[1].U - cs[0].U
 		cr := "rejected requests not counted"
 		if s.cr == nil {

@@ -115,10 +115,27 @@
 //     same test; ratelab's ≤ quota − 1 is the other rounding, fitted
 //     too). A full quota at once, then nothing until the window ends,
 //     then a trickle as prev's weight decays: no token bucket explains
-//     the dead time, no fixed window the trickle. The counter itself is
-//     simulated for every W (1 % apart), 200 phases, the quota and
-//     whether 429s count; a bucket fitted to the trickle breaks at the
-//     next boundary, where prev changes.
+//     the dead time, no fixed window the trickle (a bucket fitted to the
+//     trickle breaks at the next boundary, where prev changes). The fit
+//     is exact, with no grid: once it is known which window each request
+//     fell in, the counts are known, and every answer is a linear
+//     inequality in W and the end E of the current window; so the windows
+//     that place every request alike (with one quota, rounding and
+//     choice of whether 429s count) form a convex polygon in (E, W). A
+//     request that may lie on either side of a boundary splits a polygon,
+//     an answer cuts it, and polygons with the same counts are joined
+//     (their hull). A grid of W 1 % apart and 200 phases lost HAProxy's
+//     10 s in about one run in five, the truth between its points; the
+//     polygons keep every window the answers allow, and no other, and
+//     the probe goes on until they span 4 % of W. To get there it probes
+//     where the windows disagree: while W spans more than 4 %, the next
+//     request after an admission goes halfway between the instants at
+//     which the shortest and the longest windows standing admit again,
+//     so that either answer rules out one end. (Where nearly all of them
+//     expect an admission, the planner's usual place, an answer cuts the
+//     polygons along E: a trickle paced a little behind the threshold is
+//     admitted every time and leaves W where it was, and HAProxy's
+//     window ran to the step's 30 s in 3 of 10 runs.)
 //   - concurrency (nginx limit_conn, GitHub's 100 concurrent): the burst's
 //     first 429 came while every admitted request was still in flight.
 //     The test keeps exactly n in flight for 3n+6 requests, which a

@@ -380,8 +380,11 @@ func (e *experiment) refit(st *stepState) []event {
 			// everything: a reopening that admits less than the first
 			// burst after a dead time.
 			if e.slFit == nil {
+				// The first burst admits the quota, or, when it
+				// crosses a boundary, up to a fraction of the previous
+				// window's weight more.
 				q := cs[0].M
-				e.slFit = newSlideFit(evs, math.Max(10*e.minGap.Seconds(), 0.05), 2*math.Max(e.maxWait.Seconds(), 1), []int64{q, q + 1})
+				e.slFit = newSlideFit(evs, math.Max(10*e.minGap.Seconds(), 0.05), 2*math.Max(e.maxWait.Seconds(), 1), []int64{q - 1, q, q + 1}[min(q-1, 1):])
 			} else {
 				e.slFit.add(evs)
 			}
@@ -569,6 +572,13 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 			e.pauses++
 			e.drain, e.drainFrom, e.drainAt = true, len(st.obs), last.at+P
 			return e.drainAt, false, false
+		}
+		if s, ok := e.slFit.summary(); ok && len(e.all) == 0 && len(e.wins) == 0 && s.wHi > 1.04*s.wLo {
+			// Only sliding windows stand, their length not pinned:
+			// probe where the short and the long ones disagree.
+			if ts, ok := e.slFit.split(e.slFit.last); ok {
+				return max(lo, rel(ts)), false, false
+			}
 		}
 		if q <= now+e.minGap {
 			return 0, false, false

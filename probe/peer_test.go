@@ -318,7 +318,10 @@ func TestProbeNginxLimitConn(t *testing.T) {
 func TestProbeHAProxyRate(t *testing.T) {
 	peerTest(t)
 	url := startHAProxy(t, "haproxy-rate.cfg")
-	runPeerCase(t, "haproxy http_req_rate(10s) > 50 deny, track-sc0 src", peerConfig(t, url, "100/s", false),
+	cfg := peerConfig(t, url, "100/s", false)
+	cfg.Client = &http.Client{Timeout: 10 * time.Second}
+	record(t, &cfg)
+	runPeerCase(t, "haproxy http_req_rate(10s) > 50 deny, track-sc0 src", cfg,
 		want{scope: "unknown", algorithm: "sliding-window", quota: 50, windowS: 10, rate: 5, countsRejected: ptr(true)})
 }
 

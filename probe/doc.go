@@ -39,7 +39,13 @@
 //     instant is known to its interval, the period to its cell) and the
 //     range of b the events allow, in one pass per event. A point
 //     estimate of either drifts a whole period over a thousand
-//     admissions at 500/s and rules out the truth.
+//     admissions at 500/s and rules out the truth. A bucket counts as
+//     measured only once it has been seen rejecting over a whole refill
+//     of its burst (b·T) after it first reopened: over less, a sliding
+//     window whose trickle a bucket that counts 429s matches explains
+//     the same answers; a window paced at the bucket's rate admits every
+//     request, and the drain that sixteen admissions in a row start shows
+//     its capacity.
 //   - fixed window: nothing is admitted until an instant, then the whole
 //     quota at once, and that instant does not depend on when you sent:
 //     windows aligned to the clock (boundaries φ + k·W; "epoch" when φ is

@@ -17,3 +17,14 @@ func TestProbeServeFixedWindowFirst(t *testing.T) {
 		want{scope: "endpoint", algorithm: "fixed-window", quota: 20, windowS: 2, rate: 10})
 	checkWindowStart(t, rep, "first request")
 }
+
+// TestProbeServeSlidingWindow probes a sliding window of 20 per 2 s shared
+// by the clients of an org (ratelab's rounding, 429s not counted), under
+// --headers x-ratelimit, with a second client to tell shared from per
+// client.
+func TestProbeServeSlidingWindow(t *testing.T) {
+	peerTest(t)
+	rs := startServe(t, "serve-sliding.yaml", "--headers", "x-ratelimit")
+	runPeerCase(t, "ratelab serve sliding-window 20/2s per org, --headers x-ratelimit", serveConfig(t, rs, false, true),
+		want{scope: "endpoint, shared by clients", algorithm: "sliding-window", quota: 20, windowS: 2, rate: 10, countsRejected: ptr(false)})
+}

@@ -78,8 +78,13 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 		l.Burst, l.Quota = int64(ev.AdmittedBeforeFirst429), int64(ev.AdmittedBeforeFirst429)
 		return f
 	}
+	// The answers that came after the last plan join the events: the list
+	// is continued, not rebuilt, since the fits take new events only at
+	// its end, and a rebuilt list can differ before it (a claim is exact
+	// or rounded by the families standing when its 429 was read, and a
+	// rebuilt one lands where the fits already took another event).
 	st := &stepState{obs: res.obs, start: res.start}
-	e.fitN, e.evs = -1, nil
+	e.fitN = -1
 	evs := e.refit(st)
 	cs := cycles(evs)
 	after := 0

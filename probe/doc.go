@@ -141,7 +141,11 @@
 //     expect an admission, the planner's usual place, an answer cuts the
 //     polygons along E: a trickle paced a little behind the threshold is
 //     admitted every time and leaves W where it was, and HAProxy's
-//     window ran to the step's 30 s in 3 of 10 runs.)
+//     window ran to the step's 30 s in 3 of 10 runs.) No fixed window is
+//     an answer while a sliding window stands, and the planner follows
+//     both: HAProxy's sliding window, which counts its 429s, reopens only
+//     after a silence, as a window that every request restarts does;
+//     the trickle after the reopening tells them apart.
 //   - concurrency (nginx limit_conn, GitHub's 100 concurrent): the burst's
 //     first 429 came while every admitted request was still in flight.
 //     The test keeps exactly n in flight for 3n+6 requests, which a

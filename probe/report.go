@@ -257,7 +257,8 @@ func (l Limit) Advice() string {
 		return fmt.Sprintf("spread %d over each %s (windows reset %s); a burst at the end of one window and the start of the next gets %d within moments, and after a 429 nothing comes back until the reset",
 			l.Quota, secs(l.WindowS), at, 2*l.Quota)
 	case "sliding-window":
-		s := fmt.Sprintf("keep under %d per %s (%.4g/s): the previous window still weighs on the next, so a burst costs for up to %s", l.Quota, secs(l.WindowS), l.RatePerS, secs(2*l.WindowS))
+		s := fmt.Sprintf("keep under %d per %s (%.4g/s): a burst spends the quota at once, and it comes back as a trickle, about one per %s, as the old window's weight decays; a full window still weighs on the next, so a burst costs for up to %s",
+			l.Quota, secs(l.WindowS), l.RatePerS, secs(l.WindowS/float64(max(l.Quota, 1))), secs(2*l.WindowS))
 		if l.CountsRejected != nil && *l.CountsRejected {
 			s += "; its 429s count too: after one, pause instead of retrying, or it never recovers"
 		}

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -207,5 +208,23 @@ func TestSlideFitRecordedHAProxy(t *testing.T) {
 			t.Errorf("%s: the truth was ruled out (%d cells left, summary %+v, %v)", name, len(f.cells), s, ok)
 		}
 		t.Logf("%s: %d answers, %d cells, W %.4f–%.4f, q %d–%d (most %d), cr %v, in %v", name, len(evs), len(f.cells), s.wLo, s.wHi, s.qLo, s.qHi, s.q, fmtCR(s.cr), took.Round(time.Millisecond))
+	}
+}
+
+// TestSlidingAdvice checks the advice for a sliding window in its own
+// terms: the quota per window, the trickle a spent quota comes back as,
+// how long a burst weighs, and, when 429s count, to pause after one.
+func TestSlidingAdvice(t *testing.T) {
+	cr := true
+	l := Limit{Algorithm: "sliding-window", Quota: 50, WindowS: 10, RatePerS: 5, CountsRejected: &cr}
+	got := l.Advice()
+	for _, want := range []string{"keep under 50 per 10 s (5/s)", "a trickle, about one per 200 ms", "up to 20 s", "pause instead of retrying"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("advice %q lacks %q", got, want)
+		}
+	}
+	l.CountsRejected = nil
+	if got := l.Advice(); strings.Contains(got, "pause") {
+		t.Errorf("advice %q tells to pause, but whether 429s count is not known", got)
 	}
 }

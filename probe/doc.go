@@ -145,7 +145,9 @@
 //     an answer while a sliding window stands, and the planner follows
 //     both: HAProxy's sliding window, which counts its 429s, reopens only
 //     after a silence, as a window that every request restarts does;
-//     the trickle after the reopening tells them apart.
+//     the trickle after the reopening tells them apart. A sliding
+//     window is an answer only once whether its 429s count is known too
+//     (or at the step's bounds).
 //   - concurrency (nginx limit_conn, GitHub's 100 concurrent): the burst's
 //     first 429 came while every admitted request was still in flight.
 //     The test keeps exactly n in flight for 3n+6 requests, which a

@@ -828,7 +828,14 @@ func (e *experiment) settled(evs []event) string {
 		for _, c := range cs[1:] {
 			adm += int(c.M)
 		}
-		if s.wHi/s.wLo <= 1.04 && s.qHi-s.qLo <= 1 && adm >= 4 {
+		// Whether 429s count, too: it decides how a client recovers.
+		// A probe that honours exact retry instants meets a 429 only at
+		// the end of each drain, and a counting window that shifts its
+		// boundaries explains those as well (ratelab serve's sliding
+		// window ended counts_rejected null in 1 run of 10); the
+		// hypotheses of each variant put the next admission elsewhere,
+		// and the planner probes between them.
+		if s.wHi/s.wLo <= 1.04 && s.qHi-s.qLo <= 1 && adm >= 4 && s.cr != nil {
 			return "sliding window pinned"
 		}
 	}

@@ -98,6 +98,19 @@ type concTest struct {
 	lastExtra  int
 }
 
+// streamRejected reports whether a request of the in-flight test's
+// stream (not one of its extra requests, which are meant to be rejected)
+// was answered 429.
+func (c *concTest) streamRejected(st *stepState) bool {
+	end := min(len(st.obs), c.streamFrom+3*c.n+6)
+	for _, o := range st.obs[min(c.streamFrom, end):end] {
+		if o.done && o.rejected() {
+			return true
+		}
+	}
+	return false
+}
+
 // unix0 is the step's start in Unix seconds.
 func unix0(st *stepState) float64 { return float64(st.start.UnixNano()) / 1e9 }
 
@@ -334,13 +347,29 @@ func (e *experiment) concPlan(st *stepState) (time.Duration, bool, bool) {
 	c := &e.conc
 	sent := len(st.obs) - c.streamFrom
 	out := outstanding(st)
+	if c.streamRejected(st) {
+		// A concurrency limit admits every request of a stream that keeps
+		// n in flight, so one 429 in it refutes the hypothesis (slow
+		// admissions and quick 429s looked like one). Stop the test there
+		// rather than keep n in flight into a limiter that rejects each
+		// request at once: once nothing is in flight, the step goes on as
+		// a rate limit's, with its backoff after 429s.
+		if out > 0 {
+			return 0, true, false
+		}
+		e.mode = modeRate
+		return e.ratePlan(st)
+	}
 	switch {
 	case sent < 3*c.n+6:
 		if out < c.n {
 			return 0, false, false
 		}
 		return 0, true, false
-	case c.extra < 3:
+	case c.extra < 3 && sent < 2*(3*c.n+6):
+		// The extra requests go while n are in flight; a limiter that
+		// answers too fast ever to hold n gets no more than another
+		// stream's worth of attempts.
 		if out < c.n {
 			if c.extra > 0 && !st.obs[c.lastExtra].done {
 				return 0, true, false

@@ -331,6 +331,13 @@ func TestProbeHAProxyRate(t *testing.T) {
 // epoch, Retry-After on a 429) or none at all.
 func windowServer(t *testing.T, pol *limit.Policy, headers bool) string {
 	t.Helper()
+	return slowWindowServer(t, pol, headers, 0)
+}
+
+// slowWindowServer is windowServer answering an admitted request after
+// admitDelay (a write that takes time) and a 429 at once, as real APIs do.
+func slowWindowServer(t *testing.T, pol *limit.Policy, headers bool, admitDelay time.Duration) string {
+	t.Helper()
 	store := limit.NewMemoryStore(limit.MemoryConfig{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var d limit.Decision
@@ -352,6 +359,7 @@ func windowServer(t *testing.T, pol *limit.Policy, headers bool) string {
 			w.WriteHeader(http.StatusTooManyRequests)
 			return
 		}
+		time.Sleep(admitDelay)
 		w.Write([]byte("ok\n"))
 	}))
 	t.Cleanup(func() {
@@ -426,5 +434,42 @@ func TestProbeFixedWindowStraddle(t *testing.T) {
 	}
 	if len(rep.Limits) == 1 && rep.Limits[0].WindowStart != "epoch" {
 		t.Errorf("window start %q, want epoch", rep.Limits[0].WindowStart)
+	}
+}
+
+// TestProbeSlowAdmissionsAreNotConcurrency probes a fixed window of 5 per
+// 2 s whose admitted requests take 150 ms and whose 429s come at once: the
+// burst's first 429 arrives while every admitted request is still in
+// flight, which is what a concurrency limit looks like, so the probe runs
+// its in-flight test. That test must give up at its first 429 (a
+// concurrency limit admits a stream that keeps n in flight) and go on
+// politely: it used to keep n in flight into a limiter that rejected each
+// request at once, 385 of 400 requests answered 429 at the maximum rate.
+// The test checks politeness and the family; the window's length is not
+// yet within 5 % when admissions are this slow (1.51-1.52 s for 2 s, the
+// decision instants 150 ms wide), so it is not asserted.
+func TestProbeSlowAdmissionsAreNotConcurrency(t *testing.T) {
+	peerTest(t)
+	pol := &limit.Policy{Name: "w", Algorithm: limit.FixedWindow, Rate: limit.Per(5, 2*time.Second)}
+	if err := pol.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := peerConfig(t, slowWindowServer(t, pol, true, 150*time.Millisecond), "100/s", false)
+	cfg.Client = &http.Client{Timeout: 10 * time.Second}
+	cfg.MaxStep = 30 * time.Second
+	rep, err := probe.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected := 0
+	for _, s := range rep.Steps {
+		rejected += s.Rejected
+	}
+	t.Logf("%d requests, %d answered 429; limits %+v", rep.RequestsUsed, rejected, rep.Limits)
+	if share := float64(rejected) / float64(rep.RequestsUsed); share > 0.20 {
+		t.Errorf("%d of %d requests (%.1f %%) got a 429: want at most 20 %%", rejected, rep.RequestsUsed, 100*share)
+	}
+	if len(rep.Limits) != 1 || rep.Limits[0].Algorithm != "fixed-window" || rep.Limits[0].Quota != 5 {
+		t.Errorf("limits %+v: want one fixed window of 5", rep.Limits)
 	}
 }

@@ -153,7 +153,12 @@
 //     The test keeps exactly n in flight for 3n+6 requests, which a
 //     concurrency limit admits however fast they follow one another, then
 //     sends one more while n are in flight, twice, which it rejects at
-//     once. A limiter that counts time, not overlap, rejects the stream.
+//     once. A limiter that counts time, not overlap, rejects the stream,
+//     and its first 429 there ends the test: once nothing is in flight
+//     the step goes on as a rate limit's, with the backoff (a rate limit
+//     whose admissions are slow and whose 429s are quick looks like a
+//     concurrency limit in the burst; kept in flight, it would get a 429
+//     for every request at the maximum rate).
 //   - a limiter that delays instead of rejecting (nginx limit_req without
 //     nodelay): its admitted requests, sent together, are answered one
 //     interval apart; the spacing of their responses is the rate and the

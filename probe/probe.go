@@ -335,7 +335,7 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 	p.addStep(res, waited)
 	p.log.Info("step", "name", res.name, "requests", len(res.obs), "first_429", firstReject(res.obs), "ended", e.done)
 	if firstReject(res.obs) < 0 {
-		if err == nil && res.capped && byBudget {
+		if err == nil && res.capped && !res.timedOut && byBudget {
 			err = fmt.Errorf("%w: the step's share of it (%d of the %d requests; %d used in all) met no 429",
 				ErrBudget, capN, p.cfg.Budget, p.s.used.Load())
 		}
@@ -346,7 +346,12 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 	}
 	f := p.conclude(e, res)
 	p.finish(f)
-	if err == nil && res.capped && byBudget && f.lim.Confidence < 0.5 {
+	switch {
+	case err != nil || !res.capped || f.lim.Confidence >= 0.5:
+	case res.timedOut:
+		err = fmt.Errorf("%w: the step %s ran its %v (%d requests, %d of the %d used in all) before the limit was identified",
+			ErrStepTime, res.name, p.cfg.maxStep(), len(res.obs), p.s.used.Load(), p.cfg.Budget)
+	case byBudget:
 		err = fmt.Errorf("%w: the step's share of it (%d of the %d requests; %d used in all) ended before the limit was identified",
 			ErrBudget, capN, p.cfg.Budget, p.s.used.Load())
 	}

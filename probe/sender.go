@@ -26,6 +26,9 @@ var (
 	ErrServerErrors = errors.New("too many consecutive server or network errors")
 	// ErrInterrupted: the context was cancelled (Ctrl-C).
 	ErrInterrupted = errors.New("interrupted")
+	// ErrStepTime: a measuring step reached its time bound (Config.MaxStep)
+	// before its limit was identified.
+	ErrStepTime = errors.New("step time bound reached")
 )
 
 // newRateGuard returns the bucket that enforces the maximum rate on the
@@ -252,6 +255,7 @@ type stepResult struct {
 	duration time.Duration
 	maxGap   time.Duration
 	capped   bool // stopped by its request or time cap
+	timedOut bool // the cap was the time bound, not the request count
 	// start is the wall-clock instant of the step's first send.
 	start time.Time
 }
@@ -344,6 +348,7 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 		}
 		if (st.maxRequests > 0 && seq >= st.maxRequests) || (st.maxDur > 0 && time.Since(state.start) >= st.maxDur) {
 			res.capped = true
+			res.timedOut = !(st.maxRequests > 0 && seq >= st.maxRequests)
 			break
 		}
 		if err := s.spent(); err != nil {

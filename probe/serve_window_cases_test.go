@@ -28,3 +28,16 @@ func TestProbeServeSlidingWindow(t *testing.T) {
 	runPeerCase(t, "ratelab serve sliding-window 20/2s per org, --headers x-ratelimit", serveConfig(t, rs, false, true),
 		want{scope: "endpoint, shared by clients", algorithm: "sliding-window", quota: 20, windowS: 2, rate: 10, countsRejected: ptr(false)})
 }
+
+// TestProbeServeMix probes two limits of one decision, under serve's
+// default headers: a fixed window of 5 writes per 2 s per script, aligned
+// to the epoch, and a token bucket of 20/s, burst 10, shared by the org's
+// scripts. Varying the script finds the second behind the first.
+func TestProbeServeMix(t *testing.T) {
+	peerTest(t)
+	rs := startServe(t, "serve-mix.yaml")
+	rep := runPeerCaseReport(t, "ratelab serve fixed-window 5/2s per script + gcra 20/s burst 10 per org, default headers", serveConfig(t, rs, true, false),
+		want{scope: "resource", algorithm: "fixed-window", quota: 5, windowS: 2, rate: 2.5},
+		want{scope: "endpoint", algorithm: "token-bucket", rate: 20, quota: 10})
+	checkWindowStart(t, rep, "epoch")
+}

@@ -210,7 +210,9 @@ func runPeerCaseReport(t *testing.T, name string, cfg probe.Config, ws ...want) 
 	if os.Getenv("ZZLOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	cfg.MaxStep = 30 * time.Second
+	if cfg.MaxStep == 0 {
+		cfg.MaxStep = 30 * time.Second
+	}
 	start := time.Now()
 	rep, err := probe.Run(context.Background(), cfg)
 	if err != nil {
@@ -396,6 +398,7 @@ func TestProbeFixedWindow(t *testing.T) {
 			}
 			url := windowServer(t, pol, c.headers)
 			cfg := peerConfig(t, url, "100/s", true)
+			cfg.MaxStep = 45 * time.Second // a 10 s window: four or five of them to tell aligned from first-request by experiment
 			q, w := pol.Rate.Count, pol.Rate.Period.Seconds()
 			rep := runPeerCaseReport(t, "own fixed window "+c.name, cfg,
 				want{scope: "endpoint", algorithm: "fixed-window", quota: q, windowS: w, rate: float64(q) / w})

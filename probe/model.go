@@ -22,6 +22,10 @@ type event struct {
 	// claim: not a request but a 429's claim that a request then would
 	// have been rejected; it counts nothing.
 	claim bool
+	// end is a claim's end: the instant the 429 said a request would be
+	// admitted again (its send instant plus the delay); claim0 is the
+	// start of the delay's rounding, the claim's own instant (t).
+	end, claim0 float64
 }
 
 // hypothesis kinds.
@@ -431,6 +435,14 @@ func (f *idleFit) add(evs []event) {
 				cLo, cHi = 0, 0
 			case c.W <= gapHi:
 				cLo = 0
+			}
+			if e.claim && (c.W > e.end-f.lastT+1e-4 || c.W <= e.claim0-f.lastT-1e-4) {
+				// The 429 restarted the window, so the server's delay
+				// is the window itself, from the same instant of its
+				// clock: W lies in the claim's (d−1, d] (or within a
+				// few ms of an exact d), and every 429 of such a window
+				// says the same delay.
+				continue
 			}
 			if e.adm {
 				if cLo >= c.q {

@@ -210,7 +210,9 @@ func runPeerCaseReport(t *testing.T, name string, cfg probe.Config, ws ...want) 
 	if os.Getenv("ZZLOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	cfg.MaxStep = 30 * time.Second
+	if cfg.MaxStep == 0 {
+		cfg.MaxStep = 30 * time.Second
+	}
 	start := time.Now()
 	rep, err := probe.Run(context.Background(), cfg)
 	if err != nil {
@@ -373,6 +375,8 @@ func TestProbeFixedWindow(t *testing.T) {
 		start   []string
 	}{
 		{"30 per 10 s aligned, GitHub headers", false, true, []string{"epoch"}},
+		{"20 per 5 s from the first request, GitHub headers", true, true, []string{"first request"}},
+		{"20 per 5 s from the first request, no headers", true, false, []string{"first request"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -385,6 +389,13 @@ func TestProbeFixedWindow(t *testing.T) {
 			}
 			url := windowServer(t, pol, c.headers)
 			cfg := peerConfig(t, url, "100/s", true)
+			cfg.Client = &http.Client{Timeout: 10 * time.Second}
+			if c.first {
+				// Windows of 5 s, two of them to tell the window's kind:
+				// longer than the default 30 s step.
+				cfg.MaxStep = 45 * time.Second
+			}
+			record(t, &cfg)
 			q, w := pol.Rate.Count, pol.Rate.Period.Seconds()
 			rep := runPeerCaseReport(t, "own fixed window "+c.name, cfg,
 				want{scope: "endpoint", algorithm: "fixed-window", quota: q, windowS: w, rate: float64(q) / w})

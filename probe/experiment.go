@@ -646,14 +646,16 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 			// it. An aligned window's first reopening (after a burst at
 			// some phase in it) already rules out most first-request
 			// ones; this is for the other way round, once the window is
-			// known to 50 % (a whole-second Retry-After brackets it no better).
+			// known to 10 % (the closing 429's phase halves a whole-second
+			// Retry-After's bracket each window; a late start while W is
+			// known to 50 % left an aligned alias 1.3 times as long).
 			// A late start leaves its boundary anywhere in the wait: an
 			// aligned window 1.25 times as long, its boundaries in the
 			// waits, explains it. The next window, opened at once (a
 			// whole window after the late start), breaks that lattice,
 			// so late starts are never planned in consecutive windows.
 			for _, w := range ws {
-				if w.kind == kindFixedFirst && w.pHi <= 1.5*w.pLo {
+				if w.kind == kindFixedFirst && w.pHi <= 1.1*w.pLo {
 					cs := cycles(evs)
 					end := cs[len(cs)-1].U + w.pHi
 					e.lateStarts++

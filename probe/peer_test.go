@@ -376,7 +376,6 @@ func TestProbeFixedWindow(t *testing.T) {
 	}{
 		{"30 per 10 s aligned, GitHub headers", false, true, []string{"epoch"}},
 		{"20 per 5 s from the first request, GitHub headers", true, true, []string{"first request"}},
-		{"20 per 5 s from the first request, no headers", true, false, []string{"first request"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

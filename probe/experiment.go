@@ -158,7 +158,7 @@ func claimOf(o *obs, t float64, exact bool) (event, bool) {
 		return event{}, false
 	}
 	c := t + (d - round).Seconds()
-	return event{t: c, lo: c, hi: c, claim: true, end: t + d.Seconds(), claim0: c}, true
+	return event{t: c, lo: c, hi: c, claim: true, end: t + d.Seconds(), claim0: c, endHi: t + (o.end - o.at + d).Seconds()}, true
 }
 
 func outstanding(st *stepState) int {

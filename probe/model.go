@@ -24,8 +24,10 @@ type event struct {
 	claim bool
 	// end is a claim's end: the instant the 429 said a request would be
 	// admitted again (its send instant plus the delay); claim0 is the
-	// start of the delay's rounding, the claim's own instant (t).
-	end, claim0 float64
+	// start of the delay's rounding, the claim's own instant (t). endHi
+	// is the latest the server can have meant: its response plus the
+	// delay.
+	end, claim0, endHi float64
 }
 
 // hypothesis kinds.
@@ -151,7 +153,11 @@ type cycle struct {
 	L, U float64
 	// Ulo is the earliest instant the opening admission can have been
 	// decided at (U the latest).
-	Ulo     float64
+	Ulo float64
+	// B is the latest instant the boundary before the opening can lie
+	// at: U, or sooner when a 429 of the previous window said the window
+	// reopens by then (its claim's endHi).
+	B       float64
 	M       int64
 	R       float64
 	hasNext bool
@@ -167,10 +173,12 @@ func cycles(evs []event) []cycle {
 	var cs []cycle
 	cur := -1
 	lastRej := math.Inf(-1)
+	bound := math.Inf(1)
 	for i, e := range evs {
 		switch {
 		case e.adm && (i == 0 || !evs[i-1].adm):
-			cs = append(cs, cycle{L: lastRej, U: e.hi, Ulo: e.lo, M: 1, adm: [][2]float64{{e.lo, e.hi}}})
+			cs = append(cs, cycle{L: lastRej, U: e.hi, Ulo: e.lo, B: math.Min(e.hi, bound), M: 1, adm: [][2]float64{{e.lo, e.hi}}})
+			bound = math.Inf(1)
 			cur = len(cs) - 1
 			if i == 0 {
 				cs[cur].L = math.Inf(-1)
@@ -180,6 +188,9 @@ func cycles(evs []event) []cycle {
 			cs[cur].adm = append(cs[cur].adm, [2]float64{e.lo, e.hi})
 		case !e.adm:
 			lastRej = e.lo
+			if e.claim && e.endHi > 0 {
+				bound = math.Min(bound, e.endHi)
+			}
 			if cur >= 0 {
 				cs[cur].R, cs[cur].hasNext = e.lo, true
 			}
@@ -326,7 +337,7 @@ func fitAligned(cs []cycle, W float64, q int64) (winHyp, bool) {
 	}
 	for i, c := range cs {
 		if i > 0 {
-			some(c.L, c.U)
+			some(c.L, c.B)
 		}
 		if !c.hasNext {
 			continue
@@ -369,7 +380,7 @@ func fitAligned(cs []cycle, W float64, q int64) (winHyp, bool) {
 // one ended, and lasts W.
 func fitFirst(cs []cycle, W float64) (winHyp, bool) {
 	for i := 1; i < len(cs); i++ {
-		if W <= cs[i].L-cs[i-1].U || W > cs[i].U-cs[i-1].Ulo {
+		if W <= cs[i].L-cs[i-1].U || W > cs[i].B-cs[i-1].Ulo {
 			return winHyp{}, false
 		}
 	}

@@ -50,8 +50,35 @@
 //     the next 429; the fit intersects these brackets on the circle of
 //     phases for every W on a grid. The planner sends one request past
 //     the quota in each window (the 429 that closes it; without it two
-//     windows read as one). Two experiments separate what the brackets
-//     alone do not:
+//     windows read as one). A window that rejects holds exactly the
+//     quota, the last q admissions before its 429, so a run of more than
+//     q admissions without a 429 holds a boundary just before its last q:
+//     a first burst that starts late in a window admits what is left of
+//     it and the whole next one (q+1 to 2q), and places that boundary
+//     between two of its requests. The quota is the smallest reopening
+//     drained at once (every reopening starts a fresh window), until one
+//     is seen the first burst's count.
+//     Brackets from 429s alone are wide: the backoff after the first 429
+//     doubles, and a 10 s window came out 1–11 % long. A spread and a
+//     search from below narrow them, once no bucket and no sliding window
+//     explains the answers. After a reopening has admitted three in a row, a spread
+//     spends the rest of that window's quota across the instants where
+//     the hypotheses put the next boundary (at their quantiles, each
+//     window weighted by the share of its phases its brackets leave, each
+//     kind of window equally; up to the 80 % quantile), then drains to the
+//     first 429. The requests before the boundary spend the old window,
+//     the rest and the drain the new one's q, so the count places the
+//     boundary between two of the spread's requests, for no 429 at all.
+//     Between windows, each request after a 429 goes where a fifth of the
+//     windows still standing put the boundary (a search from below,
+//     instead of the ever longer backoff). Spreads hide a first burst
+//     that straddled: it reads as a larger quota, and spreads alone fit
+//     other quotas too, so after two spreads a reopening is drained at
+//     once before the next, and the window is pinned only once one was.
+//     The third boundary of a 10 s window can come 30 s after the first
+//     burst: a step in which only fixed windows stand may run a third
+//     longer than --max-step.
+//     Two experiments separate what the brackets alone do not:
 //     a late drain tells a window from a bucket of the same numbers
 //     (b = quota, T = W/quota): after a reopening the probe waits a third
 //     of a window before it spends the quota, and drains the next

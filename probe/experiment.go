@@ -13,6 +13,11 @@ import (
 type experiment struct {
 	minGap  time.Duration
 	maxWait time.Duration
+	// maxDur bounds the step (0: no bound), and windowDur, longer, a
+	// step in which only fixed windows still stand; capped reports that
+	// the plan ended the step at its bound.
+	maxDur, windowDur time.Duration
+	capped            bool
 	// prior are events of the same limit before the step (the advertised
 	// request), in Unix seconds.
 	prior []event
@@ -45,6 +50,7 @@ type experiment struct {
 	// of winWidened.
 	winGrid    []winGrid
 	winWidened int
+	winQ       int64
 	done       string // why the plan ended
 
 	// The concurrency test.
@@ -66,6 +72,18 @@ type experiment struct {
 	// lateStartCycle.
 	lateStart      time.Duration
 	lateStartCycle int
+	// spreadAt are the sends planned for the quota left in an aligned
+	// window that just opened, spread across the instants where the next
+	// boundary may lie (see spreadPlan); spreadFrom is the first of them
+	// in st.obs, spreads the number of spreads planned.
+	spreadAt   []time.Duration
+	spreadFrom int
+	spreads    int
+	// spreadObs marks the requests (indices in st.obs) a spread sent.
+	spreadObs map[int]bool
+	// spreadCycle is the number of cycles when a spread was last
+	// considered: one per window.
+	spreadCycle int
 	// pauses counts the pauses made to tell the two variants of a token
 	// bucket apart (see ratePlan).
 	pauses int
@@ -109,7 +127,7 @@ func (e *experiment) events(st *stepState) []event {
 			}
 			e.claim = nil
 			tol := evTol(e.widened)
-			e.evs = append(e.evs, event{t: t, adm: o.admitted(), lo: t - tol, hi: u + o.end.Seconds() + tol})
+			e.evs = append(e.evs, event{t: t, adm: o.admitted(), lo: t - tol, hi: u + o.end.Seconds() + tol, spread: e.spreadObs[e.evFrom]})
 			if c, ok := claimOf(o, t); ok && e.widened == 0 {
 				e.claim = &c
 			}
@@ -145,8 +163,22 @@ func outstanding(st *stepState) int {
 	return n
 }
 
-// plan is the step's planner (see step.plan).
+// plan is the step's planner (see step.plan). The step's own bound is
+// windowDur; plan ends it at maxDur unless only fixed windows stand: each
+// of their boundaries comes once a window, and the third of a 10 s window
+// can come 30 s after the first burst.
 func (e *experiment) plan(st *stepState) (time.Duration, bool, bool) {
+	at, await, done := e.planNext(st)
+	if !done && e.maxDur > 0 && e.windowDur > e.maxDur && !(len(e.all) == 0 && len(e.wins) > 0) &&
+		(time.Since(st.start) >= e.maxDur || !await && at >= e.maxDur) {
+		e.done, e.capped = "the step's time", true
+		return 0, false, true
+	}
+	return at, await, done
+}
+
+// planNext plans the next request.
+func (e *experiment) planNext(st *stepState) (time.Duration, bool, bool) {
 	if e.done != "" {
 		return 0, false, true
 	}
@@ -190,6 +222,24 @@ func (e *experiment) plan(st *stepState) (time.Duration, bool, bool) {
 	}
 	if outstanding(st) > 0 {
 		return 0, true, false
+	}
+	if len(e.spreadAt) > 0 {
+		// A spread goes as planned while everything is admitted (the
+		// sender asks again at each instant before it sends); after its
+		// last request, a drain to the first 429 counts what the new
+		// window admits.
+		sent := len(st.obs) - e.spreadFrom
+		switch {
+		case rejectedSince(st, e.spreadFrom):
+			e.spreadAt = nil
+		case sent < len(e.spreadAt):
+			e.spreadObs[len(st.obs)] = true
+			return e.spreadAt[sent], false, false
+		default:
+			e.spreadAt = nil
+			e.drain, e.drainFrom, e.drainAt = true, len(st.obs), 0
+			return 0, false, false
+		}
 	}
 	return e.ratePlan(st)
 }
@@ -361,9 +411,11 @@ func (e *experiment) refit(st *stepState) []event {
 			}
 			e.sliding = e.slFit.hyps()
 		}
-		if e.winGrid == nil || e.winWidened != e.widened {
+		if q := windowQuota(cs); e.winGrid == nil || e.winWidened != e.widened || e.winQ != q {
+			// A new quota (a reopening that admits less than the first
+			// burst) changes what every cycle says: a new grid.
 			e.winGrid = newWinGrid(periodGrid(0.02, 2*math.Max(e.maxWait.Seconds(), 1), 1.001))
-			e.winWidened = e.widened
+			e.winWidened, e.winQ = e.widened, q
 		}
 		e.wins = fitWindows(cs, &e.winGrid)
 	}
@@ -459,6 +511,16 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	now := time.Since(st.start)
 	var t time.Duration
 	switch {
+	case k == 0 && e.spreadPlan(st, evs):
+		// A window opened: spend what is left of it across the instants
+		// where the next boundary may lie.
+		e.spreadObs[len(st.obs)] = true
+		return e.spreadAt[0], false, false
+	case k == 0 && len(e.all) > 0 && e.windowsMatter() && e.windowHasRoom(evs) && e.bucketsRefuse(now+e.minGap, rel):
+		// A window just opened, and most buckets still standing expect
+		// a 429 now: the next request rules out one family or the other
+		// at once, without the late drain.
+		return 0, false, false
 	case k == 0 && e.windowsMatter() && len(e.all) > 0 && e.lateDrains < 2 && openedNow(evs) && len(cycles(evs)) > e.lateDrainCycle+1:
 		// A window just opened, or a bucket refilled: drain it late. A
 		// fixed window refills all at once at its next boundary, however
@@ -536,6 +598,13 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 			return last.at + 100*time.Millisecond, false, false
 		}
 		return max(lo, min(q, last.at+e.maxWait)), false, false
+	case len(e.all) == 0 && len(e.wins) > 0:
+		// Only windows stand, and the last request met a 429: the next
+		// goes where 20 % of them expect the boundary, so that each 429
+		// rules out a fifth of what is left, and the admission after the
+		// last 429 comes soon after the boundary, not an ever longer
+		// backoff later.
+		t = max(lo, last.at+floor, rel(nextQuantile(hs, 0.2)))
 	default:
 		t = max(lo, last.at+floor, min(q, last.at+backoff))
 	}
@@ -569,6 +638,165 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 		}
 	}
 	return t, false, false
+}
+
+// windowHasRoom reports whether a fixed window still standing has quota
+// left in the window the last admission opened or continued: one that is
+// not a bucket of burst 1 in disguise (see windowsMatter).
+func (e *experiment) windowHasRoom(evs []event) bool {
+	cs := cycles(evs)
+	if len(cs) < 2 {
+		return false
+	}
+	m := cs[len(cs)-1].M
+	for _, w := range e.wins {
+		if m < w.q && (w.kind != kindFixedFirst || w.q != 1) {
+			return true
+		}
+	}
+	return false
+}
+
+// bucketsRefuse reports whether the median token bucket still standing
+// rejects a request sent by due.
+func (e *experiment) bucketsRefuse(due time.Duration, rel func(float64) time.Duration) bool {
+	ts := make([]float64, len(e.all))
+	for i, h := range e.all {
+		ts[i] = h.next
+	}
+	sort.Float64s(ts)
+	return rel(ts[len(ts)/2]) > due
+}
+
+// spreadPlan plans a spread (see doc.go) when only aligned windows stand,
+// their length not yet pinned, and the window that just opened has at
+// least three requests left: those requests go at the quantiles of where
+// the hypotheses put the next boundary, each weighted by the phases its
+// brackets leave (each kind of window for the same), up to half a second
+// before the step's end. Requests before the boundary spend the old window; the
+// drain after the last counts the new window's quota, so the number of
+// the run's admissions before the new window's q places the boundary
+// between two of them, for no 429.
+func (e *experiment) spreadPlan(st *stepState, evs []event) bool {
+	if len(e.all) > 0 || len(e.wins) == 0 {
+		return false
+	}
+	cs := cycles(evs)
+	if !confirmedQuota(cs) {
+		// A first burst that straddled a boundary reads as a larger
+		// quota, and spreads alone do not show the true one: after two,
+		// a reopening drained at once.
+		n := 0
+		for _, c := range cs {
+			if c.spread {
+				n++
+			}
+		}
+		if n >= 2 {
+			return false
+		}
+	}
+	ws := summarizeWins(e.wins)
+	if len(ws) == 1 && ws[0].pHi <= 1.02*ws[0].pLo {
+		return false
+	}
+	cur := cs[len(cs)-1]
+	if len(cs) < 2 || e.spreadCycle == len(cs) || cur.M < 3 || len(e.sliding) > 0 {
+		// The window drains at once until no sliding window explains
+		// what it admits (a sliding window readmits a few after its dead
+		// time, a fixed one its whole quota), and for three admissions at
+		// least.
+		return false
+	}
+	r := ws[0].q - cur.M
+	if r < 3 {
+		return false
+	}
+	u := unix0(st)
+	now := u + time.Since(st.start).Seconds()
+	end := math.Inf(1)
+	if e.windowDur > 0 {
+		end = u + e.windowDur.Seconds() - 0.5
+	}
+	type sample struct{ t, w float64 }
+	var ss []sample
+	total := 0.0
+	// Each kind of window counts for the same, and a window opened by
+	// the first request, whose next opening is one instant, for one
+	// sample of its kind's share.
+	share := map[string]float64{}
+	for _, w := range ws {
+		share[w.kind] = 1 / float64(len(ws))
+		if w.kind == kindFixedFirst {
+			share[w.kind] /= float64(w.count)
+		}
+	}
+	aligned := 0.0
+	for _, h := range e.wins {
+		if h.kind == kindFixedAligned {
+			for _, arc := range h.phases {
+				aligned += arc[1] - arc[0]
+			}
+		}
+	}
+	// Samples past the step's end count for the quantiles, but no request
+	// goes there.
+	for _, h := range e.wins {
+		if h.kind == kindFixedFirst {
+			if h.nextLo > cur.U+2*fitTol {
+				ss = append(ss, sample{h.nextLo, share[h.kind]})
+				total += share[h.kind]
+			}
+			continue
+		}
+		for _, arc := range h.phases {
+			for i := 0; i < 4; i++ {
+				ph := arc[0] + (float64(i)+0.5)/4*(arc[1]-arc[0])
+				t := ph + math.Ceil((cur.U-ph)/h.W)*h.W
+				if t <= cur.U+2*fitTol {
+					t += h.W
+				}
+				w := (arc[1] - arc[0]) / 4 / aligned * share[h.kind]
+				ss = append(ss, sample{t, w})
+				total += w
+			}
+		}
+	}
+	if len(ss) == 0 || total <= 0 {
+		return false
+	}
+	sort.Slice(ss, func(i, j int) bool { return ss[i].t < ss[j].t })
+	// The requests cover the first 95 % of the hypotheses: a boundary
+	// after the last is found by the 429s after it, as without a spread,
+	// and a long tail of long windows would put the last ones late.
+	total *= 0.95
+	var at []time.Duration
+	gap := e.minGap.Seconds()
+	prev := now
+	acc, j := 0.0, 0
+	for i := int64(1); i <= r; i++ {
+		f := float64(i) / float64(r+1) * total
+		for j < len(ss)-1 && acc+ss[j].w < f {
+			acc += ss[j].w
+			j++
+		}
+		t := math.Max(ss[j].t, prev+gap)
+		if t > end {
+			break
+		}
+		at = append(at, time.Duration((t-u)*float64(time.Second)))
+		prev = t
+	}
+	e.spreadCycle = len(cs)
+	if len(at) < 3 {
+		return false
+	}
+	e.spreads++
+	e.spreadAt, e.spreadFrom = at, len(st.obs)
+	if e.spreadObs == nil {
+		e.spreadObs = map[int]bool{}
+	}
+	return true
 }
 
 // openedNow reports whether the last event is the first admission after
@@ -646,6 +874,11 @@ func (e *experiment) settled(evs []event) string {
 	}
 	if len(e.wins) > 0 && len(e.all) == 0 {
 		ws := summarizeWins(e.wins)
+		if e.spreads > 0 && !confirmedQuota(cs) {
+			// The quota, and with it where the spreads put the
+			// boundaries, is not settled (see spreadPlan).
+			return ""
+		}
 		if len(ws) == 1 || len(cs) >= 5 {
 			for _, w := range ws {
 				if w.pHi/w.pLo > 1.02 {

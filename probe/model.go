@@ -22,6 +22,10 @@ type event struct {
 	// claim: not a request but a 429's claim that a request then would
 	// have been rejected; it counts nothing.
 	claim bool
+	// spread: a request of a spread (see experiment.spreadPlan), sent to
+	// spend a window's leftover quota across its end: the run it is part
+	// of holds more than one window's admissions.
+	spread bool
 }
 
 // hypothesis kinds.
@@ -150,6 +154,12 @@ type cycle struct {
 	M       int64
 	R       float64
 	hasNext bool
+	// adm holds each admission's decision interval, in order (adm[0] is
+	// [Ulo, U]): a run of more than a quota holds a boundary, and which
+	// of its admissions fell after it places that boundary.
+	adm [][2]float64
+	// spread: some of the admissions were a spread's.
+	spread bool
 }
 
 // cycles reads the openings from evs: an admission after a 429 opens a
@@ -161,13 +171,15 @@ func cycles(evs []event) []cycle {
 	for i, e := range evs {
 		switch {
 		case e.adm && (i == 0 || !evs[i-1].adm):
-			cs = append(cs, cycle{L: lastRej, U: e.hi, Ulo: e.lo, M: 1})
+			cs = append(cs, cycle{L: lastRej, U: e.hi, Ulo: e.lo, M: 1, adm: [][2]float64{{e.lo, e.hi}}, spread: e.spread})
 			cur = len(cs) - 1
 			if i == 0 {
 				cs[cur].L = math.Inf(-1)
 			}
 		case e.adm && cur >= 0:
 			cs[cur].M++
+			cs[cur].adm = append(cs[cur].adm, [2]float64{e.lo, e.hi})
+			cs[cur].spread = cs[cur].spread || e.spread
 		case !e.adm:
 			lastRej = e.lo
 			if cur >= 0 {
@@ -176,6 +188,40 @@ func cycles(evs []event) []cycle {
 		}
 	}
 	return cs
+}
+
+// windowQuota is the quota the cycles show: the smallest complete
+// reopening after the first that no spread was part of (each holds the
+// quota, or more when a boundary passed inside it); with none yet, the
+// first burst's count (which a burst that straddled a boundary makes too
+// large until such a reopening: see confirmedQuota). It returns -1 when
+// there are no cycles.
+func windowQuota(cs []cycle) int64 {
+	if len(cs) == 0 {
+		return -1
+	}
+	q := int64(-1)
+	for _, c := range cs[1:] {
+		if c.hasNext && !c.spread && (q < 0 || c.M < q) {
+			q = c.M
+		}
+	}
+	if q < 0 {
+		q = cs[0].M
+	}
+	return q
+}
+
+// confirmedQuota reports whether a complete reopening without a spread
+// shows the quota: until then a first burst that straddled a boundary and
+// the spreads after it explain the same answers with other quotas.
+func confirmedQuota(cs []cycle) bool {
+	for _, c := range cs[min(1, len(cs)):] {
+		if c.hasNext && !c.spread {
+			return true
+		}
+	}
+	return false
 }
 
 // winHyp is a fixed window consistent with the cycles.
@@ -192,47 +238,63 @@ type winHyp struct {
 
 // fitWindows returns the fixed windows (aligned, with any phase, or
 // opening at the first request after the last one ended) whose W on grid
-// explains the cycles: at least one boundary between each cycle's L and
-// U, none between its U and R (a boundary there would have admitted R),
-// and the same quota M in every cycle that ended in a 429. It returns
-// nothing when fewer than two cycles (one reopening) were seen.
+// explains the cycles with the quota windowQuota reads from them. For an
+// aligned window, a run of admissions holds at most two windows' worth (a
+// burst that straddles a boundary admits what was left of one window and
+// the whole of the next); a window opened by the first request admits
+// the quota in every complete reopening, and the first burst at most one
+// more (see fitAligned and fitFirst). It returns nothing when fewer than
+// two cycles (one reopening) were seen.
 //
 // grid shrinks: it drops each W (and kind) whose phases the cycles rule
 // out. New events only add or tighten such constraints (a new cycle, a
 // longer run of 429s), never loosen one, so a W ruled out stays ruled
-// out; the quota, which a new cycle can change, is checked apart. Without
-// this the fit over every window costs the planner more than a bucket of
-// 500/s refills in.
+// out as long as the quota stays the same; the caller starts a new grid
+// when windowQuota changes (a reopening that admits less than the first
+// burst: that burst straddled a boundary). Without this the fit over
+// every window costs the planner more than a bucket of 500/s refills in.
 func fitWindows(cs []cycle, grid *[]winGrid) []winHyp {
 	if len(cs) < 2 {
 		return nil
 	}
-	// The quota: every complete cycle after the first admits the same;
-	// the first (which may have started in a window used before) and the
-	// one in progress at most that. With no complete reopening yet, the
-	// first burst's count is the hypothesis.
-	q := int64(-1)
+	q := windowQuota(cs)
+	last := cs[len(cs)-1]
+	// Every reopening starts a fresh window: it admits q, or more when a
+	// spread carried it across the next boundary. (A reopening drained
+	// at once that admits more is read as no window: it would take a
+	// boundary within the drain, and a bucket's refills look like that.)
+	alignedOK := cs[0].M <= 2*q && last.M <= 2*q
 	for _, c := range cs[1:] {
-		if !c.hasNext {
-			continue
-		}
-		if q < 0 {
-			q = c.M
-		} else if c.M != q {
-			return nil
+		if c.hasNext && (c.M < q || !c.spread && c.M != q) {
+			alignedOK = false
 		}
 	}
-	if q < 0 {
-		q = cs[0].M
-	}
-	if cs[0].M > q+1 || (!cs[len(cs)-1].hasNext && cs[len(cs)-1].M > q) {
-		return nil
+	firstOK := cs[0].M <= q+1 && (last.hasNext || last.M <= q || last.spread && last.M <= 2*q)
+	// For a window opened by the first request, a spread's run of more
+	// than q is two windows: the one its first admission opened, and the
+	// one the first of its last q opened (fitFirst reads each as a
+	// cycle, the admission before that one as its last answer of the old
+	// window).
+	fcs := make([]cycle, 0, len(cs))
+	for _, c := range cs {
+		k := c.M - q
+		switch {
+		case c.hasNext && c.spread && k > 0 && k <= q:
+			a, b := c.adm[k-1], c.adm[k]
+			fcs = append(fcs, cycle{L: c.L, U: c.U, Ulo: c.Ulo, M: k, R: a[0], hasNext: true},
+				cycle{L: a[0], U: b[1], Ulo: b[0], M: q, R: c.R, hasNext: true})
+		case c.hasNext && c.M != q && len(fcs) > 0:
+			firstOK = false
+		default:
+			fcs = append(fcs, c)
+		}
 	}
 	var out []winHyp
 	keep := (*grid)[:0]
 	for _, g := range *grid {
+		g.aligned, g.first = g.aligned && alignedOK, g.first && firstOK
 		if g.aligned {
-			h, ok := fitAligned(cs, g.W)
+			h, ok := fitAligned(cs, g.W, q)
 			if ok {
 				h.q = q
 				out = append(out, h)
@@ -240,7 +302,7 @@ func fitWindows(cs []cycle, grid *[]winGrid) []winHyp {
 			g.aligned = ok
 		}
 		if g.first {
-			h, ok := fitFirst(cs, g.W)
+			h, ok := fitFirst(fcs, g.W)
 			if ok {
 				h.q = q
 				out = append(out, h)
@@ -270,27 +332,57 @@ func newWinGrid(ws []float64) []winGrid {
 	return g
 }
 
-// fitAligned: boundaries at φ + k·W.
-func fitAligned(cs []cycle, W float64) (winHyp, bool) {
+// fitAligned: boundaries at φ + k·W, quota q. A window that rejects R
+// holds exactly q admissions, the last q of the run before R, so the
+// boundary that opened it lies between the admission before those q
+// (the 429 before the run, when the run holds q) and the first of them,
+// and no boundary lies after it until R. A run of more than q (a burst
+// that straddles a boundary, or a window's leftover quota spread across
+// its end: see doc.go) holds at least one boundary before its last q
+// admissions, and possibly more: every window before the last holds at
+// most the M−q ≤ q admissions before it, so the counts allow any. After a
+// 429, the run's first admission also came after a boundary.
+func fitAligned(cs []cycle, W float64, q int64) (winHyp, bool) {
 	set := [][2]float64{{0, W}}
+	// some: at least one boundary in (lo, hi]; none: no boundary in
+	// (lo, hi).
+	some := func(lo, hi float64) {
+		if hi-lo+2*fitTol < W {
+			set = intersectArc(set, lo-fitTol, hi+fitTol, W)
+		}
+	}
+	none := func(lo, hi float64) bool {
+		lo, hi = lo+fitTol, hi-fitTol
+		if hi-lo >= W {
+			return false
+		}
+		if hi > lo {
+			set = subtractArc(set, lo, hi, W)
+		}
+		return true
+	}
 	for i, c := range cs {
 		if i > 0 {
-			if c.U-c.L+2*fitTol < W {
-				set = intersectArc(set, c.L-fitTol, c.U+fitTol, W)
-			}
+			some(c.L, c.U)
 		}
-		if c.hasNext {
-			lo, hi := c.U+fitTol, c.R-fitTol
-			if hi-lo >= W {
-				return winHyp{}, false
-			}
-			if hi > lo {
-				set = subtractArc(set, lo, hi, W)
-			}
+		if !c.hasNext {
+			continue
+		}
+		from := c.U
+		if k := int64(len(c.adm)) - q; k > 0 {
+			// The admissions before the boundary, then the q after it.
+			some(c.adm[k-1][0], c.adm[k][1])
+			from = c.adm[k][1]
+		}
+		if !none(from, c.R) {
+			return winHyp{}, false
 		}
 		if len(set) == 0 {
 			return winHyp{}, false
 		}
+	}
+	if len(set) == 0 {
+		return winHyp{}, false
 	}
 	h := winHyp{kind: kindFixedAligned, W: W, phases: set, nextLo: math.Inf(1), nextHi: math.Inf(-1)}
 	last := cs[len(cs)-1]

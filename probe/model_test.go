@@ -59,3 +59,81 @@ func TestFitWindowsGridShrinks(t *testing.T) {
 		})
 	}
 }
+
+// alignedWindow is a fixed window of q per W with boundaries at phi + k·W,
+// deciding each request at its send instant.
+type alignedWindow struct {
+	q       int64
+	W, phi  float64
+	k, used int64
+}
+
+func (a *alignedWindow) admit(t float64) bool {
+	if k := int64(math.Floor((t - a.phi) / a.W)); k != a.k {
+		a.k, a.used = k, 0
+	}
+	if a.used >= a.q {
+		return false
+	}
+	a.used++
+	return true
+}
+
+// TestFitAlignedStraddlingBurst: a first burst that starts 45 ms before a
+// boundary admits what is left of one window and the whole next one (15 of
+// a quota of 10); the fit keeps the true window and places that boundary
+// inside the burst, between two requests, once a reopening shows the
+// quota.
+func TestFitAlignedStraddlingBurst(t *testing.T) {
+	const W, phi = 2.0, 0.3
+	lim := &alignedWindow{q: 10, W: W, phi: phi, k: math.MinInt64}
+	var evs []event
+	send := func(at float64) bool {
+		ok := lim.admit(at)
+		evs = append(evs, event{t: at, adm: ok, lo: at, hi: at + 0.0005})
+		return ok
+	}
+	at := 1000 + phi - 0.045 // 45 ms before the boundary at 1000.3
+	// The burst, at 100/s until the first 429.
+	for send(at) {
+		at += 0.01
+	}
+	if got := cycles(evs)[0].M; got != 15 {
+		t.Fatalf("the burst admitted %d, want 15 (5 before the boundary, 10 after)", got)
+	}
+	// Three reopenings: probes 100 ms apart, doubling, then a drain.
+	for reopen := 0; reopen < 3; reopen++ {
+		for gap := 0.1; !send(at); gap *= 2 {
+			at += gap
+		}
+		for at += 0.01; send(at); at += 0.01 {
+		}
+	}
+	cs := cycles(evs)
+	if q := windowQuota(cs); q != 10 {
+		t.Fatalf("quota %d, want 10", q)
+	}
+	grid := newWinGrid(periodGrid(0.02, 4, 1.001))
+	hs := fitWindows(cs, &grid)
+	var truth *winHyp
+	for i, h := range hs {
+		if h.kind == kindFixedAligned && math.Abs(h.W-W) <= 0.001*W {
+			truth = &hs[i]
+		}
+	}
+	if truth == nil {
+		t.Fatalf("no aligned window of %g s among %d windows", W, len(hs))
+	}
+	// The first boundary (1000.3) lies between the burst's 5th and 6th
+	// requests: the phase is known to their 10 ms, mod W.
+	want := math.Mod(1000+phi, truth.W)
+	for _, iv := range truth.phases {
+		if iv[0] < want-0.012 || iv[1] > want+0.012 {
+			t.Errorf("phases %v of W %.4f, want within 12 ms of %.4f", truth.phases, truth.W, want)
+		}
+	}
+	if len(hs) > 0 {
+		s := summarizeWins(hs)
+		t.Logf("windows %+v", s)
+	}
+}

@@ -356,6 +356,10 @@ func TestProbeFixedWindow(t *testing.T) {
 		start   []string
 	}{
 		{"30 per 10 s aligned, GitHub headers", false, true, []string{"epoch"}},
+		// Without headers the boundaries are known only to the brackets
+		// the probe's answers put around them: aligned to the clock,
+		// and epoch when the phase left includes the epoch's.
+		{"30 per 10 s aligned, no headers", false, false, []string{"epoch", "aligned"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -368,6 +372,8 @@ func TestProbeFixedWindow(t *testing.T) {
 			}
 			url := windowServer(t, pol, c.headers)
 			cfg := peerConfig(t, url, "100/s", true)
+			cfg.Client = &http.Client{Timeout: 10 * time.Second}
+			record(t, &cfg)
 			q, w := pol.Rate.Count, pol.Rate.Period.Seconds()
 			rep := runPeerCaseReport(t, "own fixed window "+c.name, cfg,
 				want{scope: "endpoint", algorithm: "fixed-window", quota: q, windowS: w, rate: float64(q) / w})
@@ -375,5 +381,37 @@ func TestProbeFixedWindow(t *testing.T) {
 				t.Errorf("window start %q, want %q", rep.Limits[0].WindowStart, c.start)
 			}
 		})
+	}
+}
+
+// TestProbeFixedWindowStraddle starts the probe 45 ms before a boundary of
+// our own window of 20 per 4 s (aligned to the epoch, no headers), so that
+// its first burst admits what is left of one window and the whole next one
+// (about 25): the fit must read that burst as two windows, not rule out
+// every window.
+func TestProbeFixedWindowStraddle(t *testing.T) {
+	skipTimingUnderRace(t)
+	t.Parallel()
+	pol := &limit.Policy{Name: "w", Algorithm: limit.FixedWindow, Rate: limit.Per(20, 4*time.Second)}
+	if err := pol.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	url := windowServer(t, pol, false)
+	cfg := peerConfig(t, url, "100/s", true)
+	cfg.Client = &http.Client{Timeout: 10 * time.Second}
+	record(t, &cfg)
+	W := pol.Rate.Period
+	next := time.Now().Truncate(W).Add(W)
+	if time.Until(next) < time.Second {
+		next = next.Add(W)
+	}
+	time.Sleep(time.Until(next.Add(-45 * time.Millisecond)))
+	rep := runPeerCaseReport(t, "own fixed window 20 per 4 s aligned, no headers, first burst across a boundary", cfg,
+		want{scope: "endpoint", algorithm: "fixed-window", quota: 20, windowS: 4, rate: 5})
+	if got := rep.Steps[1].First429; got < 22 {
+		t.Errorf("the first burst admitted %d before its first 429: it did not straddle a boundary", got)
+	}
+	if len(rep.Limits) == 1 && !slices.Contains([]string{"epoch", "aligned"}, rep.Limits[0].WindowStart) {
+		t.Errorf("window start %q, want epoch or aligned", rep.Limits[0].WindowStart)
 	}
 }

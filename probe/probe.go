@@ -320,7 +320,10 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 	if err != nil {
 		return nil, err
 	}
-	e := &experiment{minGap: p.s.minGap, maxWait: p.cfg.maxWait()}
+	// A step that is measuring fixed windows may run a third longer than
+	// the others (see experiment.plan): three boundaries of a 10 s window
+	// can take 30 s to come.
+	e := &experiment{minGap: p.s.minGap, maxWait: p.cfg.maxWait(), maxDur: p.cfg.maxStep(), windowDur: p.cfg.maxStep() * 4 / 3}
 	if !vary && p.advAt != (time.Time{}) && len(p.rep.Limits) == 0 && waited == 0 {
 		// The advertised request came from the same full bucket.
 		t := float64(p.advAt.UnixNano()) / 1e9
@@ -330,12 +333,12 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 		q := same.lim.Quota
 		e.same = func(c int) bool { return absInt(int64(c)-q) <= 1 }
 	}
-	st := &step{name: prefix + "explore", vary: vary, maxRequests: capN, maxDur: p.cfg.maxStep(), plan: e.plan}
+	st := &step{name: prefix + "explore", vary: vary, maxRequests: capN, maxDur: e.windowDur, plan: e.plan}
 	res, err := p.s.run(ctx, st)
 	p.addStep(res, waited)
 	p.log.Info("step", "name", res.name, "requests", len(res.obs), "first_429", firstReject(res.obs), "ended", e.done)
 	if firstReject(res.obs) < 0 {
-		if err == nil && res.capped && byBudget {
+		if err == nil && (res.capped || e.capped) && byBudget {
 			err = fmt.Errorf("%w: the step's share of it (%d of the %d requests; %d used in all) met no 429",
 				ErrBudget, capN, p.cfg.Budget, p.s.used.Load())
 		}
@@ -346,7 +349,7 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 	}
 	f := p.conclude(e, res)
 	p.finish(f)
-	if err == nil && res.capped && byBudget && f.lim.Confidence < 0.5 {
+	if err == nil && (res.capped || e.capped) && byBudget && f.lim.Confidence < 0.5 {
 		err = fmt.Errorf("%w: the step's share of it (%d of the %d requests; %d used in all) ended before the limit was identified",
 			ErrBudget, capN, p.cfg.Budget, p.s.used.Load())
 	}

@@ -44,14 +44,10 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 		return f
 	case modeConcurrency:
 		stream, extraRej, extraAdm := 0, 0, 0
-		for i, o := range res.obs[e.conc.streamFrom:] {
+		for _, o := range res.obs[e.conc.streamFrom:] {
 			if o.rejected() {
 				stream++
 			}
-			_ = i
-		}
-		for _, o := range res.obs[e.conc.streamFrom:] {
-			_ = o
 		}
 		if e.conc.extra > 0 {
 			for _, o := range res.obs {

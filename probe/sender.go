@@ -285,6 +285,16 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 		}
 	}
 	arrived := make(chan struct{}, 1)
+	// waitOrArrival sleeps for d, or until a response arrives or ctx ends.
+	waitOrArrival := func(d time.Duration) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-arrived:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
 	for seq := 0; ; {
 		if ctx.Err() != nil {
 			stop = ErrInterrupted
@@ -299,13 +309,7 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 			// Decide at the instant the gate would let the request go, with
 			// every response read by then.
 			if gate, _ := s.guard.Earliest(1); time.Until(gate) > 200*time.Microsecond {
-				t := time.NewTimer(time.Until(gate))
-				select {
-				case <-arrived:
-				case <-t.C:
-				case <-ctx.Done():
-				}
-				t.Stop()
+				waitOrArrival(time.Until(gate))
 				continue
 			}
 			mu.Lock()
@@ -325,13 +329,7 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 			if wait >= 0 {
 				// Sleep until the planned instant, but plan again as soon
 				// as a response arrives: it may change the plan.
-				t := time.NewTimer(wait)
-				select {
-				case <-arrived:
-				case <-t.C:
-				case <-ctx.Done():
-				}
-				t.Stop()
+				waitOrArrival(wait)
 				continue
 			}
 		} else {

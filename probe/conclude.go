@@ -93,7 +93,7 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 	}
 	switch {
 	case len(e.all) > 0:
-		s, _ := e.allFit.summary()
+		s, _ := e.bucketSummary()
 		l.Algorithm = "token-bucket"
 		l.RateLow, l.RateHigh = 1/s.pHi, 1/s.pLo
 		l.RatePerS = (l.RateLow + l.RateHigh) / 2
@@ -112,6 +112,11 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 		ev.BurstLow, ev.BurstHigh = float64(s.nLo), float64(s.nHi)
 		l.CountsRejected = crOf(e.all)
 		l.Confidence = confidence(s.pHi/s.pLo, s.nHi-s.nLo, 1)
+		if all, _ := e.allFit.summary(); e.advFloor > 0 && all.nLo < e.advFloor {
+			l.Confidence = math.Round(l.Confidence*85) / 100
+			ev.Notes = append(ev.Notes, fmt.Sprintf("buckets of burst %d–%d, refilling as often as every %.4g s, also explain every answer: only the burst the server advertised (%d) sets them aside; the client's timing could not (each 429 could have reached the server right behind the request before it)",
+				all.nLo, e.advFloor-1, all.pLo, e.advFloor))
+		}
 		ev.Notes = append(ev.Notes, fmt.Sprintf("one admission per %.4g s after the last one, from a bucket of %d: every token bucket consistent with the %d answers has T in %.4g–%.4g s and burst %d–%d; no fixed window or dead time explains them",
 			T, l.Burst, len(evs), s.pLo, s.pHi, s.nLo, s.nHi))
 		f.refillAt = end.Add(time.Duration(float64(l.Burst+1)*T*float64(time.Second)) + 50*time.Millisecond)

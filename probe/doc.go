@@ -195,6 +195,16 @@
 // read as 20 per 1 s), and the claimed instants of windows opened by a
 // request are a window plus the wait for that request apart.
 //
+// The quota a step's first response says is left (RateLimit r,
+// X-RateLimit-Remaining), plus one, is a burst the bucket has at least:
+// a bucket not quite full shows less. A client whose responses come late
+// (a loaded machine) cannot rule out a bucket much faster than the true
+// one with a burst of a few, since each 429 of a drain could have reached
+// the server right behind the request before it; when the buckets of the
+// advertised burst or more are pinned, the step ends there, and the
+// evidence names the smaller bursts only the header set aside (the
+// confidence falls by 15 %).
+//
 // Confidence is 0.95 when one family survives with its period pinned to
 // 2 % and its count to one, and falls as the range widens or several
 // families survive.

@@ -667,14 +667,24 @@ func (f *bucketFit) hyps(kind string) []hyp {
 
 // summary returns the exact ranges of the fit's periods and bursts.
 func (f *bucketFit) summary() (summary, bool) {
-	if f == nil || len(f.groups) == 0 {
+	return f.summaryFrom(1)
+}
+
+// summaryFrom is summary over the buckets of burst b or more: the cells
+// that allow such a burst, their bursts cut at b.
+func (f *bucketFit) summaryFrom(b int64) (summary, bool) {
+	if f == nil {
 		return summary{}, false
 	}
 	s := summary{pLo: math.Inf(1), pHi: math.Inf(-1), nLo: math.MaxInt64, nHi: math.MinInt64}
 	for _, g := range f.groups {
+		lo, hi := f.bLo(&g), f.bHi(&g)
+		if hi < b {
+			continue
+		}
 		s.count++
 		s.pLo, s.pHi = math.Min(s.pLo, g.T*f.lo), math.Max(s.pHi, g.T*f.hi)
-		s.nLo, s.nHi = min(s.nLo, f.bLo(&g)), max(s.nHi, f.bHi(&g))
+		s.nLo, s.nHi = min(s.nLo, max(lo, b)), max(s.nHi, hi)
 	}
-	return s, true
+	return s, s.count > 0
 }

@@ -76,3 +76,32 @@ func TestProbePlainServerAccuracy(t *testing.T) {
 		})
 	}
 }
+
+// TestProbeScopeStepGrowsForABroaderLimit: the scope step's cap is sized
+// for the limit already measured (four bursts of it and 40); a broader
+// limit with a far larger burst behind it needs as much for its own.
+func TestProbeScopeStepGrowsForABroaderLimit(t *testing.T) {
+	skipTimingUnderRace(t)
+	srv := newPlainServer(t, policy(t, "per-resource", "5/s", 5), policy(t, "per-endpoint", "50/s", 80))
+	rep, err := probe.Run(context.Background(), probe.Config{
+		Request: load.RequestSpec{Method: "GET", URL: srv.url + "/things/{{.id}}"},
+		Vary:    []probe.Vary{mustVary(t, "id=uuid")},
+		Client:  &http.Client{Timeout: 10 * time.Second},
+		MaxRate: mustRate(t, "400/s"),
+		Budget:  2000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Stopped != "" || len(rep.Limits) != 2 {
+		t.Fatalf("stopped %q, limits %+v, want two", rep.Stopped, rep.Limits)
+	}
+	res, ep := rep.Limits[0], rep.Limits[1]
+	if res.Scope != "resource" || ep.Scope != "endpoint" {
+		t.Errorf("scopes %q and %q, want resource and endpoint", res.Scope, ep.Scope)
+	}
+	checkLimit(t, res, 5, 5)
+	checkLimit(t, ep, 50, 80)
+	t.Logf("RESULT plain per-resource 5/s b5 + per-endpoint 50/s b80: endpoint %.4g/s b%d confidence %.2g, %d requests",
+		ep.RatePerS, ep.Burst, ep.Confidence, rep.RequestsUsed)
+}

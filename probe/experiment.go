@@ -20,6 +20,10 @@ type experiment struct {
 	// that the burst's admissions (before the first 429) are those of a
 	// limit already measured: the scope steps look for other limits.
 	same func(admitted int) bool
+	// grow, when set, is the step's request cap for a limit whose burst
+	// admitted that many: a step capped by what an earlier limit needed
+	// (the scope step) needs more for a larger one.
+	grow func(admitted int) int
 
 	mode string // "" until the burst is read; then modeDelayed, modeConcurrency or modeRate
 	// The fits, as of fitN events.
@@ -204,9 +208,13 @@ func (e *experiment) plan(st *stepState) (time.Duration, bool, bool) {
 			return 0, true, false
 		}
 		e.mode = readBurst(st, e.minGap, &e.conc)
-		if e.same != nil && e.same(admittedBefore(st.obs, st.firstReject)) {
+		a := admittedBefore(st.obs, st.firstReject)
+		if e.same != nil && e.same(a) {
 			e.done = "the limit already measured"
 			return 0, false, true
+		}
+		if e.grow != nil && st.maxRequests > 0 {
+			st.maxRequests = max(st.maxRequests, e.grow(a))
 		}
 		if e.mode == modeDelayed {
 			e.done = "the limiter delays excess requests: their spacing is the rate"

@@ -224,6 +224,9 @@ type stepState struct {
 	// rejection (the rate estimate's quantization).
 	maxGap      time.Duration
 	firstReject int // seq of the first 429 in send order; -1 before
+	// maxRequests is the step's request cap (0: none); the planner may
+	// raise it once it knows what it measures.
+	maxRequests int
 }
 
 // step is one measuring step: a controller decides the interval to the
@@ -264,7 +267,7 @@ type stepResult struct {
 // stop (budget, errors, interruption); the result holds what ran anyway.
 func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 	var mu sync.Mutex
-	state := &stepState{start: time.Now(), firstReject: -1}
+	state := &stepState{start: time.Now(), firstReject: -1, maxRequests: st.maxRequests}
 	res := &stepResult{name: st.name, vary: st.vary, clients: max(st.clients, 1)}
 	var stop error
 	var next time.Time
@@ -344,9 +347,9 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 			}
 			gap = g
 		}
-		if (st.maxRequests > 0 && seq >= st.maxRequests) || (st.maxDur > 0 && time.Since(state.start) >= st.maxDur) {
+		if (state.maxRequests > 0 && seq >= state.maxRequests) || (st.maxDur > 0 && time.Since(state.start) >= st.maxDur) {
 			res.capped = true
-			res.timedOut = !(st.maxRequests > 0 && seq >= st.maxRequests)
+			res.timedOut = !(state.maxRequests > 0 && seq >= state.maxRequests)
 			break
 		}
 		if err := s.spent(); err != nil {

@@ -19,7 +19,7 @@ type experiment struct {
 	// same, when set, ends the step right after the burst if it reports
 	// that the burst's admissions (before the first 429) are those of a
 	// limit already measured: the scope steps look for other limits.
-	same func(admitted int) bool
+	same func(admitted int, from, to float64) bool
 	// grow, when set, is the step's request cap for a limit whose burst
 	// admitted that many: a step capped by what an earlier limit needed
 	// (the scope step) needs more for a larger one.
@@ -209,7 +209,7 @@ func (e *experiment) plan(st *stepState) (time.Duration, bool, bool) {
 		}
 		e.mode = readBurst(st, e.minGap, &e.conc)
 		a := admittedBefore(st.obs, st.firstReject)
-		if e.same != nil && e.same(a) {
+		if e.same != nil && e.same(a, unix0(st), unix0(st)+st.obs[st.firstReject].end.Seconds()) {
 			e.done = "the limit already measured"
 			return 0, false, true
 		}

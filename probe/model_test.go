@@ -137,3 +137,31 @@ func TestFitAlignedStraddlingBurst(t *testing.T) {
 		t.Logf("windows %+v", s)
 	}
 }
+
+// TestSameBurstAcrossABoundary: a scope step's burst that straddles a
+// boundary of the epoch window already measured admits the rest of one
+// window and the next one's quota: the same limit, not a broader one. A
+// burst of that size within one window is another limit.
+func TestSameBurstAcrossABoundary(t *testing.T) {
+	win := Limit{Algorithm: "fixed-window", WindowStart: "epoch", Quota: 20, WindowS: 3.994}
+	at := 1_796_000_000.0 // a multiple of 4 s
+	for _, c := range []struct {
+		lim      Limit
+		a        int
+		from, to float64
+		want     bool
+	}{
+		{win, 20, at + 1, at + 1.2, true},
+		{win, 21, at + 1, at + 1.2, true},
+		{win, 31, at - 0.1, at + 0.1, true},
+		{win, 40, at - 0.1, at + 0.1, true},
+		{win, 42, at - 0.1, at + 0.1, false},
+		{win, 31, at + 0.1, at + 0.3, false},
+		{Limit{Algorithm: "fixed-window", WindowStart: "first request", Quota: 20, WindowS: 4}, 31, at - 0.1, at + 0.1, false},
+		{Limit{Algorithm: "token-bucket", Quota: 20, WindowS: 4}, 31, at - 0.1, at + 0.1, false},
+	} {
+		if got := sameBurst(c.lim)(c.a, c.from, c.to); got != c.want {
+			t.Errorf("%s %s q%d: burst %d from %+.1f to %+.1f s: same %v, want %v", c.lim.Algorithm, c.lim.WindowStart, c.lim.Quota, c.a, c.from-at, c.to-at, got, c.want)
+		}
+	}
+}

@@ -149,8 +149,11 @@ func TestProbeLimitsEndpointPassesTheGate(t *testing.T) {
 	if limitsAt.IsZero() || firstAt.IsZero() {
 		t.Fatal("the limits endpoint or the probed one was not called")
 	}
-	if gap := limitsAt.Sub(firstAt); gap < 190*time.Millisecond {
-		t.Errorf("limits endpoint read %v after the first request, want at least the 200 ms of max-rate 5/s", gap)
+	// The server sees arrivals, which a loaded machine brings closer than
+	// they were sent (180 ms apart with four test processes on 2 cores):
+	// half the interval still tells a gated read from one sent at once.
+	if gap := limitsAt.Sub(firstAt); gap < 100*time.Millisecond {
+		t.Errorf("limits endpoint read %v after the first request, want about the 200 ms of max-rate 5/s (at least 100 ms)", gap)
 	}
 	if n := srv.count.Load(); rep.RequestsUsed != n+1 || rep.RequestsUsed > 20 {
 		t.Errorf("report counts %d requests, the server %d plus the limits read; budget 20", rep.RequestsUsed, n)

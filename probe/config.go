@@ -52,8 +52,8 @@ type Config struct {
 	MaxStep time.Duration
 	// ScopeRequests caps the requests of the scope step that looks for
 	// another limit with the resource varied; 0 means max(4·burst+40, 100)
-	// for the burst already measured, raised to 4·burst+40 for a broader
-	// limit's larger burst when the step meets one.
+	// for the burst already measured, raised to 4·burst+120 for a broader
+	// limit's burst when the step meets one.
 	ScopeRequests int
 	// InFlight caps concurrent requests; 0 means 64. When the cap is
 	// reached the probe sends late, never faster.

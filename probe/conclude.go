@@ -93,10 +93,26 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 	}
 	switch {
 	case len(e.all) > 0:
-		s, _ := e.bucketSummary()
+		s, _ := e.bucketSummary(func(bool) bool { return true })
 		l.Algorithm = "token-bucket"
 		l.RateLow, l.RateHigh = 1/s.pHi, 1/s.pLo
 		l.RatePerS = (l.RateLow + l.RateHigh) / 2
+		l.CountsRejected = crOf(e.all)
+		if l.CountsRejected == nil {
+			// Both variants explain every answer: the one that counts
+			// 429s refills faster (the probe's own 429s spent some of
+			// it), and a pause cannot tell them apart by more than a
+			// token (both are full after b·T). The rate is the other
+			// one's: a client below it is never rejected by either (serve's
+			// 20/s burst 10 beside a counting 22/s read as 21.07/s).
+			sf, okF := e.bucketSummary(func(cr bool) bool { return !cr })
+			st, okT := e.bucketSummary(func(cr bool) bool { return cr })
+			if okF && okT {
+				l.RatePerS = (1/sf.pHi + 1/sf.pLo) / 2
+				ev.Notes = append(ev.Notes, fmt.Sprintf("a bucket that counts its 429s, refilling at %.4g–%.4g/s, explains every answer too: the rate given is that of one that does not (%.4g–%.4g/s), and a client below it meets neither",
+					1/st.pHi, 1/st.pLo, 1/sf.pHi, 1/sf.pLo))
+			}
+		}
 		l.Burst = (s.nLo + s.nHi + 1) / 2
 		before := int64(0)
 		if len(e.prior) > 0 && e.prior[0].adm {
@@ -110,7 +126,6 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 		T := 1 / l.RatePerS
 		l.WindowS = float64(l.Burst) * T
 		ev.BurstLow, ev.BurstHigh = float64(s.nLo), float64(s.nHi)
-		l.CountsRejected = crOf(e.all)
 		l.Confidence = confidence(s.pHi/s.pLo, s.nHi-s.nLo, 1)
 		if all, _ := e.allFit.summary(); e.advFloor > 0 && all.nLo < e.advFloor {
 			l.Confidence = math.Round(l.Confidence*85) / 100

@@ -910,12 +910,10 @@ func (e *experiment) advertisedBurst(obs []*obs, s summary) (int64, bool) {
 	return headerBurst(obs, policyOf(obs), s.nLo, s.nHi, before)
 }
 
-// bucketSummary is the token buckets' ranges the step ended with.
-func (e *experiment) bucketSummary() (summary, bool) {
-	if e.advFloor > 0 {
-		return e.allFit.summaryFrom(e.advFloor)
-	}
-	return e.allFit.summary()
+// bucketSummary is the token buckets' ranges the step ended with (over
+// the variants cr accepts).
+func (e *experiment) bucketSummary(cr func(bool) bool) (summary, bool) {
+	return e.allFit.summaryIf(max(e.advFloor, 1), cr)
 }
 
 // slidingMimics reports whether a sliding window still explains every

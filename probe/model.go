@@ -673,13 +673,19 @@ func (f *bucketFit) summary() (summary, bool) {
 // summaryFrom is summary over the buckets of burst b or more: the cells
 // that allow such a burst, their bursts cut at b.
 func (f *bucketFit) summaryFrom(b int64) (summary, bool) {
+	return f.summaryIf(b, func(bool) bool { return true })
+}
+
+// summaryIf is summaryFrom over the variants keep accepts (by whether
+// rejected requests count).
+func (f *bucketFit) summaryIf(b int64, keep func(cr bool) bool) (summary, bool) {
 	if f == nil {
 		return summary{}, false
 	}
 	s := summary{pLo: math.Inf(1), pHi: math.Inf(-1), nLo: math.MaxInt64, nHi: math.MinInt64}
 	for _, g := range f.groups {
 		lo, hi := f.bLo(&g), f.bHi(&g)
-		if hi < b {
+		if hi < b || !keep(g.cr) {
 			continue
 		}
 		s.count++

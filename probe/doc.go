@@ -174,7 +174,9 @@
 //     (half a burst's worth of periods, no 429s) and drains: the faster
 //     bucket holds more tokens after the pause. When both variants
 //     survive (or for a fixed window, which forgets its 429s at its end)
-//     counts_rejected is null.
+//     counts_rejected is null; a bucket's rate is then that of the
+//     variant that does not count, the slower one, which a client below
+//     it meets neither way.
 //
 // A Retry-After (or a reset with nothing remaining) is a claim that no
 // request before it would be admitted. The probe honours it, so it can

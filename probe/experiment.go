@@ -244,6 +244,23 @@ func (e *experiment) plan(st *stepState) (time.Duration, bool, bool) {
 	return e.ratePlan(st)
 }
 
+// rejectedShare is the share of the step's answers that were 429s.
+func rejectedShare(st *stepState) float64 {
+	n, r := 0, 0
+	for _, o := range st.obs {
+		if o.done {
+			n++
+			if o.rejected() {
+				r++
+			}
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return float64(r) / float64(n)
+}
+
 // rejectedSince reports whether a request sent at index from or later
 // was answered 429.
 func rejectedSince(st *stepState, from int) bool {
@@ -630,6 +647,13 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 			wait = backoff
 		}
 		t = max(lo, last.at+floor, last.at+min(wait, backoff))
+		if rejectedShare(st) > 0.15 {
+			// Near the probe's bound on 429s (a fifth of its requests),
+			// as short probes of small buckets come under load (6 of
+			// nginx's 29 at 10/s burst 5, two CPU hogs): wait until nine
+			// hypotheses in ten say the bucket has refilled.
+			t = max(t, min(q, last.at+backoff))
+		}
 	case k == 0:
 		// After an admission: if a whole family says another one is due
 		// now, test it (a window that just opened).

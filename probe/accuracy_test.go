@@ -55,7 +55,12 @@ func TestProbePlainServerAccuracy(t *testing.T) {
 				Request: load.RequestSpec{Method: "GET", URL: srv.url + "/things/1"},
 				Client:  &http.Client{Timeout: 10 * time.Second},
 				MaxRate: mustRate(t, c.maxRate),
-				Budget:  5000,
+				// Without headers nothing sets aside the fast buckets of
+				// burst 1 that a loaded client's late responses leave
+				// standing beside 500/s (the ratelab case reads the
+				// advertised burst): the step needs more than half of 5000
+				// there (2499 spent in 1 pass of 3, 20:21-20:33 UTC).
+				Budget: max(5000, int(20*c.perS)),
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -114,11 +114,8 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 			}
 		}
 		l.Burst = (s.nLo + s.nHi + 1) / 2
-		before := int64(0)
-		if len(e.prior) > 0 && e.prior[0].adm {
-			before = 1
-		}
-		if hb, ok := headerBurst(res.obs, l.Policy, s.nLo, s.nHi, before); ok {
+		before := e.admittedPrior()
+		if hb, ok := e.advertisedBurst(res.obs, s); ok {
 			l.Burst = hb
 			ev.Notes = append(ev.Notes, fmt.Sprintf("burst %d as the server advertised it (remaining %d on the step's first response, after %d from the same bucket), within the measured %d–%d", hb, hb-1-before, before+1, s.nLo, s.nHi))
 		}

@@ -927,11 +927,16 @@ func (e *experiment) settled(evs []event, obs []*obs) string {
 // advertisedBurst is the burst the step's first response advertised
 // (see headerBurst), when the answers allow it.
 func (e *experiment) advertisedBurst(obs []*obs, s summary) (int64, bool) {
-	before := int64(0)
+	return headerBurst(obs, policyOf(obs), s.nLo, s.nHi, e.admittedPrior())
+}
+
+// admittedPrior counts the admissions from the step's bucket before the
+// step (the advertised request).
+func (e *experiment) admittedPrior() int64 {
 	if len(e.prior) > 0 && e.prior[0].adm {
-		before = 1
+		return 1
 	}
-	return headerBurst(obs, policyOf(obs), s.nLo, s.nHi, before)
+	return 0
 }
 
 // bucketSummary is the token buckets' ranges the step ended with (over

@@ -75,8 +75,14 @@
 //     reopening at once. A window refills all at once at its boundary
 //     however late its quota was spent; the bucket holds only two thirds
 //     of its burst there.
-//     A late start tells the two kinds of window apart, once W is known
-//     to 20 %: the probe sends the first request of a window half a
+//     A whole-second Retry-After brackets a boundary in (at+d−1, at+d];
+//     sent right after the quota, every window's 429 brackets it the same
+//     way (20 per 5 s: 4.22–5.22 s, window after window), so the probe
+//     sends the 429 that closes a window when the middle of the
+//     boundaries still standing is a whole number of seconds away, and
+//     its d says on which side the boundary lies: each window halves
+//     them. A late start tells the two kinds of window apart, once W is
+//     known to 10 %: the probe sends the first request of a window half a
 //     window after the latest end a first-request window predicts. An
 //     aligned window still ends at its boundary, half a window later; a
 //     window opened by that request ends a whole window after it. (An
@@ -102,7 +108,11 @@
 //     and the quota, each gap between decisions longer, shorter or
 //     either way than W. It stands only once no bucket does (like the
 //     sliding window: a bucket's trickle is told by the bucket's own
-//     experiments). Two experiments separate it from the other windows:
+//     experiments). Its 429 restarts it, so a server's delay is the
+//     window itself from the same instant: W lies in every claim's
+//     (d−1, d], and one such window says the same d to every 429 (a
+//     window from the first request says 4 or 5 s by phase). Two
+//     experiments separate it from the other windows:
 //     when they all reopen later than its longest W after the last
 //     request, a pause of that long (only it admits); otherwise keep
 //     sending, each request less than its shortest W after the last,
@@ -190,7 +200,17 @@
 // an exact delay reopens the instant it ends, would be any length from
 // the 429 to that instant. When it leaves no family standing (a server
 // whose Retry-After overstates), the widened fits drop the claims.
-// Claims never decide the family or where windows start, and they give
+// The fixed-window fits take the claim's end as an upper bound too: the
+// server decided the 429 no later than its response, so it said the
+// window reopens by the response plus the delay, and the boundary before
+// the next opening lies no later (unless a 429 decided after that
+// instant says otherwise). Without it, each reopening brackets its
+// boundary only to the probe's honouring request, up to a second after
+// it, and aligned windows with a boundary anywhere in that second stood
+// beside a window opened by the first request until the step's end
+// ("start unknown", our own 20 per 5 s with GitHub headers, 1 run in 5).
+// Claims alone never decide the family or where windows start (the
+// answers must rule the other kinds out), and they give
 // a window's length only for an aligned window, when the step between
 // the claimed instants lies within the measured range: whole-second
 // headers make that step a second short as easily as right (20 per 2 s

@@ -178,7 +178,7 @@ func claimOf(o *obs, t float64, exact bool) (event, bool) {
 		return event{}, false
 	}
 	c := t + (d - round).Seconds()
-	return event{t: c, lo: c, hi: c, claim: true}, true
+	return event{t: c, lo: c, hi: c, claim: true, end: t + d.Seconds(), claim0: c, endHi: t + (o.end - o.at + d).Seconds()}, true
 }
 
 func outstanding(st *stepState) int {
@@ -573,6 +573,26 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	now := time.Since(st.start)
 	var t time.Duration
 	switch {
+	case k == 0 && len(e.all) == 0 && len(e.sliding) == 0 && len(e.wins) > 0 && e.wholeSeconds(st) && windowSpent(evs, e.wins):
+		// The window is spent, and its 429 will say when it reopens in
+		// whole seconds: a boundary B claimed as (at+d−1, at+d]. Sent
+		// right after the quota, that 429 brackets B the same way in every
+		// window (20 per 5 s: 4.22–5.22 s, window after window). Sent
+		// when the middle of the boundaries still standing is a whole
+		// number of seconds away, its d says on which side of the
+		// middle B lies: each window halves them. It waits under a
+		// second for that. (Before the late drain's case: its
+		// fallthrough runs the next case without testing it, and this
+		// wait after every bucket's refill slowed TestProbeTwoTiers'
+		// endpoint step past its 100 requests.)
+		at := last.at + e.minGap
+		if lo, hi := winNextRange(e.wins); hi > lo {
+			x := (lo+hi)/2 - (u + at.Seconds())
+			if x >= 2 {
+				at += time.Duration((x - math.Floor(x)) * float64(time.Second))
+			}
+		}
+		return at, false, false
 	case k == 0 && e.windowsMatter() && len(e.all) > 0 && e.lateDrains < 2 && openedNow(evs) && len(cycles(evs)) > e.lateDrainCycle+1:
 		// A window just opened, or a bucket refilled: drain it late. A
 		// fixed window refills all at once at its next boundary, however
@@ -697,14 +717,16 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 			// it. An aligned window's first reopening (after a burst at
 			// some phase in it) already rules out most first-request
 			// ones; this is for the other way round, once the window is
-			// known to 50 % (a whole-second Retry-After brackets it no better).
+			// known to 10 % (the closing 429's phase halves a whole-second
+			// Retry-After's bracket each window; a late start while W is
+			// known to 50 % left an aligned alias 1.3 times as long).
 			// A late start leaves its boundary anywhere in the wait: an
 			// aligned window 1.25 times as long, its boundaries in the
 			// waits, explains it. The next window, opened at once (a
 			// whole window after the late start), breaks that lattice,
 			// so late starts are never planned in consecutive windows.
 			for _, w := range ws {
-				if w.kind == kindFixedFirst && w.pHi <= 1.5*w.pLo {
+				if w.kind == kindFixedFirst && w.pHi <= 1.1*w.pLo {
 					cs := cycles(evs)
 					end := cs[len(cs)-1].U + w.pHi
 					e.lateStarts++
@@ -778,6 +800,44 @@ func (e *experiment) keepSending(hs []hyp, last *obs, rel func(float64) time.Dur
 	// per half.
 	keep := last.at + time.Duration(0.9*idle.pLo*float64(time.Second))
 	return min(keep, rel(nextQuantile(firsts, 1))+time.Millisecond), true
+}
+
+// wholeSeconds reports whether the step's last 429 gave its delay in
+// whole seconds (a header's Retry-After or reset), not a body's
+// milliseconds.
+func (e *experiment) wholeSeconds(st *stepState) bool {
+	for i := len(st.obs) - 1; i >= 0; i-- {
+		if o := st.obs[i]; o.rejected() {
+			return !o.exactRetry && (o.retryAfter > 0 || o.reset > 0)
+		}
+	}
+	return false
+}
+
+// windowSpent reports whether the window in progress has admitted the
+// quota of every window still standing.
+func windowSpent(evs []event, ws []winHyp) bool {
+	cs := cycles(evs)
+	if len(cs) == 0 || !evs[len(evs)-1].adm {
+		return false
+	}
+	c := cs[len(cs)-1]
+	for _, w := range ws {
+		if c.M < w.q {
+			return false
+		}
+	}
+	return true
+}
+
+// winNextRange returns the earliest and the latest instant at which a
+// window still standing reopens.
+func winNextRange(ws []winHyp) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for _, w := range ws {
+		lo, hi = math.Min(lo, w.nextLo), math.Max(hi, w.nextHi)
+	}
+	return lo, hi
 }
 
 // hasKind reports whether a window of kind still stands.

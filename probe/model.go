@@ -22,6 +22,12 @@ type event struct {
 	// claim: not a request but a 429's claim that a request then would
 	// have been rejected; it counts nothing.
 	claim bool
+	// end is a claim's end: the instant the 429 said a request would be
+	// admitted again (its send instant plus the delay); claim0 is the
+	// start of the delay's rounding, the claim's own instant (t). endHi
+	// is the latest the server can have meant: its response plus the
+	// delay.
+	end, claim0, endHi float64
 }
 
 // hypothesis kinds.
@@ -147,7 +153,12 @@ type cycle struct {
 	L, U float64
 	// Ulo is the earliest instant the opening admission can have been
 	// decided at (U the latest).
-	Ulo     float64
+	Ulo float64
+	// B is the latest instant the boundary before the opening can lie
+	// at: U, or sooner when a 429 of the previous window said the window
+	// reopens by then (its claim's endHi) and no 429 decided after that
+	// instant said otherwise.
+	B       float64
 	M       int64
 	R       float64
 	hasNext bool
@@ -158,15 +169,22 @@ type cycle struct {
 }
 
 // cycles reads the openings from evs: an admission after a 429 opens a
-// cycle. The first run (before any 429) is cycle 0, with L = −∞.
+// cycle. The first run (before any 429) is cycle 0, with L = −∞. A claim
+// (a 429's Retry-After or reset) bounds the boundary before the next
+// opening from above: the server said a request would be admitted by
+// then, and it decided the 429 no later than its response, so by the
+// response plus the delay. A 429 decided after that instant refutes the
+// claim, which then bounds nothing.
 func cycles(evs []event) []cycle {
 	var cs []cycle
 	cur := -1
 	lastRej := math.Inf(-1)
+	bound := math.Inf(1)
 	for i, e := range evs {
 		switch {
 		case e.adm && (i == 0 || !evs[i-1].adm):
-			cs = append(cs, cycle{L: lastRej, U: e.hi, Ulo: e.lo, M: 1, adm: [][2]float64{{e.lo, e.hi}}})
+			cs = append(cs, cycle{L: lastRej, U: e.hi, Ulo: e.lo, B: math.Min(e.hi, bound), M: 1, adm: [][2]float64{{e.lo, e.hi}}})
+			bound = math.Inf(1)
 			cur = len(cs) - 1
 			if i == 0 {
 				cs[cur].L = math.Inf(-1)
@@ -176,6 +194,12 @@ func cycles(evs []event) []cycle {
 			cs[cur].adm = append(cs[cur].adm, [2]float64{e.lo, e.hi})
 		case !e.adm:
 			lastRej = e.lo
+			switch {
+			case e.claim && e.endHi > 0:
+				bound = math.Min(bound, e.endHi)
+			case !e.claim && e.lo > bound:
+				bound = math.Inf(1)
+			}
 			if cur >= 0 {
 				cs[cur].R, cs[cur].hasNext = e.lo, true
 			}
@@ -327,7 +351,7 @@ func alignedPhases(cs []cycle, W float64, q int64) ([][2]float64, bool) {
 	}
 	for i, c := range cs {
 		if i > 0 {
-			some(c.L, c.U)
+			some(c.L, c.B)
 		}
 		if !c.hasNext {
 			continue
@@ -403,7 +427,7 @@ func roundWindow(W float64) (float64, bool) {
 // one ended, and lasts W.
 func fitFirst(cs []cycle, W float64) (winHyp, bool) {
 	for i := 1; i < len(cs); i++ {
-		if W <= cs[i].L-cs[i-1].U || W > cs[i].U-cs[i-1].Ulo {
+		if W <= cs[i].L-cs[i-1].U || W > cs[i].B-cs[i-1].Ulo {
 			return winHyp{}, false
 		}
 	}
@@ -469,6 +493,14 @@ func (f *idleFit) add(evs []event) {
 				cLo, cHi = 0, 0
 			case c.W <= gapHi:
 				cLo = 0
+			}
+			if e.claim && (c.W > e.end-f.lastT+1e-4 || c.W <= e.claim0-f.lastT-1e-4) {
+				// The 429 restarted the window, so the server's delay
+				// is the window itself, from the same instant of its
+				// clock: W lies in the claim's (d−1, d] (or within a
+				// few ms of an exact d), and every 429 of such a window
+				// says the same delay.
+				continue
 			}
 			if e.adm {
 				if cLo >= c.q {

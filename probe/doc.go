@@ -94,7 +94,19 @@
 //     next window, opened at once, does not fit that lattice, so late
 //     starts are never planned in consecutive windows, and a step whose
 //     two kinds both still stand goes on (to its bounds) rather than end
-//     on a window whose start is unknown.
+//     on a window whose start is unknown. What tells them apart is that
+//     a window opened by the first request carries the late start's
+//     delay into every boundary after it, and an aligned one does not:
+//     after a late start, and a window opened at once, the two kinds put
+//     the next reopening apart (the aligned aliases that fit the late
+//     start's wait, 1.25 to 1.3 windows long, more than a second later
+//     for 5 s), and when every window of one kind reopens before every
+//     window of the other, no late start is planned: the probe after the
+//     closing 429 goes between them (the median, each kind weighing
+//     half), and its answer rules one kind out. Without headers (our own
+//     20 per 5 s from the first request) this ends the step after about
+//     40 s, a late start or two and eight windows; planning another
+//     late start instead had it end at its 45 s with both kinds standing.
 //   - a window that every request restarts (HAProxy's http_req_cnt in a
 //     stick-table entry that expires W after it was last touched): the
 //     first request after a silence of W opens it, every request, a 429

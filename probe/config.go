@@ -48,7 +48,10 @@ type Config struct {
 	// MaxWait bounds one refill wait; 0 means 2 minutes. A limit whose
 	// bucket takes longer to refill is reported with the burst unmeasured.
 	MaxWait time.Duration
-	// MaxStep bounds the duration of one measuring step; 0 means 30 s.
+	// MaxStep bounds the duration of one measuring step; 0 means 45 s:
+	// the boundaries of a fixed window come once a window, and where a
+	// 10 s window starts (aligned, or at the first request) takes four or
+	// five of them at some start phases.
 	MaxStep time.Duration
 	// ScopeRequests caps the requests of the scope step that looks for
 	// another limit with the resource varied; 0 means max(4·burst+40, 100)
@@ -109,7 +112,7 @@ func (c *Config) maxStep() time.Duration {
 	if c.MaxStep > 0 {
 		return c.MaxStep
 	}
-	return 30 * time.Second
+	return 45 * time.Second
 }
 
 func (c *Config) inFlight() int {

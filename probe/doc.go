@@ -267,7 +267,10 @@
 //  1. advertised: one request; every rate-limit header is parsed, and the
 //     limits endpoint (when given) is read.
 //  2. explore: the burst and the planned probes above, until one family
-//     is left with its numbers pinned (or the step's bounds).
+//     is left with its numbers pinned (or the step's bounds: by default
+//     45 s, since a fixed window shows a boundary once a window, and
+//     telling where a 10 s window starts takes four or five of them at
+//     some start phases).
 //  3. scope: with a --vary variable, step 2 again with a fresh value per
 //     request, once the limit is full again: if no 429 comes, the limit
 //     was per resource; if the burst admits what the first limit's quota

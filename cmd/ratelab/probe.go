@@ -27,9 +27,10 @@ shared), by measurement; advertised headers are hypotheses it checks.
 
 It needs both bounds: --max-rate (never sends faster) and --budget (never
 sends more). After a 429 it never keeps sending at --max-rate: it waits what
-Retry-After says, else backs off from 100 ms, doubling up to --max-wait. It
-stops on a run of 5xx or network errors; Ctrl-C stops it and reports what it
-learned so far.
+Retry-After says, else backs off from 100 ms, doubling up to --max-wait. Each
+measuring step lasts at most 45 s (a fixed window shows a boundary once a
+window: a 10 s window takes four or five). It stops on a run of 5xx or network
+errors; Ctrl-C stops it and reports what it learned so far.
 
 --vary NAME=uuid|seq|csv:FILE gives {{.NAME}} in the URL and body a fresh value
 per request in the scope steps and a fixed one otherwise: it tells a

@@ -100,13 +100,17 @@
 //     after a late start, and a window opened at once, the two kinds put
 //     the next reopening apart (the aligned aliases that fit the late
 //     start's wait, 1.25 to 1.3 windows long, more than a second later
-//     for 5 s), and when every window of one kind reopens before every
-//     window of the other, no late start is planned: the probe after the
-//     closing 429 goes between them (the median, each kind weighing
-//     half), and its answer rules one kind out. Without headers (our own
-//     20 per 5 s from the first request) this ends the step after about
-//     40 s, a late start or two and eight windows; planning another
-//     late start instead had it end at its 45 s with both kinds standing.
+//     for 5 s). No late start is planned when the two kinds already
+//     expect the next opening apart (three quarters of the aligned
+//     windows after the latest end a first-request window predicts, or
+//     before its earliest): the search after a 429 then tells them by
+//     itself, where a late start would cost a window and leave the
+//     aligned boundary anywhere in its wait (a 10 s window aligned to the
+//     epoch, its first burst just after a boundary, ended its step with
+//     both kinds standing after two late starts; our own 20 per 5 s from
+//     the first request without headers ended its step after about 40 s,
+//     a late start or two and eight windows, where planning another late
+//     start had it end at its 45 s with both kinds standing).
 //   - a window that every request restarts (HAProxy's http_req_cnt in a
 //     stick-table entry that expires W after it was last touched): the
 //     first request after a silence of W opens it, every request, a 429
@@ -253,11 +257,22 @@
 // exponential backoff from 100 ms, doubling with each further 429 up to
 // --max-wait, or sooner when the hypotheses say exactly when (a bucket's
 // next token). Once only fixed windows stand, a probe after a 429 goes
-// where half of them (each family weighing the same) expect the window
-// open again, so that each probe halves them, admitted or not (the
-// backoff's lead had a window of 5 s known to 30 % after six windows, at
-// six 429s each); the window every request restarts is halved on its
-// own, since each 429 moves its end. A Retry-After (or a 429 body's exact delay, or a reset when
+// where a quarter of them expect the window open again (the backoff's
+// lead had a window of 5 s known to 30 % after six windows, at six 429s
+// each): each 429 rules out a quarter of what is left, and the admission
+// that ends the search comes soon after the boundary, so that the
+// bracket it leaves (the last 429 to that admission) is narrow; two
+// brackets k windows apart give W to their widths over k. Each family
+// weighs the same, and an aligned window of length W as much as its
+// standing phases are a part of W: a phase uniform on the circle
+// explains what was seen with that chance. Counted alike, the windows of
+// the grid (log-spaced up to twice the longest wait) are mostly long
+// after one reopening, which bounds W only from below, and the median
+// probe after the first reopening of a 10 s window came 30 s later;
+// weighed, the median aligned window is about twice the shortest still
+// standing. While a window that every request restarts stands, the
+// probe goes at the median of the hypotheses instead: that window is
+// halved on its own, since each 429 moves its end. A Retry-After (or a 429 body's exact delay, or a reset when
 // the response says nothing remains) is honoured: no request goes before
 // it. So about one request in seven meets a 429 once the numbers are
 // roughly known, and the backoff spends a handful more while they are not.

@@ -684,15 +684,31 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 			return last.at + 100*time.Millisecond, false, false
 		}
 		return max(lo, min(q, last.at+e.maxWait)), false, false
+	case len(e.wins) > 0 && !hasKind(summarizeWins(e.wins), kindFixedIdle):
+		// Fixed windows, after a 429: where a quarter of them (each
+		// family weighing the same, an aligned window by how likely its
+		// phases make the answers: see boundaryQuantile) expect the
+		// window open again. Each 429 rules out a quarter of what is
+		// left, and the admission that ends the search comes soon after
+		// the boundary: its bracket, the last 429 to that admission, is
+		// what pins W and the phase (two brackets k windows apart give W
+		// to their widths over k). The median of the hypotheses counted
+		// alike (every W of the grid the same) put the probe after the
+		// first reopening of a 10 s window 30 s later, the long windows
+		// outnumbering the rest, and its bracket was as wide.
+		t = max(lo, last.at+floor, min(rel(boundaryQuantile(e.wins, e.sliding, searchQuantile))+time.Millisecond, last.at+e.maxWait))
 	case len(e.wins) > 0:
-		// Fixed windows, after a 429: at the median of the instants the
-		// windows still standing reopen (each family weighing the same),
-		// so that each probe halves them whether it is admitted or not.
-		// The 90 % quantile, a backoff's lead, left a window of 5 s known
-		// to 30 % after six windows, and spent six 429s on each. A window
-		// that every request restarts reopens only after a silence of its
+		// Fixed windows among them one that every request restarts,
+		// after a 429: at the median of the instants the windows still
+		// standing reopen (each family weighing the same), so that each
+		// probe halves them whether it is admitted or not. The 90 %
+		// quantile, a backoff's lead, left a window of 5 s known to 30 %
+		// after six windows, and spent six 429s on each. A window that
+		// every request restarts reopens only after a silence of its
 		// length: a probe before it is a 429 that moves it, so the median
 		// moves with every 429 and the probes come no closer than it.
+		// (The quarter above put HAProxy's http_req_cnt at 20.0 % 429s,
+		// 16.5 % with the median.)
 		t = max(lo, last.at+floor, min(rel(nextQuantile(hs, 0.5))+time.Millisecond, last.at+e.maxWait))
 		if ks, ok := e.keepSending(hs, last, rel); ok {
 			t = max(last.at+min(backoff, 100*time.Millisecond), ks)
@@ -708,7 +724,7 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	if k > 0 && len(e.all) == 0 && e.lateStartCycle == len(cycles(evs)) {
 		t = max(t, e.lateStart)
 	} else if k > 0 && len(e.all) == 0 && e.lateStarts < 3 && (e.lateStartCycle == 0 || len(cycles(evs)) > e.lateStartCycle+1) {
-		if ws := summarizeWins(e.wins); hasKind(ws, kindFixedAligned) && hasKind(ws, kindFixedFirst) && !hasKind(ws, kindFixedIdle) && !kindsApart(e.wins) {
+		if ws := summarizeWins(e.wins); hasKind(ws, kindFixedAligned) && hasKind(ws, kindFixedFirst) && !hasKind(ws, kindFixedIdle) && !e.kindsApart() {
 			// Both kinds of fixed window stand: start the next window
 			// late, half a window past the latest end that one opening
 			// at the first request predicts. A window aligned to the
@@ -745,6 +761,33 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 		}
 	}
 	return t, false, false
+}
+
+// kindsApart reports whether the two kinds of fixed window expect the
+// next opening at instants apart enough for the search after a 429 to
+// tell them by itself: three quarters of the aligned windows (weighed as
+// in boundaryQuantile) after the latest end of a window opened by the
+// first request (a 429 there rules out that kind), or before its earliest
+// (an admission there does). A late start then only costs a window: its
+// wait leaves the aligned boundary anywhere in it, so the next bracket,
+// and W, come out no better than that wait (a 10 s window aligned to the
+// epoch, started just after a boundary, ended its 45 s step with both
+// kinds standing after two late starts).
+func (e *experiment) kindsApart() bool {
+	var al []winHyp
+	fLo, fHi := math.Inf(1), math.Inf(-1)
+	for _, w := range e.wins {
+		switch w.kind {
+		case kindFixedAligned:
+			al = append(al, w)
+		case kindFixedFirst:
+			fLo, fHi = math.Min(fLo, w.nextLo), math.Max(fHi, w.nextHi)
+		}
+	}
+	if len(al) == 0 || math.IsInf(fLo, 1) {
+		return false
+	}
+	return boundaryQuantile(al, nil, 0.25) > fHi || boundaryQuantile(al, nil, 0.75) < fLo
 }
 
 // keepSending plans the experiments that tell a window every request
@@ -846,29 +889,6 @@ func winNextRange(ws []winHyp) (lo, hi float64) {
 		lo, hi = math.Min(lo, w.nextLo), math.Max(hi, w.nextHi)
 	}
 	return lo, hi
-}
-
-// kindsApart reports whether every aligned window standing reopens at
-// least 20 ms before every window opened by the first request, or after
-// them all: one probe between the two tells them apart.
-func kindsApart(ws []winHyp) bool {
-	var r [2][2]float64
-	for i := range r {
-		r[i] = [2]float64{math.Inf(1), math.Inf(-1)}
-	}
-	for _, w := range ws {
-		i := 0
-		switch w.kind {
-		case kindFixedAligned:
-		case kindFixedFirst:
-			i = 1
-		default:
-			continue
-		}
-		r[i][0], r[i][1] = math.Min(r[i][0], w.nextLo), math.Max(r[i][1], w.nextHi)
-	}
-	const gap = 0.02
-	return r[0][1]+gap <= r[1][0] || r[1][1]+gap <= r[0][0]
 }
 
 // hasKind reports whether a window of kind still stands.
@@ -1173,3 +1193,8 @@ func admittedBefore(obs []*obs, i int) int {
 	}
 	return n
 }
+
+// searchQuantile is where, once only windows stand, the probe after a
+// 429 goes: the instant by which this fraction of them (weighed by
+// boundaryQuantile) admit again.
+const searchQuantile = 0.25

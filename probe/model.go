@@ -145,6 +145,75 @@ func nextQuantile(hs []hyp, f float64) float64 {
 	return ws[len(ws)-1].t
 }
 
+// boundaryQuantile returns the instant by which the fraction f of the
+// fixed windows ws (and the sliding windows sl) admit again, each family
+// weighing the same, and an aligned window of length W by how likely its
+// phases make what was seen: the phases still possible, as a part of W
+// (a phase uniform on the circle explains the answers with that
+// probability), spread over the instants its next boundary may come at.
+// Counted as hypotheses alike, every W of the grid from the shortest dead
+// time to twice the longest wait weighs the same, and after one reopening
+// (which bounds W only from below) the median aligned window was 36 s
+// long for a window of 10 s; weighed, the long windows, whose phases the
+// brackets pin to a sliver of W, count for little, and the median is
+// about twice the shortest W (the chance that a burst at a uniform phase
+// of a window W met its boundary within d is d/W).
+func boundaryQuantile(ws []winHyp, sl []hyp, f float64) float64 {
+	type w struct{ t, w float64 }
+	var xs []w
+	tot := map[string]float64{}
+	add := func(kind string, t, wt float64) {
+		xs = append(xs, w{t, wt})
+		tot[kind] += wt
+	}
+	for _, h := range ws {
+		if h.kind != kindFixedAligned || len(h.phases) == 0 {
+			add(h.kind, h.nextLo, 1)
+			continue
+		}
+		for _, arc := range h.phases {
+			const k = 4
+			for i := 0; i < k; i++ {
+				ph := arc[0] + (float64(i)+0.5)/k*(arc[1]-arc[0])
+				add(h.kind, ph+math.Ceil((h.from-ph)/h.W)*h.W, (arc[1]-arc[0])/k/h.W)
+			}
+		}
+	}
+	for _, h := range sl {
+		add(kindSliding, h.next, 1)
+	}
+	if len(xs) == 0 {
+		return math.Inf(1)
+	}
+	// Each sample's family, to normalise: recomputed in the same order.
+	i := 0
+	scale := func(kind string, n int) {
+		for j := 0; j < n; j++ {
+			if tot[kind] > 0 {
+				xs[i].w /= tot[kind] * float64(len(tot))
+			}
+			i++
+		}
+	}
+	for _, h := range ws {
+		n := 1
+		if h.kind == kindFixedAligned && len(h.phases) > 0 {
+			n = 4 * len(h.phases)
+		}
+		scale(h.kind, n)
+	}
+	scale(kindSliding, len(sl))
+	sort.Slice(xs, func(a, b int) bool { return xs[a].t < xs[b].t })
+	acc := 0.0
+	for _, x := range xs {
+		acc += x.w
+		if acc >= f-1e-9 {
+			return x.t
+		}
+	}
+	return xs[len(xs)-1].t
+}
+
 // cycle is one opening of a window as the events show it: the last 429
 // before an admission (L) and that admission (U), the admissions from U
 // up to the next 429 (M), and that next run of 429s up to its last one
@@ -238,6 +307,8 @@ type winHyp struct {
 	// epoch: a boundary falls on a multiple of W since the Unix epoch.
 	epoch          bool
 	nextLo, nextHi float64
+	// from is the instant the next boundary comes after (aligned kind).
+	from float64
 }
 
 // fitWindows returns the fixed windows (aligned, with any phase, or
@@ -383,12 +454,12 @@ func fitAligned(cs []cycle, W float64, q int64, epoch bool) (winHyp, bool) {
 	if !ok {
 		return winHyp{}, false
 	}
-	h := winHyp{kind: kindFixedAligned, W: W, phases: set, nextLo: math.Inf(1), nextHi: math.Inf(-1)}
 	last := cs[len(cs)-1]
 	from := last.U
 	if last.hasNext {
 		from = last.R
 	}
+	h := winHyp{kind: kindFixedAligned, W: W, phases: set, nextLo: math.Inf(1), nextHi: math.Inf(-1), from: from}
 	for _, iv := range set {
 		for _, ph := range []float64{iv[0], iv[1]} {
 			n := ph + math.Ceil((from-ph)/W)*W

@@ -165,3 +165,67 @@ func TestSameBurstAcrossABoundary(t *testing.T) {
 		}
 	}
 }
+
+// TestBoundaryQuantileWeighsPhases: after the first reopening of a fixed
+// window of 30 per 10 s aligned to the epoch (a burst at phase 1.5 s, the
+// backoff's 429s, a reopening 3 s after the boundary, its quota and the
+// 429 that closes it), W is bounded only from below, by the dead time.
+// Counted alike, the windows of the grid put the median next boundary
+// tens of seconds away; weighed by their standing phases over W, the
+// median aligned window is about twice the shortest standing, so the
+// search after the closing 429 starts near the truth.
+func TestBoundaryQuantileWeighsPhases(t *testing.T) {
+	const t0, W = 1_000_000_001.5, 10.0
+	var evs []event
+	add := func(at float64) {
+		n := 0
+		for _, e := range evs {
+			if e.adm && math.Floor(e.t/W) == math.Floor(at/W) {
+				n++
+			}
+		}
+		evs = append(evs, event{t: at, adm: n < 30, lo: at, hi: at + 0.002})
+	}
+	at := t0
+	for i := 0; i < 31; i++ { // the burst and its first 429
+		add(at)
+		at += 0.01
+	}
+	at -= 0.01
+	for gap := 0.1; !evs[len(evs)-1].adm; gap *= 2 { // the backoff, to past the boundary at t0+8.5
+		at += gap
+		add(at)
+	}
+	for i := 0; i < 30; i++ { // the rest of the quota and the closing 429
+		at += 0.01
+		add(at)
+	}
+	cs := cycles(evs)
+	grid := newWinGrid(periodGrid(0.02, 240, 1.001))
+	var al []winHyp
+	for _, h := range fitWindows(cs, &grid) {
+		if h.kind == kindFixedAligned {
+			al = append(al, h)
+		}
+	}
+	if len(al) == 0 {
+		t.Fatal("no aligned window stands")
+	}
+	var hs []hyp
+	for _, h := range al {
+		hs = append(hs, hyp{kind: h.kind, next: h.nextLo}, hyp{kind: h.kind, next: h.nextHi})
+	}
+	next := math.Floor(at/W)*W + W // the truth's next boundary
+	counted := nextQuantile(hs, 0.5) - next
+	q25, q50 := boundaryQuantile(al, nil, 0.25)-next, boundaryQuantile(al, nil, 0.5)-next
+	t.Logf("from the truth's next boundary: counted median %+.2f s, weighed quartile %+.2f s, median %+.2f s; shortest W %.2f s", counted, q25, q50, al[0].W)
+	if q25 >= q50 {
+		t.Errorf("weighed quartile %+.2f s not before the median %+.2f s", q25, q50)
+	}
+	if q50 > 2*al[0].W {
+		t.Errorf("weighed median %+.2f s after the truth: want within twice the shortest W (%.2f s)", q50, al[0].W)
+	}
+	if counted < q50+10 {
+		t.Errorf("counted alike the median is %+.2f s, weighed %+.2f s: the weights changed nothing", counted, q50)
+	}
+}

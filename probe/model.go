@@ -315,10 +315,12 @@ type winHyp struct {
 // opening at the first request after the last one ended) whose W on grid
 // explains the cycles with the quota windowQuota reads from them: every
 // complete reopening after the first admits it. An aligned window's first
-// burst may admit up to twice the quota (a burst that straddles a
-// boundary admits what was left of one window and the whole of the next:
-// see fitAligned); a window opened by the first request's at most one
-// more (see fitFirst). It returns nothing when fewer than two cycles (one
+// burst, or any run of admissions, may admit up to twice the quota (a run
+// that straddles a boundary admits what was left of one window and the
+// whole of the next: see fitAligned; a reopening drained late, or by a
+// client slowed by load, does too); a window opened by the first
+// request's first burst at most one more (see fitFirst), its reopenings
+// exactly the quota. It returns nothing when fewer than two cycles (one
 // reopening) were seen.
 //
 // grid shrinks: it drops each W (and kind) whose phases the cycles rule
@@ -333,17 +335,32 @@ func fitWindows(cs []cycle, grid *[]winGrid) []winHyp {
 		return nil
 	}
 	q := windowQuota(cs)
+	alignedOK := cs[0].M <= 2*q
+	firstOK := cs[0].M <= q+1
 	for _, c := range cs[1:] {
+		// A reopening drained late (the late drain, or a client slow
+		// under load) can run across the next boundary too: an aligned
+		// window then admits up to twice the quota before its 429, as a
+		// first burst that straddles one does (alignedPhases places that
+		// boundary before the run's last q). fitFirst reads every
+		// reopening as one window.
 		if c.hasNext && c.M != q {
-			return nil
+			firstOK = false
+			if c.M > 2*q {
+				alignedOK = false
+			}
 		}
 	}
 	last := cs[len(cs)-1]
 	if !last.hasNext && last.M > q {
+		firstOK = false
+		if last.M > 2*q {
+			alignedOK = false
+		}
+	}
+	if !alignedOK && !firstOK {
 		return nil
 	}
-	alignedOK := cs[0].M <= 2*q
-	firstOK := cs[0].M <= q+1
 	// Whether a window is aligned to the epoch matters once few are left,
 	// and testing it doubles the fit's cost, which at 500/s the planner
 	// cannot spare while thousands stand.

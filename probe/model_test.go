@@ -229,3 +229,52 @@ func TestBoundaryQuantileWeighsPhases(t *testing.T) {
 		t.Errorf("counted alike the median is %+.2f s, weighed %+.2f s: the weights changed nothing", counted, q50)
 	}
 }
+
+// TestFitAlignedStraddlingReopening: a reopening drained late (the late
+// drain, or a client slowed by load) runs across the next boundary and
+// admits 14 of a quota of 10 before its 429; the fit keeps the true
+// window (it read none at all: "unknown, quota 24" for our own 20 per 4 s
+// under two CPU hogs) and no window opened by the first request.
+func TestFitAlignedStraddlingReopening(t *testing.T) {
+	const W, phi = 2.0, 0.3
+	lim := &alignedWindow{q: 10, W: W, phi: phi, k: math.MinInt64}
+	var evs []event
+	send := func(at float64) bool {
+		ok := lim.admit(at)
+		evs = append(evs, event{t: at, adm: ok, lo: at, hi: at + 0.0005})
+		return ok
+	}
+	at := 1000 + phi + 0.7
+	for send(at) {
+		at += 0.01
+	}
+	for reopen := 0; reopen < 4; reopen++ {
+		for gap := 0.1; !send(at); gap *= 2 {
+			at += gap
+		}
+		if reopen == 1 {
+			// Drained late: 40 ms before the next boundary.
+			at = 1000 + phi + W*math.Ceil((at-1000-phi)/W) - 0.04
+		}
+		for at += 0.01; send(at); at += 0.01 {
+		}
+	}
+	cs := cycles(evs)
+	if cs[2].M <= 10 {
+		t.Fatalf("the late drain admitted %d, want more than the quota of 10", cs[2].M)
+	}
+	grid := newWinGrid(periodGrid(0.02, 4, 1.001))
+	hs := fitWindows(cs, &grid)
+	found := false
+	for _, h := range hs {
+		if h.kind == kindFixedFirst {
+			t.Errorf("a window opened by the first request stands: %+v", h)
+		}
+		if h.kind == kindFixedAligned && math.Abs(h.W-W) <= 0.001*W && h.q == 10 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no aligned window of 10 per %g s among %+v", W, summarizeWins(hs))
+	}
+}

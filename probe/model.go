@@ -344,9 +344,14 @@ func fitWindows(cs []cycle, grid *[]winGrid) []winHyp {
 		// first burst that straddles one does (alignedPhases places that
 		// boundary before the run's last q). fitFirst reads every
 		// reopening as one window.
+		// A window of one per W is a bucket of burst 1 in disguise,
+		// whose admissions come a period apart, two in a row at once:
+		// read as straddles, they kept such windows standing and a
+		// bucket of 0.5/s burst 1 ran its step to the bound (48 s, 18
+		// before).
 		if c.hasNext && c.M != q {
 			firstOK = false
-			if c.M > 2*q {
+			if c.M > 2*q || q < 2 {
 				alignedOK = false
 			}
 		}
@@ -354,7 +359,7 @@ func fitWindows(cs []cycle, grid *[]winGrid) []winHyp {
 	last := cs[len(cs)-1]
 	if !last.hasNext && last.M > q {
 		firstOK = false
-		if last.M > 2*q {
+		if last.M > 2*q || q < 2 {
 			alignedOK = false
 		}
 	}

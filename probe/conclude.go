@@ -3,6 +3,7 @@ package probe
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 )
@@ -164,7 +165,21 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 		}
 		l.Confidence = confidence(hi/lo, 0, len(ws))
 		if len(ws) == 1 && ws[0].kind == kindFixedAligned {
-			if claimW, claimEpoch, ok := claimedWindow(res, lo, hi); ok {
+			if r, ok := roundestEpochWindow(e.wins); ok && hi/lo > 1.02 && hi/lo <= 1.1 {
+				// The measured range is wide (a step ends at its bound
+				// after four 10 s windows; without headers, the middle of
+				// 9.61-10.32 s was 9.96 s, of 9.65-10.39 s 10.02 s, in
+				// 4 runs): the one round length whose multiples since the
+				// epoch fit every boundary (the roundest, when several
+				// do) reads it better. A window neither round nor aligned
+				// to the epoch that a round one fits by chance is still
+				// within the range.
+				W = r
+				l.WindowS, l.RatePerS = W, float64(q)/W
+				l.Confidence = max(l.Confidence, 0.7)
+				ev.Notes = append(ev.Notes, fmt.Sprintf("window %.4g s: of the windows of %.4g–%.4g s still standing, the roundest length whose multiples since the Unix epoch fall in every boundary's bracket", r, lo, hi))
+			}
+			if claimW, claimEpoch, ok := claimedWindow(res.start, res.obs, lo, hi); ok {
 				W = claimW
 				ev.Notes = append(ev.Notes, fmt.Sprintf("window %.4g s from the reset instants the 429s advertised, within the measured %.4g–%.4g s (each reopening came at an advertised reset)", claimW, lo, hi))
 				l.WindowS = W
@@ -227,6 +242,58 @@ func crOf(hs []hyp) *bool {
 	return &yes
 }
 
+// epochLengths returns the round window lengths (see roundWindow) among
+// the aligned windows ws still standing whose boundaries fall on their
+// multiples since the Unix epoch. A window aligned to the epoch is one of
+// a few such lengths in any range of a few percent (multiples of a tenth
+// of a second), and a phase that fits every bracket by chance is rare
+// (about the brackets' width over W for each length).
+func epochLengths(ws []winHyp) []float64 {
+	var found []float64
+	for _, w := range ws {
+		if w.kind != kindFixedAligned || !w.epoch {
+			continue
+		}
+		if r, ok := roundWindow(w.W); ok && !slices.Contains(found, r) {
+			found = append(found, r)
+		}
+	}
+	return found
+}
+
+// epochWindow returns the only one of epochLengths; false when there is
+// none, or more than one.
+func epochWindow(ws []winHyp) (float64, bool) {
+	if found := epochLengths(ws); len(found) == 1 {
+		return found[0], true
+	}
+	return 0, false
+}
+
+// roundestEpochWindow is epochWindow, or when several round lengths fit,
+// the one that alone is a multiple of the coarsest unit (a whole second,
+// then half a second): limiters are configured in whole seconds, and each
+// finer length that fits did so by chance (the aligned 30 per 10 s
+// without headers ended a step with 10, 10.1 and 10.3 s fitting).
+func roundestEpochWindow(ws []winHyp) (float64, bool) {
+	found := epochLengths(ws)
+	if len(found) == 1 {
+		return found[0], true
+	}
+	for _, u := range []float64{1, 0.5} {
+		var at []float64
+		for _, r := range found {
+			if math.Abs(math.Round(r/u)*u-r) < 1e-9 {
+				at = append(at, r)
+			}
+		}
+		if len(at) > 0 {
+			return at[0], len(at) == 1
+		}
+	}
+	return 0, false
+}
+
 // confidence grows as the surviving period range narrows and falls with
 // the spread of the count and the number of families left.
 func confidence(ratio float64, nSpread int64, families int) float64 {
@@ -254,9 +321,9 @@ func confidence(ratio float64, nSpread int64, families int) float64 {
 // of a window that opens at the first request are not steps of the
 // window (each window starts when a request comes after the last one
 // ended): conclude asks only for aligned windows.
-func claimedWindow(res *stepResult, lo, hi float64) (w float64, epoch, ok bool) {
+func claimedWindow(start time.Time, obs []*obs, lo, hi float64) (w float64, epoch, ok bool) {
 	var at []float64
-	for _, o := range res.obs {
+	for _, o := range obs {
 		if !o.rejected() {
 			continue
 		}
@@ -267,7 +334,7 @@ func claimedWindow(res *stepResult, lo, hi float64) (w float64, epoch, ok bool) 
 		if d <= 0 {
 			continue
 		}
-		t := float64(res.start.Add(o.at+d).UnixNano()) / 1e9
+		t := float64(start.Add(o.at+d).UnixNano()) / 1e9
 		at = append(at, math.Round(t))
 	}
 	sort.Float64s(at)

@@ -243,9 +243,26 @@
 // evidence names the smaller bursts only the header set aside (the
 // confidence falls by 15 %).
 //
+// A fixed window shows one boundary a window, and a 45 s step fits four
+// of a 10 s window: its length may still be a few percent wide when the
+// step ends. Two readings narrow it, each a hypothesis the measurement
+// verifies, never the answer alone. With headers, the resets the 429s
+// advertise step by the length (claimedWindow): once the measured range
+// is within 5 % and holds that step, the window is pinned to it. Without
+// headers, an aligned window's boundaries either fall on multiples of a
+// round length since the Unix epoch (a whole second, a half or a tenth)
+// or do not: after three reopenings, when exactly one round length
+// within a measured 5 % fits every bracket so (epochWindow), the window
+// is pinned to it; a wider range (up to 10 %) at the step's bound is
+// reported at the roundest such length, not its middle. Each reading is
+// within the measured range, so a window that fits one by chance is off
+// by no more than that range.
+//
 // Confidence is 0.95 when one family survives with its period pinned to
 // 2 % and its count to one, and falls as the range widens or several
-// families survive.
+// families survive. A step that reaches its time bound first ends at once
+// (not at the instant of a probe the bound would refuse), and a note
+// says its numbers are the range that still stood.
 //
 // # Politeness
 //

@@ -278,3 +278,28 @@ func TestFitAlignedStraddlingReopening(t *testing.T) {
 		t.Errorf("no aligned window of 10 per %g s among %+v", W, summarizeWins(hs))
 	}
 }
+
+func TestRoundestEpochWindow(t *testing.T) {
+	al := func(W float64, epoch bool) winHyp { return winHyp{kind: kindFixedAligned, W: W, epoch: epoch} }
+	for _, c := range []struct {
+		name     string
+		ws       []winHyp
+		unique   bool
+		roundest float64
+		roundOK  bool
+	}{
+		{"one length", []winHyp{al(9.7, false), al(10.001, true), al(9.9995, true), al(10.3, false)}, true, 10, true},
+		{"none aligned to the epoch", []winHyp{al(9.7, false), al(10, false)}, false, 0, false},
+		{"a whole second among tenths", []winHyp{al(10, true), al(10.1, true), al(10.3, true)}, false, 10, true},
+		{"two whole seconds", []winHyp{al(10, true), al(11, true)}, false, 0, false},
+		{"tenths only", []winHyp{al(10.1, true), al(10.3, true)}, false, 0, false},
+		{"not aligned", []winHyp{{kind: kindFixedFirst, W: 10, epoch: true}}, false, 0, false},
+	} {
+		if _, ok := epochWindow(c.ws); ok != c.unique {
+			t.Errorf("%s: epochWindow ok %v, want %v", c.name, ok, c.unique)
+		}
+		if r, ok := roundestEpochWindow(c.ws); ok != c.roundOK || r != c.roundest && ok {
+			t.Errorf("%s: roundestEpochWindow %v %v, want %v %v", c.name, r, ok, c.roundest, c.roundOK)
+		}
+	}
+}

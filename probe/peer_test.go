@@ -374,9 +374,10 @@ func slowWindowServer(t *testing.T, pol *limit.Policy, headers bool, admitDelay 
 // with the probe's default step (45 s: where a 10 s window starts takes
 // four or five windows at some start phases). A case marked settles must
 // be identified before its explore step's bound (a step that runs to it
-// ends with whatever still stands). Only the cases the probe passes
-// reliably are listed: the aligned window without headers is not yet
-// within bounds in every run (bench/RESULTS.md, issue 13).
+// ends with whatever still stands). The aligned 10 s windows may not: a
+// window shows one boundary, and four fit in a step, so W is often still
+// 2-6 % wide at the bound (its middle within 1 % in the runs of
+// bench/RESULTS.md) and the report says so in a note.
 func TestProbeFixedWindow(t *testing.T) {
 	peerTest(t)
 	for _, c := range []struct {
@@ -387,6 +388,7 @@ func TestProbeFixedWindow(t *testing.T) {
 		settles bool
 	}{
 		{"30 per 10 s aligned, GitHub headers", false, true, []string{"epoch"}, false},
+		{"30 per 10 s aligned, no headers", false, false, []string{"epoch"}, false},
 		{"20 per 5 s from the first request, GitHub headers", true, true, []string{"first request"}, true},
 		{"20 per 5 s from the first request, no headers", true, false, []string{"first request"}, true},
 	} {
@@ -411,8 +413,13 @@ func TestProbeFixedWindow(t *testing.T) {
 				t.Errorf("window start %q, want %q", rep.Limits[0].WindowStart, c.start)
 			}
 			for _, s := range rep.Steps {
-				if c.settles && s.Name == "explore" && s.DurationS >= cfg.MaxStep.Seconds()-0.5 {
-					t.Errorf("the explore step took %.1f s: it ran to its %v bound", s.DurationS, cfg.MaxStep)
+				if s.Name != "explore" || s.Bound == "" {
+					continue
+				}
+				if c.settles {
+					t.Errorf("the explore step ended at its %s bound after %.1f s", s.Bound, s.DurationS)
+				} else if !slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, "before the limit was pinned") }) {
+					t.Errorf("the explore step ended at its %s bound, and no note says so: %q", s.Bound, rep.Notes)
 				}
 			}
 		})

@@ -346,7 +346,12 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 	f := p.conclude(e, res)
 	p.finish(f)
 	switch {
-	case err != nil || !res.capped || f.lim.Confidence >= 0.5:
+	case err != nil || !res.capped:
+	case f.lim.Confidence >= 0.5:
+		if res.timedOut {
+			p.note(fmt.Sprintf("the step %s reached its %v bound before the limit was pinned: its numbers are the range that still stood (confidence %.2g)",
+				res.name, p.cfg.maxStep(), f.lim.Confidence))
+		}
 	case res.timedOut:
 		err = fmt.Errorf("%w: the step %s ran its %v (%d requests, %d of the %d used in all) before the limit was identified",
 			ErrStepTime, res.name, p.cfg.maxStep(), len(res.obs), p.s.used.Load(), p.cfg.Budget)
@@ -498,6 +503,12 @@ func (p *prober) addStep(r *stepResult, waited time.Duration) {
 	}
 	st := Step{Name: r.name, Mode: "fixed", Requests: len(r.obs), DurationS: r.duration.Seconds(),
 		First429: firstReject(r.obs), WaitS: waited.Seconds()}
+	switch {
+	case r.timedOut:
+		st.Bound = "time"
+	case r.capped:
+		st.Bound = "requests"
+	}
 	if r.vary {
 		st.Mode = "vary " + p.varyNames()
 	}

@@ -134,6 +134,10 @@ type Step struct {
 	// WaitS is how long the probe waited for the bucket to refill before
 	// the step.
 	WaitS float64 `json:"wait_s,omitempty"`
+	// Bound is "time" or "requests" when the step ended at that bound of
+	// its own (Config.MaxStep, its share of the budget) rather than by
+	// deciding; empty otherwise.
+	Bound string `json:"bound,omitempty"`
 }
 
 // WriteText writes the report as people read it: the limits as a table,

@@ -317,6 +317,7 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 			}
 			mu.Lock()
 			at, await, done := st.plan(state)
+			pending := seq > state.replies
 			mu.Unlock()
 			if done {
 				break
@@ -325,6 +326,15 @@ func (s *sender) run(ctx context.Context, st *step) (*stepResult, error) {
 			if await {
 				wait = 50 * time.Millisecond
 			} else if seq > 0 {
+				if st.maxDur > 0 && at >= st.maxDur && !pending {
+					// The next probe would go after the step's bound,
+					// and no answer is on its way to change that: end
+					// the step now rather than wait to send nothing (the
+					// aligned 30 per 10 s without headers waited 7 s
+					// past its 45 s for a probe the bound then refused).
+					res.capped, res.timedOut = true, true
+					break
+				}
 				if d := time.Until(state.start.Add(at)); d > time.Millisecond {
 					wait = d
 				}

@@ -418,7 +418,7 @@ func TestProbeFixedWindow(t *testing.T) {
 				}
 				if c.settles {
 					t.Errorf("the explore step ended at its %s bound after %.1f s", s.Bound, s.DurationS)
-				} else if !slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, "before the limit was pinned") }) {
+				} else if !slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, "could not pin the limit within") }) {
 					t.Errorf("the explore step ended at its %s bound, and no note says so: %q", s.Bound, rep.Notes)
 				}
 			}

@@ -349,7 +349,7 @@ func (p *prober) measure(ctx context.Context, vary bool, prefix string, capN int
 	case err != nil || !res.capped:
 	case f.lim.Confidence >= 0.5:
 		if res.timedOut {
-			p.note(fmt.Sprintf("the step %s reached its %v bound before the limit was pinned: its numbers are the range that still stood (confidence %.2g)",
+			p.note(fmt.Sprintf("the step %s could not pin the limit within its %v: its numbers are the range that still stood (confidence %.2g)",
 				res.name, p.cfg.maxStep(), f.lim.Confidence))
 		}
 	case res.timedOut:

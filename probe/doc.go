@@ -253,7 +253,7 @@
 // round length since the Unix epoch (a whole second, a half or a tenth)
 // or do not: after three reopenings, when exactly one round length
 // within a measured 5 % fits every bracket so (epochWindow), the window
-// is pinned to it; a wider range (up to 10 %) at the step's bound is
+// is pinned to it; a wider range (up to 15 %) at the step's bound is
 // reported at the roundest such length, not its middle. Each reading is
 // within the measured range, so a window that fits one by chance is off
 // by no more than that range.

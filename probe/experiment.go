@@ -716,15 +716,19 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 	default:
 		t = max(lo, last.at+floor, min(q, last.at+backoff))
 	}
+	// honour is the instant the server's Retry-After (or reset, when
+	// nothing remains) lets the next request go.
+	var honour time.Duration
 	if last.retryAfter > 0 {
-		t = max(t, last.at+last.retryAfter)
+		honour = last.at + last.retryAfter
 	} else if last.reset > 0 && last.remaining == 0 {
-		t = max(t, last.at+last.reset)
+		honour = last.at + last.reset
 	}
+	t = max(t, honour)
 	if k > 0 && len(e.all) == 0 && e.lateStartCycle == len(cycles(evs)) {
 		t = max(t, e.lateStart)
 	} else if k > 0 && len(e.all) == 0 && e.lateStarts < 3 && (e.lateStartCycle == 0 || len(cycles(evs)) > e.lateStartCycle+1) {
-		if ws := summarizeWins(e.wins); hasKind(ws, kindFixedAligned) && hasKind(ws, kindFixedFirst) && !hasKind(ws, kindFixedIdle) && !e.kindsApart() {
+		if ws := summarizeWins(e.wins); hasKind(ws, kindFixedAligned) && hasKind(ws, kindFixedFirst) && !hasKind(ws, kindFixedIdle) && !e.kindsApart(u+honour.Seconds()) {
 			// Both kinds of fixed window stand: start the next window
 			// late, half a window past the latest end that one opening
 			// at the first request predicts. A window aligned to the
@@ -773,7 +777,17 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 // and W, come out no better than that wait (a 10 s window aligned to the
 // epoch, started just after a boundary, ended its 45 s step with both
 // kinds standing after two late starts).
-func (e *experiment) kindsApart() bool {
+//
+// No probe goes before honour (Unix seconds: the instant a Retry-After
+// lets the next request go, 0 when none), so the two kinds are apart only
+// where a probe at or after it still meets one kind closed and the other
+// open. Our own 30 per 10 s with GitHub's whole-second headers, its first
+// burst 0.3 s past a boundary, read as a window of 9.34-9.42 s opened by
+// the first request beside the aligned 10 s: each next opening of the one
+// came before the Retry-After the other's 429 gave, the quantiles alone
+// said apart, no late start was planned until the step's last window, and
+// its start came out unknown at the 45 s bound (2 of 4 start phases).
+func (e *experiment) kindsApart(honour float64) bool {
 	var al []winHyp
 	fLo, fHi := math.Inf(1), math.Inf(-1)
 	for _, w := range e.wins {
@@ -787,7 +801,7 @@ func (e *experiment) kindsApart() bool {
 	if len(al) == 0 || math.IsInf(fLo, 1) {
 		return false
 	}
-	return boundaryQuantile(al, nil, 0.25) > fHi || boundaryQuantile(al, nil, 0.75) < fLo
+	return boundaryQuantile(al, nil, 0.25) > max(fHi, honour) || max(boundaryQuantile(al, nil, 0.75), honour) < fLo
 }
 
 // keepSending plans the experiments that tell a window every request

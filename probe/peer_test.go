@@ -386,11 +386,17 @@ func TestProbeFixedWindow(t *testing.T) {
 		headers bool
 		start   []string
 		settles bool
+		// phase, when positive, starts the probe that long after a
+		// boundary of the aligned window (else at whatever instant the
+		// test runs): the phases that once went wrong, every run.
+		phase time.Duration
 	}{
-		{"30 per 10 s aligned, GitHub headers", false, true, []string{"epoch"}, false},
-		{"30 per 10 s aligned, no headers", false, false, []string{"epoch"}, false},
-		{"20 per 5 s from the first request, GitHub headers", true, true, []string{"first request"}, true},
-		{"20 per 5 s from the first request, no headers", true, false, []string{"first request"}, true},
+		{"30 per 10 s aligned, GitHub headers", false, true, []string{"epoch"}, false, 0},
+		{"30 per 10 s aligned, GitHub headers, first burst 0.3 s past a boundary", false, true, []string{"epoch"}, false, 300 * time.Millisecond},
+		{"30 per 10 s aligned, no headers", false, false, []string{"epoch"}, false, 0},
+		{"30 per 10 s aligned, no headers, first burst 0.3 s past a boundary", false, false, []string{"epoch"}, false, 300 * time.Millisecond},
+		{"20 per 5 s from the first request, GitHub headers", true, true, []string{"first request"}, true, 0},
+		{"20 per 5 s from the first request, no headers", true, false, []string{"first request"}, true, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -407,6 +413,13 @@ func TestProbeFixedWindow(t *testing.T) {
 			cfg.MaxStep = 45 * time.Second // the default, named for the settles check
 			record(t, &cfg)
 			q, w := pol.Rate.Count, pol.Rate.Period.Seconds()
+			if c.phase > 0 {
+				// Our server's aligned windows start at multiples of
+				// the window since the Unix epoch.
+				p := pol.Rate.Period.Nanoseconds()
+				now := time.Now().UnixNano()
+				time.Sleep(time.Duration((now/p+1)*p + c.phase.Nanoseconds() - now))
+			}
 			rep := runPeerCaseReport(t, "own fixed window "+c.name, cfg,
 				want{scope: "endpoint", algorithm: "fixed-window", quota: q, windowS: w, rate: float64(q) / w})
 			if len(rep.Limits) == 1 && !slices.Contains(c.start, rep.Limits[0].WindowStart) {

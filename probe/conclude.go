@@ -170,11 +170,11 @@ func (p *prober) conclude(e *experiment, res *stepResult) *found {
 				// after four 10 s windows; without headers, the middle of
 				// 9.61-10.32 s was 9.96 s, of 9.89-10.91 s 10.4 s, the
 				// first burst 0.05 or 0.3 s past a boundary): the one
-				// round length whose multiples since the
-				// epoch fit every boundary (the roundest, when several
-				// do) reads it better. A window neither round nor aligned
-				// to the epoch that a round one fits by chance is still
-				// within the range.
+				// round length whose multiples since the epoch fit every
+				// boundary (the roundest, when several do) reads it
+				// better. A window neither round nor aligned to the epoch
+				// that a round one fits by chance is still within the
+				// range.
 				W = r
 				l.WindowS, l.RatePerS = W, float64(q)/W
 				l.Confidence = max(l.Confidence, 0.7)

@@ -779,7 +779,8 @@ func (e *experiment) ratePlan(st *stepState) (time.Duration, bool, bool) {
 // kinds standing after two late starts).
 //
 // No probe goes before honour (Unix seconds: the instant a Retry-After
-// lets the next request go, 0 when none), so the two kinds are apart only
+// lets the next request go; no later than the step's start when there is
+// none), so the two kinds are apart only
 // where a probe at or after it still meets one kind closed and the other
 // open. Our own 30 per 10 s with GitHub's whole-second headers, its first
 // burst 0.3 s past a boundary, read as a window of 9.34-9.42 s opened by

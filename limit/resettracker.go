@@ -187,13 +187,37 @@ func (t *ResetTracker) Observe(n uint64, h http.Header, a *Advertised, received 
 		t.least, t.reset = -1, time.Time{}
 		return
 	}
+	reset := received.Add(a.Reset)
+	if !t.reset.IsZero() {
+		// A reset in whole seconds puts the true one within the second
+		// before its instant (less the response's latency): a response
+		// whose instant is more than that after the tracked one is of a
+		// later window, which has reset without a hold to roll it (the
+		// quota was not spent); one whose instant is that much earlier
+		// is of an earlier window. Mixing them held a client until the
+		// old window's reset, then sent into the new window's 429s (a
+		// response at 44.998 said 1 s, one at 45.023 of the next window
+		// said 0 remaining: two 429s at 45.998 under -race).
+		switch {
+		case reset.Add(-windowApart).After(t.reset):
+			t.least, t.reset, t.epoch = a.Remaining, reset, epoch
+			return
+		case reset.Add(windowApart).Before(t.reset):
+			return
+		}
+	}
 	if t.least < 0 || a.Remaining < t.least {
 		t.least = a.Remaining
 	}
-	if reset := received.Add(a.Reset); t.reset.IsZero() || reset.Before(t.reset) {
+	if t.reset.IsZero() || reset.Before(t.reset) {
 		t.reset, t.epoch = reset, epoch
 	}
 }
+
+// windowApart is how far two responses' reset instants must be apart to
+// be of different windows: a whole second of rounding and a quarter of
+// latency.
+const windowApart = 1250 * time.Millisecond
 
 // Abandon says that request n (Take's number) got no response, or was
 // rejected by another limit: it used nothing of this one.

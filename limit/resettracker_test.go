@@ -150,3 +150,30 @@ func TestResetTrackerEpoch(t *testing.T) {
 		}
 	}
 }
+
+// TestResetTrackerUnheldRollover: a window of 20 per 5 s whose quota was
+// not spent rolls over with no hold to notice it. A response of the old
+// window (sent 2 ms before its end: "1 s") must not set the hold of the
+// new one, whose responses say 5 s, nor lend it its count; a response of
+// the old window arriving after the new one's changes nothing.
+func TestResetTrackerUnheldRollover(t *testing.T) {
+	var tr limit.ResetTracker
+	old := tr.Take(at(-2))
+	observe(&tr, old, xHeaders(20, 17, 1), at(-1))
+	var ns []uint64
+	for i := range 20 {
+		ns = append(ns, tr.Take(at(i)))
+	}
+	for i, n := range ns {
+		observe(&tr, n, xHeaders(20, 19-i, 5), at(i+1))
+	}
+	end := at(5001).Add(limit.HoldMargin)
+	if d := tr.Wait(at(30)); d != end.Sub(at(30)) {
+		t.Fatalf("wait %v, want %v (until the new window's reset, not the old one's at %v)", d, end.Sub(at(30)), at(999))
+	}
+	late := tr.Take(at(-3)) // numbered after, but of the old window
+	observe(&tr, late, xHeaders(20, 16, 1), at(40))
+	if d := tr.Wait(at(50)); d != end.Sub(at(50)) {
+		t.Fatalf("after a late response of the old window: wait %v, want %v", d, end.Sub(at(50)))
+	}
+}

@@ -125,24 +125,32 @@ func nextQuantile(hs []hyp, f float64) float64 {
 	if len(hs) == 0 {
 		return math.Inf(1)
 	}
-	type w struct{ t, w float64 }
 	per := map[string]float64{}
 	for _, h := range hs {
 		per[h.kind]++
 	}
-	ws := make([]w, len(hs))
+	ws := make([]weighted, len(hs))
 	for i, h := range hs {
-		ws[i] = w{h.next, 1 / per[h.kind] / float64(len(per))}
+		ws[i] = weighted{h.next, 1 / per[h.kind] / float64(len(per))}
 	}
-	sort.Slice(ws, func(i, j int) bool { return ws[i].t < ws[j].t })
+	return weightedQuantile(ws, f)
+}
+
+// weighted is an instant and its weight, for weightedQuantile.
+type weighted struct{ t, w float64 }
+
+// weightedQuantile returns the instant by which the weights of xs (which
+// sum to 1) reach f; it sorts xs.
+func weightedQuantile(xs []weighted, f float64) float64 {
+	sort.Slice(xs, func(a, b int) bool { return xs[a].t < xs[b].t })
 	acc := 0.0
-	for _, x := range ws {
+	for _, x := range xs {
 		acc += x.w
 		if acc >= f-1e-9 {
 			return x.t
 		}
 	}
-	return ws[len(ws)-1].t
+	return xs[len(xs)-1].t
 }
 
 // boundaryQuantile returns the instant by which the fraction f of the
@@ -159,11 +167,10 @@ func nextQuantile(hs []hyp, f float64) float64 {
 // about twice the shortest W (the chance that a burst at a uniform phase
 // of a window W met its boundary within d is d/W).
 func boundaryQuantile(ws []winHyp, sl []hyp, f float64) float64 {
-	type w struct{ t, w float64 }
-	var xs []w
+	var xs []weighted
 	tot := map[string]float64{}
 	add := func(kind string, t, wt float64) {
-		xs = append(xs, w{t, wt})
+		xs = append(xs, weighted{t, wt})
 		tot[kind] += wt
 	}
 	for _, h := range ws {
@@ -203,15 +210,7 @@ func boundaryQuantile(ws []winHyp, sl []hyp, f float64) float64 {
 		scale(h.kind, n)
 	}
 	scale(kindSliding, len(sl))
-	sort.Slice(xs, func(a, b int) bool { return xs[a].t < xs[b].t })
-	acc := 0.0
-	for _, x := range xs {
-		acc += x.w
-		if acc >= f-1e-9 {
-			return x.t
-		}
-	}
-	return xs[len(xs)-1].t
+	return weightedQuantile(xs, f)
 }
 
 // cycle is one opening of a window as the events show it: the last 429
